@@ -1,0 +1,224 @@
+//! The `Gpu` handle: adapter, device, queue, pipeline cache and the pending encoder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::capabilities::{Capabilities, wanted_features};
+use crate::launch::PipelineKey;
+use crate::options::{AdapterDescription, GpuOptions, instance, select_adapter};
+use crate::timing::Recorder;
+use crate::{Error, Result};
+
+/// One GPU: adapter, device, queue, the capabilities kernels choose from, and a pipeline cache.
+///
+/// Cloning is cheap (an `Arc`); clones share everything. Ops record into one pending command
+/// encoder; a download or [`Gpu::sync`] submits it, so a sequence of ops costs one submit.
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) adapter: AdapterDescription,
+    pub(crate) caps: Capabilities,
+    pub(crate) modules: RwLock<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    pub(crate) pipelines: RwLock<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pub(crate) pending: Mutex<Pending>,
+    /// Errors wgpu raised outside any error scope (it would panic without a handler).
+    pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) encoder: Option<wgpu::CommandEncoder>,
+    pub(crate) recorder: Option<Recorder>,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Gpu>();
+};
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.inner.adapter.summary())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gpu {
+    /// Opens the best adapter matching `options` (blocking wrapper over [`Gpu::new_async`]).
+    pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Gpu::new_async(options))
+    }
+
+    /// Opens the adapter chosen by [`GpuOptions::from_env`].
+    pub fn from_env() -> Result<Gpu> {
+        Gpu::new(&GpuOptions::from_env()?)
+    }
+
+    /// Opens the best adapter matching `options`: discrete before integrated before software,
+    /// native backends before GL. The device gets the adapter's own limits and the optional
+    /// features pertoken uses (shader f16, subgroups, timestamp queries) where present.
+    pub async fn new_async(options: &GpuOptions) -> Result<Gpu> {
+        let instance = instance(options.backends);
+        let adapter = select_adapter(&instance, options).await?;
+        let info = adapter.get_info();
+        let features = wanted_features(adapter.features());
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("pertoken"),
+                required_features: features,
+                required_limits: limits.clone(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&sink).push(e.to_string());
+        }));
+
+        let caps = Capabilities::new(
+            device.features(),
+            &device.limits(),
+            &info,
+            queue.get_timestamp_period(),
+        );
+        Ok(Gpu {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                adapter: AdapterDescription::from_info(&info),
+                caps,
+                modules: RwLock::default(),
+                pipelines: RwLock::default(),
+                pending: Mutex::default(),
+                uncaptured,
+            }),
+        })
+    }
+
+    /// The adapter this handle runs on.
+    pub fn adapter(&self) -> &AdapterDescription {
+        &self.inner.adapter
+    }
+
+    /// What the adapter offers.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    /// The wgpu device, for kernel crates that need more than [`Gpu::launch`].
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// A string that identifies this adapter and driver, for caches keyed per adapter.
+    pub fn fingerprint(&self) -> String {
+        let a = &self.inner.adapter;
+        format!(
+            "{}|{:?}|{:04x}:{:04x}|{}|{}",
+            a.name, a.backend, a.vendor, a.device, a.driver, a.driver_info
+        )
+    }
+
+    /// Submits every pending op and waits until the GPU has finished them.
+    pub fn sync(&self) -> Result<()> {
+        self.submit_pending("sync", None)?;
+        self.wait("sync")
+    }
+
+    pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
+        lock(&self.inner.pending)
+    }
+
+    /// Finishes the pending encoder (after `extra` records into it, if given) and submits it,
+    /// with validation and out-of-memory errors caught.
+    pub(crate) fn submit_pending(
+        &self,
+        op: &'static str,
+        extra: Option<&mut dyn FnMut(&mut wgpu::CommandEncoder)>,
+    ) -> Result<()> {
+        let mut pending = self.pending();
+        let mut encoder = match (pending.encoder.take(), extra.is_some()) {
+            (Some(e), _) => e,
+            (None, true) => self.new_encoder(),
+            (None, false) => return Ok(()),
+        };
+        if let Some(f) = extra {
+            f(&mut encoder);
+        }
+        drop(pending);
+        self.scoped(op, || {
+            let commands = encoder.finish();
+            self.inner.queue.submit([commands]);
+        })
+    }
+
+    pub(crate) fn new_encoder(&self) -> wgpu::CommandEncoder {
+        self.inner
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("pertoken"),
+            })
+    }
+
+    /// Blocks until the queue is idle.
+    pub(crate) fn wait(&self, op: &'static str) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device {
+                op,
+                message: e.to_string(),
+            })?;
+        self.take_uncaptured(op)
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and returns the first error.
+    pub(crate) fn scoped<R>(&self, op: &'static str, f: impl FnOnce() -> R) -> Result<R> {
+        let device = &self.inner.device;
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(o) {
+            return Err(Error::from_wgpu(op, e));
+        }
+        self.take_uncaptured(op)?;
+        Ok(r)
+    }
+
+    fn take_uncaptured(&self, op: &'static str) -> Result<()> {
+        let mut errors = lock(&self.inner.uncaptured);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(Error::Device { op, message })
+    }
+}
+
+/// Locks a mutex, recovering it if a thread panicked while holding it: the data behind these
+/// locks stays consistent at every await-free step, so a poisoned lock is safe to reuse.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,205 @@
+//! The one path every kernel launch takes: shader + override constants → cached pipeline →
+//! bind group → dispatch, recorded into the pending encoder.
+
+use std::sync::Arc;
+
+use pertoken_shaders::Shader;
+use wgpu::util::DeviceExt;
+
+use crate::{Error, Gpu, Result, Tensor};
+
+/// Pipeline-cache key: the shader and its override constants (values by bit pattern).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    shader: &'static str,
+    constants: Vec<(String, u64)>,
+}
+
+impl PipelineKey {
+    fn new(shader: &Shader, constants: &[(&str, f64)]) -> Self {
+        let mut constants: Vec<(String, u64)> = constants
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_bits()))
+            .collect();
+        constants.sort();
+        PipelineKey {
+            shader: shader.name,
+            constants,
+        }
+    }
+}
+
+/// One kernel dispatch.
+///
+/// Binding convention, shared by every shader: the tensors at bindings `0..tensors.len()` of group
+/// 0, in order, then (if `params` is not empty) a uniform buffer holding `params` at the next
+/// binding.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// Op name, for errors and labels.
+    pub op: &'static str,
+    /// The shader.
+    pub shader: &'static Shader,
+    /// Values for the shader's `override` constants.
+    pub constants: &'a [(&'a str, f64)],
+    /// Storage tensors, bound in order.
+    pub tensors: &'a [&'a Tensor],
+    /// Bytes of the uniform parameter block (may be empty).
+    pub params: &'a [u8],
+    /// Workgroups in x, y, z.
+    pub workgroups: [u32; 3],
+}
+
+impl Gpu {
+    /// The compute pipeline for `shader` with `constants`, compiled once and cached under both.
+    pub fn pipeline(
+        &self,
+        op: &'static str,
+        shader: &'static Shader,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = PipelineKey::new(shader, constants);
+        if let Some(p) = read(&self.inner.pipelines).get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        let module = self.module(op, shader)?;
+        let pipeline = self.scoped(op, || {
+            self.inner
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(shader.name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(shader.entry_point),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })?;
+        let mut cache = write(&self.inner.pipelines);
+        // Another thread may have compiled the same pipeline meanwhile: keep the first.
+        let entry = cache.entry(key).or_insert_with(|| Arc::new(pipeline));
+        Ok(Arc::clone(entry))
+    }
+
+    fn module(&self, op: &'static str, shader: &'static Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        if let Some(m) = read(&self.inner.modules).get(shader.name) {
+            return Ok(Arc::clone(m));
+        }
+        let module = self.scoped(op, || {
+            self.inner
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name),
+                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                })
+        })?;
+        let mut cache = write(&self.inner.modules);
+        let entry = cache
+            .entry(shader.name)
+            .or_insert_with(|| Arc::new(module));
+        Ok(Arc::clone(entry))
+    }
+
+    /// Records one dispatch into the pending encoder. Nothing runs until a download or
+    /// [`Gpu::sync`]. Checks every binding against the adapter's storage-binding limit and the
+    /// dispatch against the per-dimension workgroup limit first.
+    pub fn launch(&self, launch: &Launch<'_>) -> Result<()> {
+        let caps = self.capabilities();
+        for t in launch.tensors {
+            if !Arc::ptr_eq(&t.gpu().inner, &self.inner) {
+                return Err(Error::InvalidShape {
+                    op: launch.op,
+                    shape: t.shape().to_vec(),
+                    reason: "tensor belongs to a different Gpu handle".into(),
+                });
+            }
+            let bytes = t.buffer().size();
+            if bytes > caps.max_storage_binding {
+                return Err(Error::TooLarge {
+                    op: launch.op,
+                    what: "storage binding",
+                    bytes,
+                    limit: caps.max_storage_binding,
+                    limit_name: "max_storage_buffer_binding_size",
+                });
+            }
+        }
+        let limit = caps.max_workgroups_per_dimension;
+        if launch.workgroups.iter().any(|&w| w > limit) {
+            return Err(Error::DispatchTooLarge {
+                op: launch.op,
+                workgroups: launch.workgroups,
+                limit,
+            });
+        }
+        if launch.workgroups.contains(&0) {
+            return Ok(());
+        }
+
+        let pipeline = self.pipeline(launch.op, launch.shader, launch.constants)?;
+        let device = &self.inner.device;
+        let params = (!launch.params.is_empty()).then(|| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("pertoken params"),
+                contents: launch.params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = launch
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: t.buffer().as_entire_binding(),
+            })
+            .collect();
+        if let Some(p) = &params {
+            entries.push(wgpu::BindGroupEntry {
+                binding: launch.tensors.len() as u32,
+                resource: p.as_entire_binding(),
+            });
+        }
+        let bind_group = self.scoped(launch.op, || {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(launch.op),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
+
+        let mut pending = self.pending();
+        let pending = &mut *pending;
+        let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
+        let timestamp_writes = match pending.recorder.as_mut() {
+            Some(r) => Some(r.next_pass(launch.op)?),
+            None => None,
+        };
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(launch.op),
+            timestamp_writes: timestamp_writes.as_ref().map(|(qs, b, e)| {
+                wgpu::ComputePassTimestampWrites {
+                    query_set: qs,
+                    beginning_of_pass_write_index: Some(*b),
+                    end_of_pass_write_index: Some(*e),
+                }
+            }),
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        let [x, y, z] = launch.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+        Ok(())
+    }
+}
+
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,290 @@
+//! Tensors: storage buffers with a shape and a dtype.
+
+use std::sync::Arc;
+
+use ndarray::{ArrayD, ArrayView, Dimension, IxDyn};
+
+use crate::{DType, Element, Error, Gpu, Result};
+
+/// Every tensor's buffer is padded to a multiple of this many bytes, so kernels may bind it as an
+/// array of `vec4<f32>` whatever its length.
+pub const BUFFER_ALIGN: u64 = 16;
+
+/// A dense, row-major tensor in a storage buffer on one [`Gpu`].
+///
+/// Holds at least one element: zero-sized dimensions are refused. Cloning is cheap and shares the
+/// buffer.
+#[derive(Clone)]
+pub struct Tensor {
+    gpu: Gpu,
+    buffer: Arc<wgpu::Buffer>,
+    shape: Vec<usize>,
+    dtype: DType,
+    len: usize,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor")
+            .field("shape", &self.shape)
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a shape and returns its element count and byte size.
+fn check_shape(op: &'static str, shape: &[usize], dtype: DType) -> Result<(usize, u64)> {
+    if shape.contains(&0) {
+        return Err(Error::InvalidShape {
+            op,
+            shape: shape.to_vec(),
+            reason: "a dimension is zero; tensors hold at least one element".into(),
+        });
+    }
+    let overflow = || Error::InvalidShape {
+        op,
+        shape: shape.to_vec(),
+        reason: "the element count overflows".into(),
+    };
+    let len = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(overflow)?;
+    let bytes = (len as u64)
+        .checked_mul(dtype.size_in_bytes() as u64)
+        .ok_or_else(overflow)?;
+    Ok((len, bytes))
+}
+
+impl Tensor {
+    /// A tensor of `shape` whose contents are zero (wgpu zero-initializes every buffer).
+    pub fn zeros(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let (len, bytes) = check_shape("Tensor::zeros", shape, dtype)?;
+        let buffer = gpu.storage_buffer("Tensor::zeros", bytes)?;
+        Ok(Tensor {
+            gpu: gpu.clone(),
+            buffer: Arc::new(buffer),
+            shape: shape.to_vec(),
+            dtype,
+            len,
+        })
+    }
+
+    /// Uploads row-major `data` as a tensor of `shape`.
+    pub fn from_slice<T: Element>(gpu: &Gpu, data: &[T], shape: &[usize]) -> Result<Tensor> {
+        let (len, _) = check_shape("Tensor::from_slice", shape, T::DTYPE)?;
+        if data.len() != len {
+            return Err(Error::DataLength {
+                op: "Tensor::from_slice",
+                shape: shape.to_vec(),
+                expected: len,
+                got: data.len(),
+            });
+        }
+        let t = Tensor::zeros(gpu, shape, T::DTYPE)?;
+        t.write_bytes(bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// Uploads an ndarray view of any layout (copied to row-major first if needed).
+    pub fn from_array<T: Element, D: Dimension>(
+        gpu: &Gpu,
+        array: ArrayView<'_, T, D>,
+    ) -> Result<Tensor> {
+        let shape = array.shape().to_vec();
+        match array.as_slice() {
+            Some(s) => Tensor::from_slice(gpu, s, &shape),
+            None => {
+                let owned: Vec<T> = array.iter().copied().collect();
+                Tensor::from_slice(gpu, &owned, &shape)
+            }
+        }
+    }
+
+    /// Overwrites the whole tensor with `data` (row-major), after every op recorded before it.
+    pub fn write<T: Element>(&self, data: &[T]) -> Result<()> {
+        self.check_dtype::<T>("Tensor::write")?;
+        if data.len() != self.len {
+            return Err(Error::DataLength {
+                op: "Tensor::write",
+                shape: self.shape.clone(),
+                expected: self.len,
+                got: data.len(),
+            });
+        }
+        // Queue writes run before the next submitted command buffer, so submit what is pending
+        // first: an op recorded earlier must see the old contents.
+        self.gpu.submit_pending("Tensor::write", None)?;
+        self.write_bytes(bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Sets every element to `value`, after every op recorded before it. Tests poison outputs
+    /// with NaN this way, so an element a kernel fails to write cannot pass.
+    pub fn fill<T: Element>(&self, value: T) -> Result<()> {
+        self.write(&vec![value; self.len])
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) {
+        // write_buffer needs a multiple of 4 bytes; an odd count of f16 is padded with zero.
+        if bytes.len() % 4 == 0 {
+            self.gpu.queue().write_buffer(&self.buffer, 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.gpu.queue().write_buffer(&self.buffer, 0, &padded);
+        }
+    }
+
+    /// Downloads the tensor (submitting every pending op first).
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_dtype::<T>("Tensor::to_vec")?;
+        let bytes = self.gpu.download_buffer(&self.buffer, self.size_in_bytes())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Downloads the tensor as an ndarray of its shape.
+    pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
+        let v = self.to_vec::<T>()?;
+        ArrayD::from_shape_vec(IxDyn(&self.shape), v).map_err(|e| Error::InvalidShape {
+            op: "Tensor::to_array",
+            shape: self.shape.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn check_dtype<T: Element>(&self, op: &'static str) -> Result<()> {
+        if T::DTYPE != self.dtype {
+            return Err(Error::DTypeMismatch {
+                op,
+                expected: self.dtype,
+                got: T::DTYPE,
+            });
+        }
+        Ok(())
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: tensors hold at least one element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of data (without the buffer's padding).
+    pub fn size_in_bytes(&self) -> u64 {
+        self.len as u64 * self.dtype.size_in_bytes() as u64
+    }
+
+    /// The storage buffer (padded to [`BUFFER_ALIGN`] bytes).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// The handle this tensor lives on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The shape as `(rows, cols)` if the tensor has rank 2.
+    pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
+        match self.shape[..] {
+            [r, c] => Ok((r, c)),
+            _ => Err(Error::InvalidShape {
+                op,
+                shape: self.shape.clone(),
+                reason: format!("expected rank 2, got rank {}", self.shape.len()),
+            }),
+        }
+    }
+}
+
+impl Gpu {
+    /// A storage buffer of at least `bytes` (rounded up to [`BUFFER_ALIGN`]).
+    fn storage_buffer(&self, op: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.max(1).next_multiple_of(BUFFER_ALIGN);
+        let limit = self.capabilities().max_buffer_size;
+        if size > limit {
+            return Err(Error::TooLarge {
+                op,
+                what: "buffer",
+                bytes: size,
+                limit,
+                limit_name: "max_buffer_size",
+            });
+        }
+        self.scoped(op, || {
+            self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(op),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    pub(crate) fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("pertoken staging"),
+            size: bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Copies the first `bytes` of `buffer` to the host, after every pending op.
+    fn download_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let padded = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let staging = self.staging_buffer(padded);
+        self.submit_pending(
+            "download",
+            Some(&mut |enc: &mut wgpu::CommandEncoder| {
+                enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, padded);
+            }),
+        )?;
+        let mut raw = self.read_staging("download", &staging)?;
+        raw.truncate(bytes as usize);
+        Ok(raw)
+    }
+
+    /// Maps a staging buffer whose copy has been submitted, and reads it.
+    pub(crate) fn read_staging(&self, op: &'static str, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(op)?;
+        let mapped = rx.recv().map_err(|_| Error::Device {
+            op,
+            message: "the buffer map callback never ran".into(),
+        })?;
+        mapped.map_err(|e| Error::Device {
+            op,
+            message: format!("mapping the staging buffer failed: {e}"),
+        })?;
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Device {
+                op,
+                message: format!("reading the staging buffer failed: {e}"),
+            })?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,169 @@
+//! Every WGSL kernel of pertoken, in one index.
+//!
+//! Each kernel family is one `.wgsl` file under `shaders/`, embedded with `include_str!` here and
+//! nowhere else. Tile and workgroup sizes are WGSL `override` constants: the kernel crates pass
+//! them when they build a pipeline, and [`validate`] checks a shader with a given set of them
+//! through naga, with no GPU needed.
+
+/// One WGSL shader: its source, entry point and the override constants it declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shader {
+    /// Stable name, `family/kernel`; also the pipeline-cache key and the shader's label.
+    pub name: &'static str,
+    /// WGSL source text.
+    pub source: &'static str,
+    /// Compute entry point.
+    pub entry_point: &'static str,
+}
+
+/// Simple f32 matmul, one invocation per output: the baseline.
+pub const MATMUL_NAIVE: Shader = Shader {
+    name: "matmul/naive",
+    source: include_str!("../matmul/naive.wgsl"),
+    entry_point: "main",
+};
+
+/// Register-blocked, workgroup-tiled f32 matmul.
+pub const MATMUL_TILED: Shader = Shader {
+    name: "matmul/tiled",
+    source: include_str!("../matmul/tiled.wgsl"),
+    entry_point: "main",
+};
+
+/// Every shader in the crate.
+pub const ALL: &[Shader] = &[MATMUL_NAIVE, MATMUL_TILED];
+
+/// Looks a shader up by [`Shader::name`].
+pub fn by_name(name: &str) -> Option<&'static Shader> {
+    ALL.iter().find(|s| s.name == name)
+}
+
+/// Why a shader failed to parse or validate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShaderError {
+    /// The WGSL did not parse.
+    #[error("shader {shader}: WGSL parse error:\n{message}")]
+    Parse {
+        /// Shader name.
+        shader: &'static str,
+        /// naga's message, with the source location.
+        message: String,
+    },
+    /// The module parsed but failed naga's validation.
+    #[error("shader {shader}: validation error: {message}")]
+    Invalid {
+        /// Shader name.
+        shader: &'static str,
+        /// naga's message.
+        message: String,
+    },
+    /// Applying the override constants failed (unknown name, wrong type, or the module is
+    /// invalid once they are substituted).
+    #[error("shader {shader}: override constants {constants:?}: {message}")]
+    Overrides {
+        /// Shader name.
+        shader: &'static str,
+        /// The constants that were applied.
+        constants: Vec<(String, f64)>,
+        /// naga's message.
+        message: String,
+    },
+}
+
+/// Parses and validates `shader` with naga, then substitutes `constants` (WGSL `override`
+/// names → values, as a pipeline would) and validates the result again.
+///
+/// This is what a pipeline creation would check, without a GPU: tests call it for every set of
+/// constants the kernel crates use.
+pub fn validate(shader: &Shader, constants: &[(&str, f64)]) -> Result<(), ShaderError> {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+    let module = naga::front::wgsl::parse_str(shader.source).map_err(|e| ShaderError::Parse {
+        shader: shader.name,
+        message: e.emit_to_string(shader.source),
+    })?;
+    let mut validator = Validator::new(ValidationFlags::all(), Capabilities::all());
+    let info = validator
+        .validate(&module)
+        .map_err(|e| ShaderError::Invalid {
+            shader: shader.name,
+            message: format!("{:?}", e.into_inner()),
+        })?;
+
+    let overrides_err = |message: String| ShaderError::Overrides {
+        shader: shader.name,
+        constants: constants.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+        message,
+    };
+    let declared: Vec<&str> = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.as_deref())
+        .collect();
+    if let Some((unknown, _)) = constants.iter().find(|(k, _)| !declared.contains(k)) {
+        return Err(overrides_err(format!(
+            "`{unknown}` is not an override of this shader (it declares {declared:?})"
+        )));
+    }
+
+    let mut map = naga::back::PipelineConstants::default();
+    for &(k, v) in constants {
+        map.insert(k.to_owned(), v);
+    }
+    let entry = Some((naga::ShaderStage::Compute, shader.entry_point));
+    let (module, _info) = naga::back::pipeline_constants::process_overrides(&module, &info, entry, &map)
+        .map_err(|e| overrides_err(format!("{e}")))?;
+    // Re-validate with the constants substituted: sizes and loop bounds are now concrete.
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .map_err(|e| overrides_err(format!("{:?}", e.into_inner())))?;
+    Ok(())
+}
+
+/// The names of the `override` constants `shader` declares.
+pub fn override_names(shader: &Shader) -> Result<Vec<String>, ShaderError> {
+    let module = naga::front::wgsl::parse_str(shader.source).map_err(|e| ShaderError::Parse {
+        shader: shader.name,
+        message: e.emit_to_string(shader.source),
+    })?;
+    Ok(module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.clone())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shader_validates_with_its_defaults() {
+        for shader in ALL {
+            validate(shader, &[]).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_found() {
+        for shader in ALL {
+            assert_eq!(by_name(shader.name), Some(shader));
+        }
+        assert!(by_name("matmul/none").is_none());
+    }
+
+    #[test]
+    fn unknown_override_is_an_error() {
+        let err = validate(&MATMUL_NAIVE, &[("NOT_A_CONSTANT", 1.0)]).unwrap_err();
+        assert!(err.to_string().contains("NOT_A_CONSTANT"), "{err}");
+    }
+
+    #[test]
+    fn overrides_are_listed() {
+        let o = override_names(&MATMUL_TILED).unwrap();
+        for name in ["BM", "BN", "BK", "TM", "TN", "WG", "A_VEC4", "B_VEC4"] {
+            assert!(o.iter().any(|n| n == name), "missing {name}: {o:?}");
+        }
+    }
+}
