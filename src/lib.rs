@@ -1,1 +1,14 @@
-//! stub
+//! pertoken: what a token costs on your hardware.
+//!
+//! This facade re-exports the workspace's crates:
+//! - [`gpu`]: the wgpu runtime (Gpu handle, tensors, launch, timing);
+//! - [`matmul`]: matrix multiply kernels;
+//! - [`reference`]: the CPU reference every kernel is checked against;
+//! - [`shaders`]: the WGSL sources and their naga validation.
+//!
+//! The `pertoken` binary (`pertoken devices`, `pertoken bench`) is built on the same crates.
+
+pub use pertoken_gpu as gpu;
+pub use pertoken_matmul as matmul;
+pub use pertoken_reference as reference;
+pub use pertoken_shaders as shaders;

@@ -64,8 +64,17 @@ impl Gpu {
     /// native backends before GL. The device gets the adapter's own limits and the optional
     /// features pertoken uses (shader f16, subgroups, timestamp queries) where present.
     pub async fn new_async(options: &GpuOptions) -> Result<Gpu> {
-        let instance = instance(options.backends);
-        let adapter = select_adapter(&instance, options).await?;
+        // Native backends first: GL is wgpu's second tier, and merely initializing it prints
+        // EGL warnings on headless Linux. GL is searched only when nothing else matches.
+        let native = options.backends - wgpu::Backends::GL;
+        let first = if native.is_empty() { options.backends } else { native };
+        let adapter = match select_adapter(&instance(first), options).await {
+            Ok(a) => a,
+            Err(_) if first != options.backends => {
+                select_adapter(&instance(options.backends), options).await?
+            }
+            Err(e) => return Err(e),
+        };
         let info = adapter.get_info();
         let features = wanted_features(adapter.features());
         let limits = adapter.limits();

@@ -79,20 +79,29 @@ pub fn check(a: &Tensor, b: &Tensor) -> Result<MatmulShape> {
 
 /// The kernel the heuristic picks for `shape` on an adapter with `caps`.
 ///
-/// The tiled kernel wins at every size we measured where it has at least a few workgroups to run
-/// (see BENCHMARKS.md); the tile shrinks for small outputs so the GPU still gets several
-/// workgroups. The naive kernel remains for adapters whose limits no tile configuration fits.
+/// The tiled kernel beats the naive one at every size we measured (see BENCHMARKS.md). The tile
+/// is the largest of 128×128, 64×64 and 32×32 that still gives the GPU at least
+/// [`MIN_WORKGROUPS`] workgroups, since a few big tiles leave most of a GPU idle. The naive kernel
+/// remains for adapters whose limits no tile configuration fits.
 pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
-    let big = TileConfig { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8 };
-    let small = TileConfig { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4 };
-    let tiles64 = shape.m.div_ceil(64) * shape.n.div_ceil(64);
-    let preferred = if tiles64 >= 16 { [big, small] } else { [small, big] };
-    preferred
-        .into_iter()
-        .chain(TILE_CANDIDATES.iter().copied())
+    const LARGE: TileConfig = TileConfig { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 };
+    const MEDIUM: TileConfig = TileConfig { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8 };
+    const SMALL: TileConfig = TileConfig { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4 };
+    let tiles = |c: &TileConfig| shape.m.div_ceil(c.bm as usize) * shape.n.div_ceil(c.bn as usize);
+    let by_size = [LARGE, MEDIUM, SMALL];
+    let first_busy = by_size
+        .iter()
+        .position(|c| tiles(c) >= MIN_WORKGROUPS)
+        .unwrap_or(by_size.len() - 1);
+    by_size[first_busy..]
+        .iter()
+        .chain(TILE_CANDIDATES)
         .find(|c| c.fits(caps))
-        .map_or(Kernel::Naive, Kernel::Tiled)
+        .map_or(Kernel::Naive, |c| Kernel::Tiled(*c))
 }
+
+/// Fewest workgroups [`select`] aims for before it shrinks the tile.
+pub const MIN_WORKGROUPS: usize = 16;
 
 /// `a · b` with the kernel [`select`] picks. `a: [M,K]`, `b: [K,N]`, both f32.
 pub fn matmul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {

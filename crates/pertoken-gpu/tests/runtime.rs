@@ -1,0 +1,90 @@
+//! The runtime on a real adapter: tensors round-trip, writes are ordered, errors are errors.
+
+use half::f16;
+use ndarray::{Array2, ShapeBuilder};
+use pertoken_gpu::testing::gpu_or_skip;
+use pertoken_gpu::{DType, Error, Tensor, TimingMethod};
+use pertoken_reference::random::uniform_f32;
+
+#[test]
+fn f32_round_trip() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for len in [1usize, 3, 4, 5, 1023] {
+        let data = uniform_f32(len as u64, len);
+        let t = Tensor::from_slice(&gpu, &data, &[len]).unwrap();
+        assert_eq!(t.to_vec::<f32>().unwrap(), data);
+        assert_eq!(t.size_in_bytes(), 4 * len as u64);
+        assert_eq!(t.buffer().size() % pertoken_gpu::BUFFER_ALIGN, 0);
+    }
+}
+
+#[test]
+fn f16_round_trip_with_odd_length() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let data: Vec<f16> = uniform_f32(9, 7).into_iter().map(f16::from_f32).collect();
+    let t = Tensor::from_slice(&gpu, &data, &[7]).unwrap();
+    assert_eq!(t.dtype(), DType::F16);
+    assert_eq!(t.to_vec::<f16>().unwrap(), data);
+}
+
+#[test]
+fn ndarray_views_of_any_layout_upload_row_major() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let a = Array2::from_shape_vec((3, 4).f(), uniform_f32(4, 12)).unwrap();
+    let t = Tensor::from_array(&gpu, a.view()).unwrap();
+    assert_eq!(t.shape(), &[3, 4]);
+    let back = t.to_array::<f32>().unwrap();
+    assert_eq!(back, a.into_dyn());
+    let tr = Array2::from_shape_vec((2, 5), uniform_f32(5, 10)).unwrap();
+    let t = Tensor::from_array(&gpu, tr.t()).unwrap();
+    assert_eq!(t.to_array::<f32>().unwrap(), tr.t().into_dyn());
+}
+
+#[test]
+fn write_and_fill_replace_contents() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let t = Tensor::zeros(&gpu, &[2, 3], DType::F32).unwrap();
+    t.fill(f32::NAN).unwrap();
+    assert!(t.to_vec::<f32>().unwrap().iter().all(|x| x.is_nan()));
+    let data = uniform_f32(6, 6);
+    t.write(&data).unwrap();
+    assert_eq!(t.to_vec::<f32>().unwrap(), data);
+}
+
+#[test]
+fn wrong_lengths_dtypes_and_shapes_are_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let err = Tensor::from_slice(&gpu, &[1.5f32, 2.5], &[3]).unwrap_err();
+    assert!(matches!(err, Error::DataLength { expected: 3, got: 2, .. }), "{err}");
+    let t = Tensor::from_slice(&gpu, &[1.5f32, 2.5], &[2]).unwrap();
+    assert!(matches!(t.to_vec::<f16>(), Err(Error::DTypeMismatch { .. })));
+    assert!(matches!(t.write(&[1.0f32]), Err(Error::DataLength { .. })));
+    let err = Tensor::zeros(&gpu, &[usize::MAX, 4], DType::F32).unwrap_err();
+    assert!(matches!(err, Error::InvalidShape { .. }), "{err}");
+    let limit = gpu.capabilities().max_buffer_size;
+    let too_big = (limit / 4 + 1) as usize;
+    let err = Tensor::zeros(&gpu, &[too_big, 4], DType::F32).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("max_buffer_size"), "{err}");
+}
+
+#[test]
+fn capabilities_are_read_from_the_adapter() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let caps = gpu.capabilities();
+    assert!(caps.max_storage_binding >= 1 << 20);
+    assert!(caps.max_invocations_per_workgroup >= 64);
+    assert!(caps.max_workgroup_storage >= 16 * 1024);
+    if let Some(s) = caps.subgroups {
+        assert!(s.min >= 1 && s.min <= s.max, "{s:?}");
+    }
+    assert!(!gpu.fingerprint().is_empty());
+}
+
+#[test]
+fn timing_reports_its_method() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let ((), timing) = gpu.time(|| Ok(())).unwrap();
+    assert_eq!(timing.method, TimingMethod::WallClock);
+    assert_eq!(timing.passes, 0);
+}

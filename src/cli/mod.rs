@@ -1,0 +1,43 @@
+//! Subcommands.
+
+mod bench;
+mod devices;
+
+use clap::{Parser, Subcommand};
+use pertoken_gpu::{Gpu, GpuOptions};
+
+/// What a token costs on your hardware, and how close the kernels get to it.
+#[derive(Debug, Parser)]
+#[command(name = "pertoken", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List adapters, backends, capabilities and limits.
+    Devices(devices::Args),
+    /// Measure the kernels on the chosen adapter, verified against the CPU reference.
+    Bench(bench::Args),
+}
+
+/// Errors the CLI reports; each says what to do.
+pub(crate) type CliError = Box<dyn std::error::Error>;
+
+pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Devices(args) => devices::run(&args),
+        Command::Bench(args) => bench::run(&args),
+    }
+}
+
+/// Opens the adapter named by `--adapter`, else by the environment (`PERTOKEN_ADAPTER`,
+/// `WGPU_BACKEND`).
+pub(crate) fn open_gpu(adapter: Option<&str>) -> Result<Gpu, CliError> {
+    let mut options = GpuOptions::from_env()?;
+    if let Some(name) = adapter {
+        options = options.with_adapter(name);
+    }
+    Ok(Gpu::new(&options)?)
+}
