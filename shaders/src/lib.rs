@@ -112,8 +112,9 @@ pub fn validate(shader: &Shader, constants: &[(&str, f64)]) -> Result<(), Shader
         map.insert(k.to_owned(), v);
     }
     let entry = Some((naga::ShaderStage::Compute, shader.entry_point));
-    let (module, _info) = naga::back::pipeline_constants::process_overrides(&module, &info, entry, &map)
-        .map_err(|e| overrides_err(format!("{e}")))?;
+    let (module, _info) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, entry, &map)
+            .map_err(|e| overrides_err(format!("{e}")))?;
     // Re-validate with the constants substituted: sizes and loop bounds are now concrete.
     Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)

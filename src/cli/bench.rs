@@ -33,7 +33,9 @@ fn parse_size(s: &str) -> Result<MatmulShape, String> {
             Ok(0) => Err(format!("size {s:?}: dimensions must be at least 1")),
             Ok(v) if v > 1 << 16 => Err(format!("size {s:?}: {v} is larger than 65536")),
             Ok(v) => Ok(v),
-            Err(_) => Err(format!("size {s:?}: expected N or MxKxN with positive integers")),
+            Err(_) => Err(format!(
+                "size {s:?}: expected N or MxKxN with positive integers"
+            )),
         }
     };
     match dims[..] {
@@ -73,8 +75,8 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     );
     println!();
     println!(
-        "{:<16} {:<24} {:>11} {:>10} {:>12}  {:<10} {}",
-        "shape MxKxN", "kernel", "time (ms)", "GFLOP/s", "max rel err", "timing", "verified"
+        "{:<16} {:<24} {:>11} {:>10} {:>12}  {:<10} verified",
+        "shape MxKxN", "kernel", "time (ms)", "GFLOP/s", "max rel err", "timing"
     );
 
     let mut failures = 0;
@@ -92,7 +94,11 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
                 r.shape.flops() / r.seconds * 1e-9,
                 r.cmp.max_abs / r.max_ref.max(f64::MIN_POSITIVE),
                 r.method,
-                if r.cmp.passed() { "yes".to_string() } else { format!("NO: {}", r.cmp) }
+                if r.cmp.passed() {
+                    "yes".to_string()
+                } else {
+                    format!("NO: {}", r.cmp)
+                }
             );
         }
     }
@@ -198,8 +204,22 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("512").unwrap(), MatmulShape { m: 512, k: 512, n: 512 });
-        assert_eq!(parse_size("1x4096x14336").unwrap(), MatmulShape { m: 1, k: 4096, n: 14336 });
+        assert_eq!(
+            parse_size("512").unwrap(),
+            MatmulShape {
+                m: 512,
+                k: 512,
+                n: 512
+            }
+        );
+        assert_eq!(
+            parse_size("1x4096x14336").unwrap(),
+            MatmulShape {
+                m: 1,
+                k: 4096,
+                n: 14336
+            }
+        );
         assert!(parse_size("0").unwrap_err().contains("at least 1"));
         assert!(parse_size("2x3").is_err());
         assert!(parse_size("abc").is_err());

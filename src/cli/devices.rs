@@ -23,7 +23,10 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     let a = gpu.adapter();
     let c = gpu.capabilities();
     println!();
-    println!("selected: {} ({:?}, {:?})", a.name, a.backend, a.device_type);
+    println!(
+        "selected: {} ({:?}, {:?})",
+        a.name, a.backend, a.device_type
+    );
     println!("  shader f16:            {}", yes_no(c.shader_f16));
     match c.subgroups {
         Some(s) => println!("  subgroups:             yes, size {}..={}", s.min, s.max),
@@ -40,11 +43,23 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     );
     println!("  max storage binding:   {}", bytes(c.max_storage_binding));
     println!("  max buffer size:       {}", bytes(c.max_buffer_size));
-    println!("  workgroup storage:     {}", bytes(u64::from(c.max_workgroup_storage)));
-    println!("  invocations/workgroup: {}", c.max_invocations_per_workgroup);
+    println!(
+        "  workgroup storage:     {}",
+        bytes(u64::from(c.max_workgroup_storage))
+    );
+    println!(
+        "  invocations/workgroup: {}",
+        c.max_invocations_per_workgroup
+    );
     println!("  workgroup size:        {:?}", c.max_workgroup_size);
-    println!("  workgroups/dimension:  {}", c.max_workgroups_per_dimension);
-    println!("  storage buffers/stage: {}", c.max_storage_buffers_per_stage);
+    println!(
+        "  workgroups/dimension:  {}",
+        c.max_workgroups_per_dimension
+    );
+    println!(
+        "  storage buffers/stage: {}",
+        c.max_storage_buffers_per_stage
+    );
     Ok(())
 }
 

@@ -85,7 +85,10 @@ impl Capabilities {
     pub fn fits_workgroup(&self, size: [u32; 3], storage_bytes: u32) -> bool {
         let total = u64::from(size[0]) * u64::from(size[1]) * u64::from(size[2]);
         total <= u64::from(self.max_invocations_per_workgroup)
-            && size.iter().zip(self.max_workgroup_size).all(|(&s, m)| s <= m)
+            && size
+                .iter()
+                .zip(self.max_workgroup_size)
+                .all(|(&s, m)| s <= m)
             && storage_bytes <= self.max_workgroup_storage
     }
 }

@@ -67,7 +67,11 @@ impl Gpu {
         // Native backends first: GL is wgpu's second tier, and merely initializing it prints
         // EGL warnings on headless Linux. GL is searched only when nothing else matches.
         let native = options.backends - wgpu::Backends::GL;
-        let first = if native.is_empty() { options.backends } else { native };
+        let first = if native.is_empty() {
+            options.backends
+        } else {
+            native
+        };
         let adapter = match select_adapter(&instance(first), options).await {
             Ok(a) => a,
             Err(_) if first != options.backends => {
@@ -173,11 +177,14 @@ impl Gpu {
         if let Some(f) = extra {
             f(&mut encoder);
         }
-        drop(pending);
-        self.scoped(op, || {
+        // Submit while still holding the lock: otherwise another thread could record and submit
+        // a newer encoder first, and its ops would run before the ones they depend on.
+        let submitted = self.scoped(op, || {
             let commands = encoder.finish();
             self.inner.queue.submit([commands]);
-        })
+        });
+        drop(pending);
+        submitted
     }
 
     pub(crate) fn new_encoder(&self) -> wgpu::CommandEncoder {

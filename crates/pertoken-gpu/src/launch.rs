@@ -97,9 +97,7 @@ impl Gpu {
                 })
         })?;
         let mut cache = write(&self.inner.modules);
-        let entry = cache
-            .entry(shader.name)
-            .or_insert_with(|| Arc::new(module));
+        let entry = cache.entry(shader.name).or_insert_with(|| Arc::new(module));
         Ok(Arc::clone(entry))
     }
 

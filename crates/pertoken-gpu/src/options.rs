@@ -106,6 +106,19 @@ pub(crate) fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+/// `vulkan, gl`-style names of a backend set.
+pub(crate) fn backend_names(backends: wgpu::Backends) -> String {
+    let names: Vec<String> = backends
+        .iter_names()
+        .map(|(name, _)| name.to_lowercase())
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Every adapter on the given backends, in the order [`Gpu::new`](crate::Gpu::new) prefers them.
 pub fn adapters_on(backends: wgpu::Backends) -> Vec<AdapterDescription> {
     let instance = instance(backends);
@@ -159,7 +172,7 @@ pub(crate) async fn select_adapter(
                 .is_none_or(|w| a.get_info().name.to_lowercase().contains(w))
         })
         .ok_or_else(|| Error::NoAdapter {
-            backends: format!("{:?}", options.backends),
+            backends: backend_names(options.backends),
             wanted: options.adapter.clone(),
             available,
         })

@@ -127,7 +127,7 @@ impl Tensor {
 
     fn write_bytes(&self, bytes: &[u8]) {
         // write_buffer needs a multiple of 4 bytes; an odd count of f16 is padded with zero.
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.gpu.queue().write_buffer(&self.buffer, 0, bytes);
         } else {
             let mut padded = bytes.to_vec();
@@ -139,7 +139,9 @@ impl Tensor {
     /// Downloads the tensor (submitting every pending op first).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         self.check_dtype::<T>("Tensor::to_vec")?;
-        let bytes = self.gpu.download_buffer(&self.buffer, self.size_in_bytes())?;
+        let bytes = self
+            .gpu
+            .download_buffer(&self.buffer, self.size_in_bytes())?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 

@@ -55,9 +55,22 @@ fn write_and_fill_replace_contents() {
 fn wrong_lengths_dtypes_and_shapes_are_errors() {
     let Some(gpu) = gpu_or_skip() else { return };
     let err = Tensor::from_slice(&gpu, &[1.5f32, 2.5], &[3]).unwrap_err();
-    assert!(matches!(err, Error::DataLength { expected: 3, got: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::DataLength {
+                expected: 3,
+                got: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let t = Tensor::from_slice(&gpu, &[1.5f32, 2.5], &[2]).unwrap();
-    assert!(matches!(t.to_vec::<f16>(), Err(Error::DTypeMismatch { .. })));
+    assert!(matches!(
+        t.to_vec::<f16>(),
+        Err(Error::DTypeMismatch { .. })
+    ));
     assert!(matches!(t.write(&[1.0f32]), Err(Error::DataLength { .. })));
     let err = Tensor::zeros(&gpu, &[usize::MAX, 4], DType::F32).unwrap_err();
     assert!(matches!(err, Error::InvalidShape { .. }), "{err}");

@@ -75,13 +75,55 @@ impl std::fmt::Display for TileConfig {
 
 /// The candidate configurations of the tiled kernel, for the heuristic and for tuning.
 pub const TILE_CANDIDATES: &[TileConfig] = &[
-    TileConfig { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8 },
-    TileConfig { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 },
-    TileConfig { bm: 128, bn: 64, bk: 16, tm: 8, tn: 8 },
-    TileConfig { bm: 64, bn: 128, bk: 16, tm: 8, tn: 8 },
-    TileConfig { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 },
-    TileConfig { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4 },
-    TileConfig { bm: 32, bn: 64, bk: 32, tm: 4, tn: 8 },
+    TileConfig {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    },
+    TileConfig {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    },
+    TileConfig {
+        bm: 128,
+        bn: 64,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    },
+    TileConfig {
+        bm: 64,
+        bn: 128,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    },
+    TileConfig {
+        bm: 128,
+        bn: 128,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    },
+    TileConfig {
+        bm: 32,
+        bn: 32,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    },
+    TileConfig {
+        bm: 32,
+        bn: 64,
+        bk: 32,
+        tm: 4,
+        tn: 8,
+    },
 ];
 
 /// A matmul kernel and its configuration.

@@ -65,7 +65,11 @@ pub fn check(a: &Tensor, b: &Tensor) -> Result<MatmulShape> {
         });
     }
     // The kernels index with u32: every operand must have fewer than 2³² elements.
-    for (what, shape, len) in [("a", a.shape(), m * k), ("b", b.shape(), k * n), ("c", &[m, n][..], m * n)] {
+    for (what, shape, len) in [
+        ("a", a.shape(), m * k),
+        ("b", b.shape(), k * n),
+        ("c", &[m, n][..], m * n),
+    ] {
         if u32::try_from(len).is_err() {
             return Err(Error::InvalidShape {
                 op: OP,
@@ -79,29 +83,51 @@ pub fn check(a: &Tensor, b: &Tensor) -> Result<MatmulShape> {
 
 /// The kernel the heuristic picks for `shape` on an adapter with `caps`.
 ///
-/// The tiled kernel beats the naive one at every size we measured (see BENCHMARKS.md). The tile
-/// is the largest of 128×128, 64×64 and 32×32 that still gives the GPU at least
-/// [`MIN_WORKGROUPS`] workgroups, since a few big tiles leave most of a GPU idle. The naive kernel
-/// remains for adapters whose limits no tile configuration fits.
+/// The tiled kernel beats the naive one at every size we measured from 32³ up (see
+/// BENCHMARKS.md). The tile is the largest of 128×128, 64×64 and 32×32 that gives at least
+/// [`MIN_WORKGROUPS`] workgroups and wastes at most a quarter of its work on padding (a 192×192
+/// output in 128×128 tiles computes 1.8× the elements it needs). The naive kernel remains for
+/// adapters whose limits no tile configuration fits. Autotuning per adapter replaces this
+/// heuristic where it is run.
 pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
-    const LARGE: TileConfig = TileConfig { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 };
-    const MEDIUM: TileConfig = TileConfig { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8 };
-    const SMALL: TileConfig = TileConfig { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4 };
-    let tiles = |c: &TileConfig| shape.m.div_ceil(c.bm as usize) * shape.n.div_ceil(c.bn as usize);
+    const LARGE: TileConfig = TileConfig {
+        bm: 128,
+        bn: 128,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    };
+    const MEDIUM: TileConfig = TileConfig {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+    };
+    const SMALL: TileConfig = TileConfig {
+        bm: 32,
+        bn: 32,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    };
+    let good = |c: &TileConfig| {
+        let (bm, bn) = (c.bm as usize, c.bn as usize);
+        let tiles = shape.m.div_ceil(bm) * shape.n.div_ceil(bn);
+        let used = (shape.m * shape.n) as f64 / (tiles * bm * bn) as f64;
+        tiles >= MIN_WORKGROUPS && used >= 0.75
+    };
     let by_size = [LARGE, MEDIUM, SMALL];
-    let first_busy = by_size
-        .iter()
-        .position(|c| tiles(c) >= MIN_WORKGROUPS)
-        .unwrap_or(by_size.len() - 1);
-    by_size[first_busy..]
+    let first = by_size.iter().position(good).unwrap_or(by_size.len() - 1);
+    by_size[first..]
         .iter()
         .chain(TILE_CANDIDATES)
         .find(|c| c.fits(caps))
         .map_or(Kernel::Naive, |c| Kernel::Tiled(*c))
 }
 
-/// Fewest workgroups [`select`] aims for before it shrinks the tile.
-pub const MIN_WORKGROUPS: usize = 16;
+/// Fewest workgroups [`select`] accepts before it shrinks the tile.
+pub const MIN_WORKGROUPS: usize = 4;
 
 /// `a · b` with the kernel [`select`] picks. `a: [M,K]`, `b: [K,N]`, both f32.
 pub fn matmul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -214,13 +240,99 @@ mod tests {
         .unwrap();
     }
 
+    fn caps() -> Capabilities {
+        Capabilities {
+            shader_f16: false,
+            subgroups: None,
+            timestamp_query: false,
+            timestamp_period_ns: 1.0,
+            max_storage_binding: 128 << 20,
+            max_buffer_size: 256 << 20,
+            max_workgroup_storage: 16384,
+            max_invocations_per_workgroup: 256,
+            max_workgroup_size: [256, 256, 64],
+            max_workgroups_per_dimension: 65535,
+            max_storage_buffers_per_stage: 8,
+        }
+    }
+
+    fn tile(kernel: Kernel) -> (u32, u32) {
+        match kernel {
+            Kernel::Tiled(c) => (c.bm, c.bn),
+            Kernel::Naive => (0, 0),
+        }
+    }
+
+    #[test]
+    fn select_shrinks_the_tile_for_small_or_ragged_outputs() {
+        let sel = |m, n| tile(select(&caps(), MatmulShape { m, k: 64, n }));
+        assert_eq!(sel(1024, 1024), (128, 128));
+        assert_eq!(sel(256, 256), (128, 128));
+        assert_eq!(sel(192, 192), (64, 64));
+        assert_eq!(sel(128, 128), (64, 64));
+        assert_eq!(sel(64, 64), (32, 32));
+        assert_eq!(sel(1, 1), (32, 32));
+    }
+
+    #[test]
+    fn select_respects_adapter_limits() {
+        let mut small = caps();
+        small.max_invocations_per_workgroup = 64;
+        // 128×128/8×8 needs 256 invocations: the next config that fits is taken.
+        let k = select(
+            &small,
+            MatmulShape {
+                m: 1024,
+                k: 64,
+                n: 1024,
+            },
+        );
+        assert_eq!(tile(k), (64, 64));
+        small.max_workgroup_storage = 8192;
+        assert_eq!(
+            select(
+                &small,
+                MatmulShape {
+                    m: 1024,
+                    k: 64,
+                    n: 1024
+                }
+            ),
+            Kernel::Naive
+        );
+    }
+
     #[test]
     fn invalid_configs_are_rejected() {
         let bad = [
-            TileConfig { bm: 64, bn: 64, bk: 16, tm: 2, tn: 4 },
-            TileConfig { bm: 60, bn: 64, bk: 16, tm: 8, tn: 4 },
-            TileConfig { bm: 256, bn: 64, bk: 16, tm: 8, tn: 8 },
-            TileConfig { bm: 64, bn: 64, bk: 6, tm: 4, tn: 4 },
+            TileConfig {
+                bm: 64,
+                bn: 64,
+                bk: 16,
+                tm: 2,
+                tn: 4,
+            },
+            TileConfig {
+                bm: 60,
+                bn: 64,
+                bk: 16,
+                tm: 8,
+                tn: 4,
+            },
+            TileConfig {
+                bm: 256,
+                bn: 64,
+                bk: 16,
+                tm: 8,
+                tn: 8,
+            },
+            TileConfig {
+                bm: 64,
+                bn: 64,
+                bk: 6,
+                tm: 4,
+                tn: 4,
+            },
         ];
         for cfg in bad {
             assert!(!cfg.is_valid(), "{cfg}");

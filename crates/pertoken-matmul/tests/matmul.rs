@@ -13,7 +13,13 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 const EDGES: [usize; 10] = [1, 2, 7, 63, 64, 65, 127, 128, 129, 255];
 
 /// Runs `kernel` (or the selected one) on an m×k·k×n problem and checks it against the reference.
-fn check_case(gpu: &Gpu, m: usize, k: usize, n: usize, kernel: Option<Kernel>) -> Result<(), String> {
+fn check_case(
+    gpu: &Gpu,
+    m: usize,
+    k: usize,
+    n: usize,
+    kernel: Option<Kernel>,
+) -> Result<(), String> {
     let seed = (m * 1_000_003 + k * 1_009 + n) as u64;
     let a = uniform_f32(seed, m * k);
     let b = uniform_f32(seed ^ 0x9e37_79b9, k * n);
@@ -61,7 +67,12 @@ fn run_all(gpu: &Gpu, kernel: Option<Kernel>) {
         .into_iter()
         .filter_map(|(m, k, n)| check_case(gpu, m, k, n, kernel).err())
         .collect();
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -79,7 +90,10 @@ fn naive_kernel_matches_reference_on_edge_cases() {
 #[test]
 fn every_tile_candidate_matches_reference_on_edge_cases() {
     let Some(gpu) = gpu_or_skip() else { return };
-    for cfg in TILE_CANDIDATES.iter().filter(|c| c.fits(gpu.capabilities())) {
+    for cfg in TILE_CANDIDATES
+        .iter()
+        .filter(|c| c.fits(gpu.capabilities()))
+    {
         run_all(&gpu, Some(Kernel::Tiled(*cfg)));
     }
 }
@@ -143,7 +157,10 @@ fn chained_ops_share_one_submit_and_are_ordered() {
     let ab = matmul(&gpu, &ta, &tb).unwrap();
     let abc = matmul(&gpu, &ab, &tc).unwrap();
     let got = abc.to_vec::<f32>().unwrap();
-    let ab_ref: Vec<f32> = matmul_f32(&a, &b, m, k, n).iter().map(|&x| x as f32).collect();
+    let ab_ref: Vec<f32> = matmul_f32(&a, &b, m, k, n)
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
     let want = matmul_f32(&ab_ref, &c, m, n, p);
     let cmp = compare(&got, &want, Tolerance::F32.for_reduction(k * n, 1.0));
     assert!(cmp.passed(), "{cmp}");
@@ -165,9 +182,15 @@ fn bad_shapes_are_errors_not_panics() {
         other => panic!("expected ShapeMismatch, got {other:?}"),
     }
     let rank3 = t(&[2, 2, 5]);
-    assert!(matches!(matmul(&gpu, &rank3, &t(&[5, 2])), Err(Error::InvalidShape { .. })));
+    assert!(matches!(
+        matmul(&gpu, &rank3, &t(&[5, 2])),
+        Err(Error::InvalidShape { .. })
+    ));
     let rank1 = t(&[5]);
-    assert!(matches!(matmul(&gpu, &a, &rank1), Err(Error::InvalidShape { .. })));
+    assert!(matches!(
+        matmul(&gpu, &a, &rank1),
+        Err(Error::InvalidShape { .. })
+    ));
 
     // Empty shapes cannot even be made into tensors.
     for shape in [[0usize, 5], [4, 0]] {
@@ -189,11 +212,37 @@ fn bad_shapes_are_errors_not_panics() {
         Err(Error::InvalidShape { .. })
     ));
     let half = Tensor::from_slice(&gpu, &[half::f16::from_f32(1.5); 15], &[5, 3]).unwrap();
-    assert!(matches!(matmul(&gpu, &a, &half), Err(Error::DTypeMismatch { .. })));
+    assert!(matches!(
+        matmul(&gpu, &a, &half),
+        Err(Error::DTypeMismatch { .. })
+    ));
 
-    let bad_cfg = pertoken_matmul::TileConfig { bm: 64, bn: 64, bk: 16, tm: 3, tn: 4 };
+    let bad_cfg = pertoken_matmul::TileConfig {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 3,
+        tn: 4,
+    };
     assert!(matches!(
         matmul_with(&gpu, &a, &b, Kernel::Tiled(bad_cfg)),
         Err(Error::Unsupported { .. })
     ));
+}
+
+#[test]
+fn concurrent_threads_on_one_gpu_each_get_their_own_results() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    // Threads share the pending encoder; each one's download must include its own ops.
+    std::thread::scope(|s| {
+        for t in 0..4usize {
+            let gpu = gpu.clone();
+            s.spawn(move || {
+                for i in 0..10usize {
+                    let (m, k, n) = (17 + t, 31 + i, 23 + t * i);
+                    check_case(&gpu, m, k, n, None).unwrap_or_else(|e| panic!("thread {t}: {e}"));
+                }
+            });
+        }
+    });
 }

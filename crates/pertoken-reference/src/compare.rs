@@ -17,9 +17,15 @@ pub struct Tolerance {
 
 impl Tolerance {
     /// f32 storage and f32 arithmetic, one rounding per operation.
-    pub const F32: Tolerance = Tolerance { abs: 1e-5, rel: 1e-5 };
+    pub const F32: Tolerance = Tolerance {
+        abs: 1e-5,
+        rel: 1e-5,
+    };
     /// f16 storage with f32 accumulation: one f16 rounding (2⁻¹¹ ≈ 4.9e-4) dominates.
-    pub const F16: Tolerance = Tolerance { abs: 1e-3, rel: 1e-3 };
+    pub const F16: Tolerance = Tolerance {
+        abs: 1e-3,
+        rel: 1e-3,
+    };
 
     /// This tolerance for an output that sums `k` products of inputs of magnitude about
     /// `scale`: rounding errors of a length-`k` sum grow like √k·scale², so both bounds are
@@ -132,7 +138,11 @@ where
     if len != common {
         failures += len - common;
         if worst_ratio <= 1.0 {
-            worst = Some((common, f64::NAN, expected.get(common).copied().unwrap_or(f64::NAN)));
+            worst = Some((
+                common,
+                f64::NAN,
+                expected.get(common).copied().unwrap_or(f64::NAN),
+            ));
         }
     }
     let nmse = if ref2 > 0.0 { err2 / ref2 } else { err2 };
@@ -171,7 +181,10 @@ mod tests {
 
     #[test]
     fn nan_fails_even_with_huge_tolerance() {
-        let tol = Tolerance { abs: 1e30, rel: 1e30 };
+        let tol = Tolerance {
+            abs: 1e30,
+            rel: 1e30,
+        };
         let c = compare(&[1.0f32, f32::NAN], &[1.0, 2.0], tol);
         assert_eq!(c.failures, 1);
         assert_eq!(c.worst.map(|w| w.0), Some(1));

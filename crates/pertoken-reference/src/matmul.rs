@@ -78,7 +78,10 @@ mod tests {
         let b = Array2::<f32>::zeros((4, 2));
         assert_eq!(
             matmul(a.view(), b.view()).unwrap_err(),
-            ReferenceError::InnerDimMismatch { a: [2, 3], b: [4, 2] }
+            ReferenceError::InnerDimMismatch {
+                a: [2, 3],
+                b: [4, 2]
+            }
         );
     }
 

@@ -18,7 +18,10 @@ pub fn uniform_f32(seed: u64, len: usize) -> Vec<f32> {
 /// # Panics
 /// If `lo >= hi` or either is not finite.
 pub fn uniform_f32_in(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
-    assert!(lo.is_finite() && hi.is_finite() && lo < hi, "empty range {lo}..{hi}");
+    assert!(
+        lo.is_finite() && hi.is_finite() && lo < hi,
+        "empty range {lo}..{hi}"
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(lo..hi)).collect()
 }

@@ -1,0 +1,68 @@
+//! The `pertoken` binary, end to end.
+
+use std::process::Command;
+
+use pertoken::gpu::testing::gpu_or_skip;
+
+fn pertoken(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pertoken"))
+        .args(args)
+        .output()
+        .expect("run pertoken");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bench_prints_a_verified_table() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let (ok, stdout, stderr) = pertoken(&["bench", "--sizes", "33,20x65x7", "--repeats", "2"]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("33x33x33") || l.starts_with("20x65x7"))
+        .collect();
+    // naive, tiled and CPU for each size.
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for row in rows {
+        assert!(row.trim_end().ends_with("yes"), "unverified row: {row}");
+        let gflops: f64 = row
+            .split_whitespace()
+            .rev()
+            .nth(3)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(gflops > 0.0 && gflops.is_finite(), "{row}");
+    }
+}
+
+#[test]
+fn devices_lists_the_adapter_and_its_limits() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let (ok, stdout, stderr) = pertoken(&["devices"]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("selected:"), "{stdout}");
+    assert!(stdout.contains("max storage binding"), "{stdout}");
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let (ok, _, stderr) = pertoken(&["bench", "--sizes", "0"]);
+    assert!(!ok);
+    assert!(stderr.contains("at least 1"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&["bench", "--sizes", "12x4"]);
+    assert!(!ok);
+    assert!(stderr.contains("MxKxN"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&["bench", "--adapter", "no-such-adapter-anywhere"]);
+    assert!(!ok);
+    assert!(stderr.contains("no GPU adapter found"), "{stderr}");
+    assert!(stderr.contains("no-such-adapter-anywhere"), "{stderr}");
+}
