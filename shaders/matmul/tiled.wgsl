@@ -1,33 +1,54 @@
-// Register-blocked tiled f32 matmul: C[M,N] = A[M,K] · B[K,N], all row-major.
+// Register-blocked tiled matmul: C[M,N] = A[M,K] · B[K,N] (+ bias[N]), or with B_TRANS,
+// C = A · Wᵀ for weights W[N,K] stored as PyTorch's Linear stores them. f32 accumulation; C is
+// f32.
 //
 // A workgroup computes a BM×BN tile of C. It walks K in steps of BK, staging a BM×BK tile of A
-// (transposed, so a thread's rows are contiguous) and a BK×BN tile of B in workgroup memory. Each
-// of its (BM/TM)·(BN/TN) invocations keeps a TM×TN block of C in registers and updates it with
-// outer products read as vec4s from workgroup memory.
+// (transposed, so a thread's rows are contiguous) and a BK×BN tile of B in workgroup memory,
+// converting both to f32 on the way in: this is where f16 is unpacked and Q8_0/Q4_0 blocks are
+// dequantized. Each of the (BM/TM)·(BN/TN) invocations keeps a TM×TN block of C in registers and
+// updates it with outer products read as vec4s from workgroup memory.
 //
 // A thread's rows and columns are interleaved in groups of four (row group i of thread ty is
 // i·(BM/TM) + ty), so neighbouring threads touch neighbouring vec4s: workgroup reads are free of
 // bank conflicts and the stores to C are coalesced.
 //
-// Buffers are bound as arrays of vec4 (the runtime pads every tensor to 16 bytes). When K is a
-// multiple of 4 (A_VEC4) rows of A start on a vec4 boundary and the tile is loaded a vec4 at a time;
-// likewise N and B_VEC4 for B and C. Otherwise elements are read one by one. Every load and store
-// is bounds-checked, so any M, N, K ≥ 1 is valid; out-of-range elements load as zero.
+// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16, 2 Q8_0, 3 Q4_0; the
+// quantized formats only with B_TRANS (ggml's layout: blocks of 32 along K, each an f16 scale then
+// 32 i8 or 16 bytes of nibbles, 34 or 18 bytes). Buffers are bound as arrays of vec4 (the runtime
+// pads every tensor to 16 bytes). When rows of an operand start on a 4-element boundary (A_VEC4,
+// B_VEC4) it is loaded four elements at a time, else one by one. C_VEC4 stores four outputs at
+// once. Every load and store is bounds-checked, so any M, N, K ≥ 1 is valid.
+//
+// A leading batch dimension runs as workgroup_id.z, each entry offset by the batch strides.
+//
+// The B binding may be a window of a larger weight (for tensors over the storage-binding limit):
+// it holds columns p.b_col0 .. p.b_col0 + p.b_cols of C (rows of W, with B_TRANS), and the
+// dispatch covers only those.
 //
 // Constraints the launcher guarantees: TM and TN are 4 or 8; BM % TM == 0, BN % TN == 0;
-// WG == (BM/TM)·(BN/TN); BK % 4 == 0; BM·BK ≤ 2048 and BK·BN ≤ 2048.
+// WG == (BM/TM)·(BN/TN); BK is 8, 16 or 32; BM·BK ≤ 2048 and BK·BN ≤ 2048; p.b_col0 % 4 == 0.
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    b_col0: u32,
+    b_cols: u32,
+    has_bias: u32,
+    // Elements between consecutive batch entries (workgroup_id.z) of A, B and C; 0 broadcasts.
+    a_bs: u32,
+    b_bs: u32,
+    c_bs: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(4) var<uniform> p: Params;
 
 override BM: u32 = 64u;
 override BN: u32 = 64u;
@@ -35,9 +56,12 @@ override BK: u32 = 16u;
 override TM: u32 = 4u;
 override TN: u32 = 4u;
 override WG: u32 = 256u;
+override A_F16: bool = false;
 override A_VEC4: bool = false;
+override B_FMT: u32 = 0u;
+override B_TRANS: bool = false;
 override B_VEC4: bool = false;
-
+override C_VEC4: bool = false;
 
 // Staging tiles: 512 vec4 = 8 KiB each (16 KiB in all, WebGPU's guaranteed minimum), so BM·BK and
 // BK·BN are at most 2048.
@@ -46,23 +70,91 @@ var<workgroup> a_tile: array<vec4<f32>, 512>;
 // B tile: element (kk, n) lives at kk·BN + n.
 var<workgroup> b_tile: array<vec4<f32>, 512>;
 
-fn load_a(row: u32, col: u32) -> f32 {
-    if (row < p.m && col < p.k) {
-        let i = row * p.k + col;
-        return a[i >> 2u][i & 3u];
-    }
-    return 0.0;
+fn a_word(i: u32) -> u32 {
+    return a[i >> 2u][i & 3u];
 }
 
-fn load_b(row: u32, col: u32) -> f32 {
-    if (row < p.k && col < p.n) {
-        let i = row * p.n + col;
-        return b[i >> 2u][i & 3u];
-    }
-    return 0.0;
+fn b_word(i: u32) -> u32 {
+    return b[i >> 2u][i & 3u];
 }
 
-fn stage_a(lid: u32, row0: u32, k0: u32) {
+// Element e of a packed f32 or f16 array, from its 32-bit words.
+fn a1(e: u32) -> f32 {
+    if (A_F16) {
+        return unpack2x16float(a_word(e >> 1u))[e & 1u];
+    }
+    return bitcast<f32>(a_word(e));
+}
+
+// Elements e..e+4 (e a multiple of 4).
+fn a4(e: u32) -> vec4<f32> {
+    if (A_F16) {
+        let v = a[e >> 3u];
+        if ((e & 4u) == 0u) {
+            return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
+        }
+        return vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
+    }
+    return bitcast<vec4<f32>>(a[e >> 2u]);
+}
+
+fn b1(e: u32) -> f32 {
+    if (B_FMT == 1u) {
+        return unpack2x16float(b_word(e >> 1u))[e & 1u];
+    }
+    return bitcast<f32>(b_word(e));
+}
+
+fn b4(e: u32) -> vec4<f32> {
+    if (B_FMT == 1u) {
+        let v = b[e >> 3u];
+        if ((e & 4u) == 0u) {
+            return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
+        }
+        return vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
+    }
+    return bitcast<vec4<f32>>(b[e >> 2u]);
+}
+
+// A little-endian u32 of b at a byte offset that is a multiple of 2.
+fn b_u32_at(byte: u32) -> u32 {
+    let i = byte >> 2u;
+    let lo = b_word(i);
+    if ((byte & 2u) == 0u) {
+        return lo;
+    }
+    return (lo >> 16u) | (b_word(i + 1u) << 16u);
+}
+
+fn b_f16_at(byte: u32) -> f32 {
+    let word = b_word(byte >> 2u);
+    let bits = select(word & 0xffffu, word >> 16u, (byte & 2u) != 0u);
+    return unpack2x16float(bits).x;
+}
+
+// W[row, k..k+4] of a quantized weight (k a multiple of 4), dequantized.
+fn q4_of(row: u32, k: u32) -> vec4<f32> {
+    let blocks = p.k / 32u;
+    let within = k & 31u;
+    if (B_FMT == 2u) {
+        let off = (row * blocks + (k >> 5u)) * 34u;
+        let s = bitcast<i32>(b_u32_at(off + 2u + within));
+        let q = vec4<f32>(
+            f32(extractBits(s, 0u, 8u)),
+            f32(extractBits(s, 8u, 8u)),
+            f32(extractBits(s, 16u, 8u)),
+            f32(extractBits(s, 24u, 8u)),
+        );
+        return q * b_f16_at(off);
+    }
+    let off = (row * blocks + (k >> 5u)) * 18u;
+    let word = b_u32_at(off + 2u + (within & 15u));
+    let shift = select(0u, 4u, within >= 16u);
+    let q = (vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(15u);
+    return (vec4<f32>(q) - 8.0) * b_f16_at(off);
+}
+
+fn stage_a(lid: u32, base: u32, row0: u32, k0: u32) {
     if (A_VEC4) {
         let per_row = BK / 4u;
         for (var i = lid; i < BM * per_row; i = i + WG) {
@@ -72,25 +164,32 @@ fn stage_a(lid: u32, row0: u32, k0: u32) {
             let gk = k0 + kq;
             var v = vec4<f32>(0.0);
             if (grow < p.m && gk < p.k) {
-                v = a[(grow * p.k + gk) >> 2u];
+                v = a4(base + grow * p.k + gk);
             }
-            let base = kq * BM + r;
-            a_tile[base >> 2u][base & 3u] = v.x;
-            a_tile[(base + BM) >> 2u][base & 3u] = v.y;
-            a_tile[(base + 2u * BM) >> 2u][base & 3u] = v.z;
-            a_tile[(base + 3u * BM) >> 2u][base & 3u] = v.w;
+            let dst = kq * BM + r;
+            a_tile[dst >> 2u][dst & 3u] = v.x;
+            a_tile[(dst + BM) >> 2u][dst & 3u] = v.y;
+            a_tile[(dst + 2u * BM) >> 2u][dst & 3u] = v.z;
+            a_tile[(dst + 3u * BM) >> 2u][dst & 3u] = v.w;
         }
     } else {
         for (var i = lid; i < BM * BK; i = i + WG) {
             let r = i / BK;
             let kk = i % BK;
+            let grow = row0 + r;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (grow < p.m && gk < p.k) {
+                v = a1(base + grow * p.k + gk);
+            }
             let dst = kk * BM + r;
-            a_tile[dst >> 2u][dst & 3u] = load_a(row0 + r, k0 + kk);
+            a_tile[dst >> 2u][dst & 3u] = v;
         }
     }
 }
 
-fn stage_b(lid: u32, col0: u32, k0: u32) {
+// B[k, n] for B[K,N] (n relative to the window).
+fn stage_b_plain(lid: u32, base: u32, col0: u32, k0: u32) {
     if (B_VEC4) {
         let per_row = BN / 4u;
         for (var i = lid; i < BK * per_row; i = i + WG) {
@@ -99,16 +198,61 @@ fn stage_b(lid: u32, col0: u32, k0: u32) {
             let gk = k0 + kk;
             let gn = col0 + nq;
             var v = vec4<f32>(0.0);
-            if (gk < p.k && gn < p.n) {
-                v = b[(gk * p.n + gn) >> 2u];
+            if (gk < p.k && gn < p.b_cols) {
+                v = b4(base + gk * p.b_cols + gn);
             }
             b_tile[i] = v;
         }
     } else {
         for (var i = lid; i < BK * BN; i = i + WG) {
             let kk = i / BN;
-            let n = i % BN;
-            b_tile[i >> 2u][i & 3u] = load_b(k0 + kk, col0 + n);
+            let nn = i % BN;
+            let gk = k0 + kk;
+            let gn = col0 + nn;
+            var v = 0.0;
+            if (gk < p.k && gn < p.b_cols) {
+                v = b1(base + gk * p.b_cols + gn);
+            }
+            b_tile[i >> 2u][i & 3u] = v;
+        }
+    }
+}
+
+// B[k, n] = W[n, k] for W[N,K] (n relative to the window).
+fn stage_b_trans(lid: u32, base: u32, col0: u32, k0: u32) {
+    if (B_VEC4 || B_FMT >= 2u) {
+        let per_col = BK / 4u;
+        for (var i = lid; i < BN * per_col; i = i + WG) {
+            let nn = i / per_col;
+            let kq = (i % per_col) * 4u;
+            let gn = col0 + nn;
+            let gk = k0 + kq;
+            var v = vec4<f32>(0.0);
+            if (gn < p.b_cols && gk < p.k) {
+                if (B_FMT >= 2u) {
+                    v = q4_of(gn, gk);
+                } else {
+                    v = b4(base + gn * p.k + gk);
+                }
+            }
+            let dst = kq * BN + nn;
+            b_tile[dst >> 2u][dst & 3u] = v.x;
+            b_tile[(dst + BN) >> 2u][dst & 3u] = v.y;
+            b_tile[(dst + 2u * BN) >> 2u][dst & 3u] = v.z;
+            b_tile[(dst + 3u * BN) >> 2u][dst & 3u] = v.w;
+        }
+    } else {
+        for (var i = lid; i < BN * BK; i = i + WG) {
+            let nn = i / BK;
+            let kk = i % BK;
+            let gn = col0 + nn;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gn < p.b_cols && gk < p.k) {
+                v = b1(base + gn * p.k + gk);
+            }
+            let dst = kk * BN + nn;
+            b_tile[dst >> 2u][dst & 3u] = v;
         }
     }
 }
@@ -126,6 +270,9 @@ fn main(
     let col0 = wid.x * BN;
     let groups_m = TM / 4u;
     let groups_n = TN / 4u;
+    let a_base = wid.z * p.a_bs;
+    let b_base = wid.z * p.b_bs;
+    let c_base = wid.z * p.c_bs;
 
     // acc[(i·4 + ii)·groups_n + j]: row ii of row group i, column group j.
     var acc: array<vec4<f32>, 16>;
@@ -136,8 +283,12 @@ fn main(
     var rb: array<vec4<f32>, 2>;
 
     for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
-        stage_a(lid, row0, k0);
-        stage_b(lid, col0, k0);
+        stage_a(lid, a_base, row0, k0);
+        if (B_TRANS) {
+            stage_b_trans(lid, b_base, col0, k0);
+        } else {
+            stage_b_plain(lid, b_base, col0, k0);
+        }
         workgroupBarrier();
 
         for (var kk = 0u; kk < BK; kk = kk + 1u) {
@@ -167,17 +318,25 @@ fn main(
                 continue;
             }
             for (var j = 0u; j < groups_n; j = j + 1u) {
-                let col = col0 + (j * threads_n + tx) * 4u;
-                let v = acc[(i * 4u + ii) * groups_n + j];
-                if (B_VEC4) {
-                    if (col < p.n) {
-                        c[(row * p.n + col) >> 2u] = v;
+                let lcol = col0 + (j * threads_n + tx) * 4u;
+                let col = p.b_col0 + lcol;
+                var v = acc[(i * 4u + ii) * groups_n + j];
+                if (C_VEC4) {
+                    if (lcol < p.b_cols) {
+                        if (p.has_bias != 0u) {
+                            v = v + vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+                        }
+                        c[(c_base + row * p.n + col) >> 2u] = v;
                     }
                 } else {
                     for (var jj = 0u; jj < 4u; jj = jj + 1u) {
-                        if (col + jj < p.n) {
-                            let o = row * p.n + col + jj;
-                            c[o >> 2u][o & 3u] = v[jj];
+                        if (lcol + jj < p.b_cols) {
+                            var e = v[jj];
+                            if (p.has_bias != 0u) {
+                                e = e + bias[col + jj];
+                            }
+                            let o = c_base + row * p.n + col + jj;
+                            c[o >> 2u][o & 3u] = e;
                         }
                     }
                 }

@@ -30,8 +30,22 @@ pub const MATMUL_TILED: Shader = Shader {
     entry_point: "main",
 };
 
+/// Decode-path linear (GEMV for a few rows), f32/f16/Q8_0/Q4_0 weights.
+pub const MATMUL_GEMV: Shader = Shader {
+    name: "matmul/gemv",
+    source: include_str!("../matmul/gemv.wgsl"),
+    entry_point: "main",
+};
+
+/// Buffer copy: the adapter's achievable bandwidth, the ceiling for memory-bound kernels.
+pub const COPY: Shader = Shader {
+    name: "common/copy",
+    source: include_str!("../common/copy.wgsl"),
+    entry_point: "main",
+};
+
 /// Every shader in the crate.
-pub const ALL: &[Shader] = &[MATMUL_NAIVE, MATMUL_TILED];
+pub const ALL: &[Shader] = &[MATMUL_NAIVE, MATMUL_TILED, MATMUL_GEMV, COPY];
 
 /// Looks a shader up by [`Shader::name`].
 pub fn by_name(name: &str) -> Option<&'static Shader> {
@@ -163,7 +177,9 @@ mod tests {
     #[test]
     fn overrides_are_listed() {
         let o = override_names(&MATMUL_TILED).unwrap();
-        for name in ["BM", "BN", "BK", "TM", "TN", "WG", "A_VEC4", "B_VEC4"] {
+        for name in [
+            "BM", "BN", "BK", "TM", "TN", "WG", "A_VEC4", "B_VEC4", "B_TRANS",
+        ] {
             assert!(o.iter().any(|n| n == name), "missing {name}: {o:?}");
         }
     }

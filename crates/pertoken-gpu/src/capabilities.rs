@@ -29,6 +29,8 @@ pub struct Capabilities {
     pub max_workgroups_per_dimension: u32,
     /// Storage buffers one shader stage may bind.
     pub max_storage_buffers_per_stage: u32,
+    /// Alignment, in bytes, of a storage binding's offset into its buffer.
+    pub min_storage_offset_alignment: u32,
 }
 
 /// The range of subgroup sizes an adapter may use.
@@ -78,6 +80,7 @@ impl Capabilities {
             ],
             max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
         }
     }
 

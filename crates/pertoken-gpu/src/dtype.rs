@@ -10,22 +10,43 @@ pub enum DType {
     F32,
     /// IEEE binary16, stored packed two to a 32-bit word.
     F16,
+    /// ggml's Q8_0: blocks of 32 values along the last dimension, each an f16 scale and 32
+    /// `i8`s (34 bytes). Weights only.
+    Q8_0,
+    /// ggml's Q4_0: blocks of 32 values along the last dimension, each an f16 scale and 16 bytes
+    /// of 4-bit values (18 bytes). Weights only.
+    Q4_0,
 }
 
 impl DType {
-    /// Bytes per element.
-    pub const fn size_in_bytes(self) -> usize {
+    /// Elements per block and bytes per block: `(1, 4)` for f32, `(32, 18)` for Q4_0.
+    pub const fn block(self) -> (usize, usize) {
         match self {
-            DType::F32 => 4,
-            DType::F16 => 2,
+            DType::F32 => (1, 4),
+            DType::F16 => (1, 2),
+            DType::Q8_0 => (32, 34),
+            DType::Q4_0 => (32, 18),
         }
     }
 
-    /// Lower-case name, as printed in reports (`f32`, `f16`).
+    /// Whether this is a block-quantized format.
+    pub const fn is_quantized(self) -> bool {
+        self.block().0 > 1
+    }
+
+    /// Bits per element, on average (4.5 for Q4_0).
+    pub fn bits_per_element(self) -> f64 {
+        let (elems, bytes) = self.block();
+        8.0 * bytes as f64 / elems as f64
+    }
+
+    /// Lower-case name, as printed in reports (`f32`, `f16`, `q8_0`, `q4_0`).
     pub const fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
+            DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
         }
     }
 }

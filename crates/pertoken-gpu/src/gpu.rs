@@ -102,12 +102,16 @@ impl Gpu {
             lock(&sink).push(e.to_string());
         }));
 
-        let caps = Capabilities::new(
+        let mut caps = Capabilities::new(
             device.features(),
             &device.limits(),
             &info,
             queue.get_timestamp_period(),
         );
+        if let Some(limit) = options.max_storage_binding {
+            // Keep it a multiple of 16 so vec4 bindings cover whole windows.
+            caps.max_storage_binding = caps.max_storage_binding.min(limit.max(256) / 16 * 16);
+        }
         Ok(Gpu {
             inner: Arc::new(Inner {
                 device,

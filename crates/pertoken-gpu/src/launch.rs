@@ -29,11 +29,54 @@ impl PipelineKey {
     }
 }
 
+/// A tensor bound to a shader: all of it, or a window of its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    /// The tensor.
+    pub tensor: &'a Tensor,
+    /// First byte bound; a multiple of the adapter's storage offset alignment.
+    pub offset: u64,
+    /// Bytes bound, or the rest of the buffer.
+    pub size: Option<u64>,
+}
+
+impl<'a> Binding<'a> {
+    /// The whole tensor.
+    pub fn whole(tensor: &'a Tensor) -> Self {
+        Binding {
+            tensor,
+            offset: 0,
+            size: None,
+        }
+    }
+
+    /// `size` bytes from `offset` (clamped to the buffer's end).
+    pub fn window(tensor: &'a Tensor, offset: u64, size: u64) -> Self {
+        Binding {
+            tensor,
+            offset,
+            size: Some(size),
+        }
+    }
+
+    /// Bytes this binding covers.
+    pub fn bytes(&self) -> u64 {
+        let rest = self.tensor.buffer().size().saturating_sub(self.offset);
+        self.size.map_or(rest, |s| s.min(rest))
+    }
+}
+
+impl<'a> From<&'a Tensor> for Binding<'a> {
+    fn from(tensor: &'a Tensor) -> Self {
+        Binding::whole(tensor)
+    }
+}
+
 /// One kernel dispatch.
 ///
-/// Binding convention, shared by every shader: the tensors at bindings `0..tensors.len()` of group
-/// 0, in order, then (if `params` is not empty) a uniform buffer holding `params` at the next
-/// binding.
+/// Binding convention, shared by every shader: the tensors at bindings `0..bindings.len()` of
+/// group 0, in order, then (if `params` is not empty) a uniform buffer holding `params` at the
+/// next binding.
 #[derive(Debug, Clone, Copy)]
 pub struct Launch<'a> {
     /// Op name, for errors and labels.
@@ -42,8 +85,8 @@ pub struct Launch<'a> {
     pub shader: &'static Shader,
     /// Values for the shader's `override` constants.
     pub constants: &'a [(&'a str, f64)],
-    /// Storage tensors, bound in order.
-    pub tensors: &'a [&'a Tensor],
+    /// Storage bindings, in order.
+    pub bindings: &'a [Binding<'a>],
     /// Bytes of the uniform parameter block (may be empty).
     pub params: &'a [u8],
     /// Workgroups in x, y, z.
@@ -106,7 +149,8 @@ impl Gpu {
     /// dispatch against the per-dimension workgroup limit first.
     pub fn launch(&self, launch: &Launch<'_>) -> Result<()> {
         let caps = self.capabilities();
-        for t in launch.tensors {
+        for b in launch.bindings {
+            let t = b.tensor;
             if !Arc::ptr_eq(&t.gpu().inner, &self.inner) {
                 return Err(Error::InvalidShape {
                     op: launch.op,
@@ -114,7 +158,18 @@ impl Gpu {
                     reason: "tensor belongs to a different Gpu handle".into(),
                 });
             }
-            let bytes = t.buffer().size();
+            let align = u64::from(caps.min_storage_offset_alignment);
+            if b.offset % align != 0 || b.offset >= t.buffer().size() {
+                return Err(Error::InvalidShape {
+                    op: launch.op,
+                    shape: t.shape().to_vec(),
+                    reason: format!(
+                        "binding offset {} is past the buffer or not a multiple of {align}",
+                        b.offset
+                    ),
+                });
+            }
+            let bytes = b.bytes();
             if bytes > caps.max_storage_binding {
                 return Err(Error::TooLarge {
                     op: launch.op,
@@ -147,17 +202,21 @@ impl Gpu {
             })
         });
         let mut entries: Vec<wgpu::BindGroupEntry<'_>> = launch
-            .tensors
+            .bindings
             .iter()
             .enumerate()
-            .map(|(i, t)| wgpu::BindGroupEntry {
+            .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: t.buffer().as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.tensor.buffer(),
+                    offset: b.offset,
+                    size: std::num::NonZeroU64::new(b.bytes()),
+                }),
             })
             .collect();
         if let Some(p) = &params {
             entries.push(wgpu::BindGroupEntry {
-                binding: launch.tensors.len() as u32,
+                binding: launch.bindings.len() as u32,
                 resource: p.as_entire_binding(),
             });
         }

@@ -13,6 +13,7 @@
 //! Every failure a user can cause is an [`Error`], never a panic: wgpu validation and
 //! out-of-memory errors are caught with error scopes.
 
+mod bandwidth;
 mod capabilities;
 mod dtype;
 mod error;
@@ -23,11 +24,12 @@ mod tensor;
 pub mod testing;
 mod timing;
 
+pub use bandwidth::{Bandwidth, copy, measure_bandwidth};
 pub use capabilities::{Capabilities, SubgroupSize};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use gpu::Gpu;
-pub use launch::Launch;
+pub use launch::{Binding, Launch};
 pub use options::{AdapterDescription, GpuOptions, adapters, adapters_on, parse_backends};
 pub use pertoken_shaders::Shader;
 pub use tensor::{BUFFER_ALIGN, Tensor};

@@ -9,6 +9,10 @@ pub struct GpuOptions {
     pub backends: wgpu::Backends,
     /// Pick only adapters whose name contains this (case-insensitive).
     pub adapter: Option<String>,
+    /// Treat the storage-binding limit as at most this many bytes. Kernels then split large
+    /// tensors as they would on an adapter with that limit: tests use it to cover the split
+    /// paths at small sizes.
+    pub max_storage_binding: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -16,6 +20,7 @@ impl Default for GpuOptions {
         GpuOptions {
             backends: wgpu::Backends::all(),
             adapter: None,
+            max_storage_binding: None,
         }
     }
 }

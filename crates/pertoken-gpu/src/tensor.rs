@@ -50,8 +50,19 @@ fn check_shape(op: &'static str, shape: &[usize], dtype: DType) -> Result<(usize
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(overflow)?;
-    let bytes = (len as u64)
-        .checked_mul(dtype.size_in_bytes() as u64)
+    let (block_elems, block_bytes) = dtype.block();
+    let last = shape.last().copied().unwrap_or(1);
+    if !last.is_multiple_of(block_elems) {
+        return Err(Error::InvalidShape {
+            op,
+            shape: shape.to_vec(),
+            reason: format!(
+                "{dtype} quantizes blocks of {block_elems} along the last dimension, which is {last}"
+            ),
+        });
+    }
+    let bytes = ((len / block_elems) as u64)
+        .checked_mul(block_bytes as u64)
         .ok_or_else(overflow)?;
     Ok((len, bytes))
 }
@@ -83,6 +94,35 @@ impl Tensor {
         }
         let t = Tensor::zeros(gpu, shape, T::DTYPE)?;
         t.write_bytes(bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// Uploads the raw bytes of a block-quantized tensor (`Q8_0`, `Q4_0`) in ggml's layout: row
+    /// after row, each row `shape.last() / 32` blocks.
+    pub fn from_quantized(
+        gpu: &Gpu,
+        bytes: &[u8],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        const OP: &str = "Tensor::from_quantized";
+        if !dtype.is_quantized() {
+            return Err(Error::Unsupported {
+                op: OP,
+                reason: format!("{dtype} is not a block-quantized format; use Tensor::from_slice"),
+            });
+        }
+        let (_, expected) = check_shape(OP, shape, dtype)?;
+        if bytes.len() as u64 != expected {
+            return Err(Error::DataLength {
+                op: OP,
+                shape: shape.to_vec(),
+                expected: expected as usize,
+                got: bytes.len(),
+            });
+        }
+        let t = Tensor::zeros(gpu, shape, dtype)?;
+        t.write_bytes(bytes);
         Ok(t)
     }
 
@@ -145,6 +185,11 @@ impl Tensor {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// Downloads the tensor's raw bytes (for quantized tensors, ggml's block layout).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.gpu.download_buffer(&self.buffer, self.size_in_bytes())
+    }
+
     /// Downloads the tensor as an ndarray of its shape.
     pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
         let v = self.to_vec::<T>()?;
@@ -188,7 +233,8 @@ impl Tensor {
 
     /// Bytes of data (without the buffer's padding).
     pub fn size_in_bytes(&self) -> u64 {
-        self.len as u64 * self.dtype.size_in_bytes() as u64
+        let (elems, bytes) = self.dtype.block();
+        (self.len / elems) as u64 * bytes as u64
     }
 
     /// The storage buffer (padded to [`BUFFER_ALIGN`] bytes).

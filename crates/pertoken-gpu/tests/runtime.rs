@@ -101,3 +101,61 @@ fn timing_reports_its_method() {
     assert_eq!(timing.method, TimingMethod::WallClock);
     assert_eq!(timing.passes, 0);
 }
+
+#[test]
+fn quantized_tensors_round_trip_their_bytes() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let bytes: Vec<u8> = (0..3 * 2 * 18).map(|i| (i * 37 % 251) as u8).collect();
+    let t = Tensor::from_quantized(&gpu, &bytes, &[3, 64], DType::Q4_0).unwrap();
+    assert_eq!(t.size_in_bytes(), bytes.len() as u64);
+    assert_eq!(t.to_bytes().unwrap(), bytes);
+    assert!(matches!(
+        t.to_vec::<f32>(),
+        Err(Error::DTypeMismatch { .. })
+    ));
+    let err = Tensor::from_quantized(&gpu, &bytes, &[3, 64], DType::F32).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+}
+
+#[test]
+fn copy_kernel_copies_and_measures_bandwidth() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for len in [1usize, 3, 4, 1000, 4099] {
+        let data = uniform_f32(len as u64, len);
+        let src = Tensor::from_slice(&gpu, &data, &[len]).unwrap();
+        let dst = Tensor::zeros(&gpu, &[len], DType::F32).unwrap();
+        dst.fill(f32::NAN).unwrap();
+        pertoken_gpu::copy(&gpu, &src, &dst).unwrap();
+        assert_eq!(dst.to_vec::<f32>().unwrap(), data);
+    }
+    let a = Tensor::zeros(&gpu, &[8], DType::F32).unwrap();
+    let b = Tensor::zeros(&gpu, &[9], DType::F32).unwrap();
+    assert!(matches!(
+        pertoken_gpu::copy(&gpu, &a, &b),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let bw = pertoken_gpu::measure_bandwidth(&gpu, 1 << 20, 3).unwrap();
+    assert_eq!(bw.bytes, 1 << 20);
+    assert!(bw.bytes_per_second() > 0.0 && bw.bytes_per_second().is_finite());
+}
+
+#[test]
+fn misaligned_binding_windows_are_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let src = Tensor::from_slice(&gpu, &uniform_f32(1, 1024), &[1024]).unwrap();
+    let dst = Tensor::zeros(&gpu, &[1024], DType::F32).unwrap();
+    let err = gpu
+        .launch(&pertoken_gpu::Launch {
+            op: "test",
+            shader: &pertoken_shaders::COPY,
+            constants: &[],
+            bindings: &[
+                pertoken_gpu::Binding::window(&src, 4, 64),
+                pertoken_gpu::Binding::whole(&dst),
+            ],
+            params: &[0; 16],
+            workgroups: [1, 1, 1],
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidShape { .. }), "{err}");
+}

@@ -34,8 +34,7 @@ impl TileConfig {
     pub fn is_valid(&self) -> bool {
         matches!(self.tm, 4 | 8)
             && matches!(self.tn, 4 | 8)
-            && self.bk > 0
-            && self.bk.is_multiple_of(4)
+            && matches!(self.bk, 8 | 16 | 32)
             && self.bm.is_multiple_of(self.tm)
             && self.bn.is_multiple_of(self.tn)
             && self.bm * self.bk <= TILED_MAX_TILE
@@ -47,9 +46,9 @@ impl TileConfig {
         self.is_valid() && caps.fits_workgroup([self.workgroup_size(), 1, 1], TILED_WORKGROUP_BYTES)
     }
 
-    /// The shader's override constants for this configuration; `a_vec4` when K is a multiple of
-    /// 4, `b_vec4` when N is.
-    pub fn constants(&self, a_vec4: bool, b_vec4: bool) -> [(&'static str, f64); 8] {
+    /// The shader's override constants for this configuration and `layout`.
+    pub fn constants(&self, layout: &TiledLayout) -> [(&'static str, f64); 12] {
+        let flag = |b: bool| f64::from(u8::from(b));
         [
             ("BM", f64::from(self.bm)),
             ("BN", f64::from(self.bn)),
@@ -57,8 +56,12 @@ impl TileConfig {
             ("TM", f64::from(self.tm)),
             ("TN", f64::from(self.tn)),
             ("WG", f64::from(self.workgroup_size())),
-            ("A_VEC4", f64::from(u8::from(a_vec4))),
-            ("B_VEC4", f64::from(u8::from(b_vec4))),
+            ("A_F16", flag(layout.a_f16)),
+            ("A_VEC4", flag(layout.a_vec4)),
+            ("B_FMT", f64::from(layout.b_format)),
+            ("B_TRANS", flag(layout.b_trans)),
+            ("B_VEC4", flag(layout.b_vec4)),
+            ("C_VEC4", flag(layout.c_vec4)),
         ]
     }
 }
@@ -72,6 +75,129 @@ impl std::fmt::Display for TileConfig {
         )
     }
 }
+
+/// Operand formats and alignment of one tiled launch: the shader's non-tile constants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TiledLayout {
+    /// A holds f16 (else f32).
+    pub a_f16: bool,
+    /// Rows of A start on 4-element boundaries (K % 4 == 0).
+    pub a_vec4: bool,
+    /// B's format: 0 f32, 1 f16, 2 Q8_0, 3 Q4_0.
+    pub b_format: u32,
+    /// B is stored `[N, K]` (a Linear weight) rather than `[K, N]`.
+    pub b_trans: bool,
+    /// B's rows start on 4-element boundaries along its contiguous dimension.
+    pub b_vec4: bool,
+    /// C's rows start on 4-element boundaries (N % 4 == 0).
+    pub c_vec4: bool,
+}
+
+impl TiledLayout {
+    /// Every combination the launcher can produce, for validating the shader.
+    pub fn all() -> Vec<TiledLayout> {
+        let mut out = Vec::new();
+        for a_f16 in [false, true] {
+            for a_vec4 in [false, true] {
+                for b_format in 0..4 {
+                    for b_trans in [false, true] {
+                        if b_format >= 2 && !b_trans {
+                            continue;
+                        }
+                        for b_vec4 in [false, true] {
+                            for c_vec4 in [false, true] {
+                                out.push(TiledLayout {
+                                    a_f16,
+                                    a_vec4,
+                                    b_format,
+                                    b_trans,
+                                    b_vec4,
+                                    c_vec4,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One configuration of the decode-path (GEMV) kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GemvConfig {
+    /// Invocations per workgroup (at most; fewer when many rows of x need registers).
+    pub wg: u32,
+    /// Rows of the weight (outputs) per workgroup; `wg / rows` invocations split each row's K.
+    pub rows: u32,
+}
+
+/// Most rows of x the GEMV kernel takes; more go to the tiled kernel.
+pub const GEMV_MAX_M: usize = 16;
+/// Workgroup memory the GEMV kernel reduces in, in f32: `wg · max_m` must fit.
+pub const GEMV_REDUCE_SLOTS: u32 = 2048;
+
+impl GemvConfig {
+    /// `MAX_M` for `m` rows of x: the next power of two.
+    pub fn max_m(m: usize) -> u32 {
+        (m.max(1) as u32).next_power_of_two()
+    }
+
+    /// The workgroup size used for `m` rows of x.
+    pub fn workgroup_size(&self, m: usize) -> u32 {
+        self.wg.min(GEMV_REDUCE_SLOTS / Self::max_m(m))
+    }
+
+    /// Whether the shader can run this configuration for `m` rows of x.
+    pub fn is_valid(&self, m: usize) -> bool {
+        let wg = self.workgroup_size(m);
+        (1..=GEMV_MAX_M).contains(&m)
+            && self.rows >= 1
+            && wg.is_multiple_of(self.rows)
+            && (wg / self.rows).is_power_of_two()
+    }
+
+    /// Whether this adapter can run it.
+    pub fn fits(&self, caps: &Capabilities, m: usize) -> bool {
+        self.is_valid(m)
+            && caps.fits_workgroup([self.workgroup_size(m), 1, 1], 4 * GEMV_REDUCE_SLOTS)
+    }
+
+    /// The shader's override constants.
+    pub fn constants(
+        &self,
+        m: usize,
+        w_format: u32,
+        w_vec: bool,
+        x_f16: bool,
+    ) -> [(&'static str, f64); 6] {
+        [
+            ("W_FMT", f64::from(w_format)),
+            ("W_VEC", f64::from(u8::from(w_vec))),
+            ("X_F16", f64::from(u8::from(x_f16))),
+            ("MAX_M", f64::from(Self::max_m(m))),
+            ("WG", f64::from(self.workgroup_size(m))),
+            ("ROWS", f64::from(self.rows)),
+        ]
+    }
+}
+
+impl std::fmt::Display for GemvConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "wg{}/rows{}", self.wg, self.rows)
+    }
+}
+
+/// The candidate configurations of the GEMV kernel.
+pub const GEMV_CANDIDATES: &[GemvConfig] = &[
+    GemvConfig { wg: 256, rows: 4 },
+    GemvConfig { wg: 256, rows: 2 },
+    GemvConfig { wg: 256, rows: 8 },
+    GemvConfig { wg: 128, rows: 4 },
+    GemvConfig { wg: 64, rows: 2 },
+    GemvConfig { wg: 256, rows: 1 },
+];
 
 /// The candidate configurations of the tiled kernel, for the heuristic and for tuning.
 pub const TILE_CANDIDATES: &[TileConfig] = &[
@@ -133,6 +259,8 @@ pub enum Kernel {
     Naive,
     /// Register-blocked tiles.
     Tiled(TileConfig),
+    /// Split-K matrix-vector kernel for a few rows of x (linear only).
+    Gemv(GemvConfig),
 }
 
 impl std::fmt::Display for Kernel {
@@ -140,6 +268,7 @@ impl std::fmt::Display for Kernel {
         match self {
             Kernel::Naive => f.write_str("naive"),
             Kernel::Tiled(c) => write!(f, "tiled {c}"),
+            Kernel::Gemv(c) => write!(f, "gemv {c}"),
         }
     }
 }

@@ -1,94 +1,51 @@
-//! Matrix multiply on the GPU.
+//! Matrix multiply and linear layers on the GPU.
 //!
-//! [`matmul`] computes `C = A·B` for row-major f32 `A: [M,K]` and `B: [K,N]`, for every
-//! `M, N, K ≥ 1`. Two kernels: [`Kernel::Naive`], one invocation per output, kept as the baseline;
-//! and [`Kernel::Tiled`], register-blocked tiles staged in workgroup memory, with vec4 loads when
-//! K (for A) or N (for B and C) is a multiple of 4. [`select`] picks one from the shape and the
-//! adapter's [`Capabilities`](pertoken_gpu::Capabilities); [`matmul_with`] runs a given one.
+//! - [`matmul`]: `C = A·B` for row-major `A: [M,K]` and `B: [K,N]`, each f32 or f16, with an
+//!   optional leading batch dimension on either (a 2-D operand is shared by every entry).
+//! - [`linear`]: `y = x·wᵀ (+ bias)` for weights `w: [N,K]` as PyTorch's `Linear` and model
+//!   checkpoints store them, in f32, f16, or ggml's Q8_0 and Q4_0 (dequantized in the kernel), with
+//!   activations `x: [.., K]` in f32 or f16.
+//!
+//! Outputs are f32; accumulation is always f32. Every `M, N, K ≥ 1` works; quantized weights need
+//! `K % 32 == 0`, as their format does.
+//!
+//! Three kernels: [`Kernel::Naive`], one invocation per output, kept as the f32 baseline;
+//! [`Kernel::Tiled`], register-blocked tiles staged in workgroup memory (prefill and square
+//! shapes); and [`Kernel::Gemv`], split-K with workgroup reductions for linear layers on up to
+//! [`GEMV_MAX_M`] rows (decode), where the weights' bytes are the whole cost. [`select`] and
+//! [`select_linear`] pick one from the shape and the adapter's
+//! [`Capabilities`](pertoken_gpu::Capabilities).
+//!
+//! Weights larger than the adapter's storage-binding limit are split along N into windows the
+//! adapter can bind, one dispatch each.
 //!
 //! Ops record into the [`Gpu`]'s pending encoder: nothing runs until the result is downloaded or
 //! [`Gpu::sync`] is called.
 
 mod config;
+mod launch;
+mod problem;
 
 pub use config::{
-    Kernel, NAIVE_WORKGROUP, TILE_CANDIDATES, TILED_MAX_TILE, TILED_WORKGROUP_BYTES, TileConfig,
+    GEMV_CANDIDATES, GEMV_MAX_M, GEMV_REDUCE_SLOTS, GemvConfig, Kernel, NAIVE_WORKGROUP,
+    TILE_CANDIDATES, TILED_MAX_TILE, TILED_WORKGROUP_BYTES, TileConfig, TiledLayout,
 };
+pub use problem::{MatmulShape, Problem, check_linear, check_matmul};
 
-use pertoken_gpu::{Capabilities, DType, Error, Gpu, Launch, Result, Tensor};
-use pertoken_shaders::{MATMUL_NAIVE, MATMUL_TILED};
+use pertoken_gpu::{Capabilities, DType, Error, Gpu, Result, Tensor};
 
-const OP: &str = "matmul";
-
-/// The `[M, K, N]` of a matmul, checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MatmulShape {
-    /// Rows of A and C.
-    pub m: usize,
-    /// Columns of A, rows of B.
-    pub k: usize,
-    /// Columns of B and C.
-    pub n: usize,
-}
-
-impl MatmulShape {
-    /// Floating-point operations: 2·M·N·K.
-    pub fn flops(&self) -> f64 {
-        2.0 * self.m as f64 * self.n as f64 * self.k as f64
-    }
-
-    /// Minimum bytes moved for f32: A and B read once, C written once.
-    pub fn min_bytes_f32(&self) -> f64 {
-        4.0 * (self.m * self.k + self.k * self.n + self.m * self.n) as f64
-    }
-}
-
-/// Checks that `a` and `b` can be multiplied and returns the shape.
+/// Checks that `a` and `b` can be multiplied and returns the per-entry shape.
 pub fn check(a: &Tensor, b: &Tensor) -> Result<MatmulShape> {
-    for t in [a, b] {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DTypeMismatch {
-                op: OP,
-                expected: DType::F32,
-                got: t.dtype(),
-            });
-        }
-    }
-    let (m, k) = a.dims2(OP)?;
-    let (k2, n) = b.dims2(OP)?;
-    if k != k2 {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            lhs: a.shape().to_vec(),
-            rhs: b.shape().to_vec(),
-            expected: "a = [M, K] and b = [K, N]: a's columns must equal b's rows".into(),
-        });
-    }
-    // The kernels index with u32: every operand must have fewer than 2³² elements.
-    for (what, shape, len) in [
-        ("a", a.shape(), m * k),
-        ("b", b.shape(), k * n),
-        ("c", &[m, n][..], m * n),
-    ] {
-        if u32::try_from(len).is_err() {
-            return Err(Error::InvalidShape {
-                op: OP,
-                shape: shape.to_vec(),
-                reason: format!("{what} has {len} elements; at most 2³²−1 are supported"),
-            });
-        }
-    }
-    Ok(MatmulShape { m, k, n })
+    Ok(check_matmul(a, b)?.shape)
 }
 
-/// The kernel the heuristic picks for `shape` on an adapter with `caps`.
+/// The tiled configuration the heuristic picks for `shape` on an adapter with `caps`.
 ///
 /// The tiled kernel beats the naive one at every size we measured from 32³ up (see
 /// BENCHMARKS.md). The tile is the largest of 128×128, 64×64 and 32×32 that gives at least
 /// [`MIN_WORKGROUPS`] workgroups and wastes at most a quarter of its work on padding (a 192×192
 /// output in 128×128 tiles computes 1.8× the elements it needs). The naive kernel remains for
-/// adapters whose limits no tile configuration fits. Autotuning per adapter replaces this
-/// heuristic where it is run.
+/// adapters whose limits no tile configuration fits.
 pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
     const LARGE: TileConfig = TileConfig {
         bm: 128,
@@ -129,213 +86,113 @@ pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
 /// Fewest workgroups [`select`] accepts before it shrinks the tile.
 pub const MIN_WORKGROUPS: usize = 4;
 
-/// `a · b` with the kernel [`select`] picks. `a: [M,K]`, `b: [K,N]`, both f32.
+/// The kernel the heuristic picks for a linear layer: GEMV for up to [`GEMV_MAX_M`] rows of x,
+/// the tiled kernel for more.
+pub fn select_linear(caps: &Capabilities, problem: &Problem) -> Kernel {
+    let m = problem.shape.m;
+    if m <= GEMV_MAX_M
+        && let Some(c) = GEMV_CANDIDATES.iter().find(|c| c.fits(caps, m))
+    {
+        return Kernel::Gemv(*c);
+    }
+    match select(caps, problem.shape) {
+        // The naive kernel does not read [N, K] weights: the smallest tile is the fallback.
+        Kernel::Naive | Kernel::Gemv(_) => Kernel::Tiled(TileConfig {
+            bm: 32,
+            bn: 32,
+            bk: 16,
+            tm: 4,
+            tn: 4,
+        }),
+        k => k,
+    }
+}
+
+/// `a · b` with the kernel [`select`] picks.
 pub fn matmul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let shape = check(a, b)?;
-    let kernel = select(gpu.capabilities(), shape);
-    matmul_with(gpu, a, b, kernel)
+    let p = check_matmul(a, b)?;
+    matmul_with(gpu, a, b, select(gpu.capabilities(), p.shape))
 }
 
 /// `a · b` with a given kernel.
 pub fn matmul_with(gpu: &Gpu, a: &Tensor, b: &Tensor, kernel: Kernel) -> Result<Tensor> {
-    let shape = check(a, b)?;
-    let out = Tensor::zeros(gpu, &[shape.m, shape.n], DType::F32)?;
+    let p = check_matmul(a, b)?;
+    let out = Tensor::zeros(gpu, &matmul_out_shape(&p), DType::F32)?;
     matmul_into(gpu, a, b, &out, kernel)?;
     Ok(out)
 }
 
-/// `out = a · b` with a given kernel, writing into an existing `[M,N]` f32 tensor.
-///
-/// `out` must not be `a` or `b`.
-pub fn matmul_into(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor, kernel: Kernel) -> Result<()> {
-    let shape = check(a, b)?;
-    if out.dtype() != DType::F32 {
-        return Err(Error::DTypeMismatch {
-            op: OP,
-            expected: DType::F32,
-            got: out.dtype(),
-        });
+fn matmul_out_shape(p: &Problem) -> Vec<usize> {
+    if p.a_batched || p.b_batched {
+        vec![p.batch, p.shape.m, p.shape.n]
+    } else {
+        vec![p.shape.m, p.shape.n]
     }
-    if out.shape() != [shape.m, shape.n] {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            lhs: out.shape().to_vec(),
-            rhs: vec![shape.m, shape.n],
-            expected: "the output must be [M, N]".into(),
-        });
-    }
-    if std::ptr::eq(out.buffer(), a.buffer()) || std::ptr::eq(out.buffer(), b.buffer()) {
-        return Err(Error::InvalidShape {
-            op: OP,
-            shape: out.shape().to_vec(),
-            reason: "the output tensor is also an input; pass a separate output".into(),
-        });
-    }
+}
 
-    let (m, n, k) = (shape.m as u32, shape.n as u32, shape.k as u32);
-    let params = bytemuck::cast::<[u32; 4], [u8; 16]>([m, n, k, 0]);
+/// `out = a · b` with a given kernel, into an existing f32 tensor of the result's shape.
+pub fn matmul_into(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor, kernel: Kernel) -> Result<()> {
+    let p = check_matmul(a, b)?;
+    problem::check_out("matmul", out, &matmul_out_shape(&p), &[a, b])?;
     match kernel {
-        Kernel::Naive => {
-            let [wx, wy] = NAIVE_WORKGROUP;
-            gpu.launch(&Launch {
-                op: OP,
-                shader: &MATMUL_NAIVE,
-                constants: &[("WG_X", f64::from(wx)), ("WG_Y", f64::from(wy))],
-                tensors: &[a, b, out],
-                params: &params,
-                workgroups: [n.div_ceil(wx), m.div_ceil(wy), 1],
-            })
-        }
-        Kernel::Tiled(cfg) => {
-            if !cfg.is_valid() {
-                return Err(Error::Unsupported {
-                    op: OP,
-                    reason: format!("tile configuration {cfg} is not valid for the tiled kernel"),
-                });
-            }
-            if !cfg.fits(gpu.capabilities()) {
-                return Err(Error::Unsupported {
-                    op: OP,
-                    reason: format!(
-                        "tile configuration {cfg} needs {} invocations and {} bytes of workgroup \
-                         memory per workgroup",
-                        cfg.workgroup_size(),
-                        TILED_WORKGROUP_BYTES
-                    ),
-                });
-            }
-            let constants = cfg.constants(k % 4 == 0, n % 4 == 0);
-            gpu.launch(&Launch {
-                op: OP,
-                shader: &MATMUL_TILED,
-                constants: &constants,
-                tensors: &[a, b, out],
-                params: &params,
-                workgroups: [n.div_ceil(cfg.bn), m.div_ceil(cfg.bm), 1],
-            })
-        }
+        Kernel::Naive => launch::naive(gpu, &p, a, b, out),
+        Kernel::Tiled(cfg) => launch::tiled(gpu, &p, a, b, None, out, cfg),
+        Kernel::Gemv(_) => Err(Error::Unsupported {
+            op: "matmul",
+            reason: "the GEMV kernel reads [N, K] weights: use linear(x, w)".into(),
+        }),
+    }
+}
+
+/// `x · wᵀ (+ bias)` with the kernel [`select_linear`] picks. `x: [.., K]` f32 or f16;
+/// `w: [N, K]` f32, f16, Q8_0 or Q4_0; `bias: [N]` f32. Returns f32 `[.., N]`.
+pub fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let p = check_linear(x, w, bias)?;
+    linear_with(gpu, x, w, bias, select_linear(gpu.capabilities(), &p))
+}
+
+/// [`linear`] with a given kernel.
+pub fn linear_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    kernel: Kernel,
+) -> Result<Tensor> {
+    let p = check_linear(x, w, bias)?;
+    let out = Tensor::zeros(gpu, &linear_out_shape(x, &p), DType::F32)?;
+    linear_into(gpu, x, w, bias, &out, kernel)?;
+    Ok(out)
+}
+
+fn linear_out_shape(x: &Tensor, p: &Problem) -> Vec<usize> {
+    let lead = &x.shape()[..x.shape().len() - 1];
+    p.out_shape(lead)
+}
+
+/// [`linear`] into an existing f32 tensor of the result's shape.
+pub fn linear_into(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    kernel: Kernel,
+) -> Result<()> {
+    let p = check_linear(x, w, bias)?;
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    problem::check_out("linear", out, &linear_out_shape(x, &p), &inputs)?;
+    match kernel {
+        Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg),
+        Kernel::Tiled(cfg) => launch::tiled(gpu, &p, x, w, bias, out, cfg),
+        Kernel::Naive => Err(Error::Unsupported {
+            op: "linear",
+            reason: "the naive kernel is the [M,K]·[K,N] f32 baseline; use a tiled or GEMV kernel"
+                .into(),
+        }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_candidate_is_valid_and_its_constants_validate_with_naga() {
-        for cfg in TILE_CANDIDATES {
-            assert!(cfg.is_valid(), "{cfg}");
-            for a_vec4 in [false, true] {
-                for b_vec4 in [false, true] {
-                    pertoken_shaders::validate(&MATMUL_TILED, &cfg.constants(a_vec4, b_vec4))
-                        .unwrap_or_else(|e| panic!("{cfg}: {e}"));
-                }
-            }
-        }
-        let [wx, wy] = NAIVE_WORKGROUP;
-        pertoken_shaders::validate(
-            &MATMUL_NAIVE,
-            &[("WG_X", f64::from(wx)), ("WG_Y", f64::from(wy))],
-        )
-        .unwrap();
-    }
-
-    fn caps() -> Capabilities {
-        Capabilities {
-            shader_f16: false,
-            subgroups: None,
-            timestamp_query: false,
-            timestamp_period_ns: 1.0,
-            max_storage_binding: 128 << 20,
-            max_buffer_size: 256 << 20,
-            max_workgroup_storage: 16384,
-            max_invocations_per_workgroup: 256,
-            max_workgroup_size: [256, 256, 64],
-            max_workgroups_per_dimension: 65535,
-            max_storage_buffers_per_stage: 8,
-        }
-    }
-
-    fn tile(kernel: Kernel) -> (u32, u32) {
-        match kernel {
-            Kernel::Tiled(c) => (c.bm, c.bn),
-            Kernel::Naive => (0, 0),
-        }
-    }
-
-    #[test]
-    fn select_shrinks_the_tile_for_small_or_ragged_outputs() {
-        let sel = |m, n| tile(select(&caps(), MatmulShape { m, k: 64, n }));
-        assert_eq!(sel(1024, 1024), (128, 128));
-        assert_eq!(sel(256, 256), (128, 128));
-        assert_eq!(sel(192, 192), (64, 64));
-        assert_eq!(sel(128, 128), (64, 64));
-        assert_eq!(sel(64, 64), (32, 32));
-        assert_eq!(sel(1, 1), (32, 32));
-    }
-
-    #[test]
-    fn select_respects_adapter_limits() {
-        let mut small = caps();
-        small.max_invocations_per_workgroup = 64;
-        // 128×128/8×8 needs 256 invocations: the next config that fits is taken.
-        let k = select(
-            &small,
-            MatmulShape {
-                m: 1024,
-                k: 64,
-                n: 1024,
-            },
-        );
-        assert_eq!(tile(k), (64, 64));
-        small.max_workgroup_storage = 8192;
-        assert_eq!(
-            select(
-                &small,
-                MatmulShape {
-                    m: 1024,
-                    k: 64,
-                    n: 1024
-                }
-            ),
-            Kernel::Naive
-        );
-    }
-
-    #[test]
-    fn invalid_configs_are_rejected() {
-        let bad = [
-            TileConfig {
-                bm: 64,
-                bn: 64,
-                bk: 16,
-                tm: 2,
-                tn: 4,
-            },
-            TileConfig {
-                bm: 60,
-                bn: 64,
-                bk: 16,
-                tm: 8,
-                tn: 4,
-            },
-            TileConfig {
-                bm: 256,
-                bn: 64,
-                bk: 16,
-                tm: 8,
-                tn: 8,
-            },
-            TileConfig {
-                bm: 64,
-                bn: 64,
-                bk: 6,
-                tm: 4,
-                tn: 4,
-            },
-        ];
-        for cfg in bad {
-            assert!(!cfg.is_valid(), "{cfg}");
-        }
-    }
-}
+mod tests;

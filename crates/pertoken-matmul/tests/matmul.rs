@@ -118,7 +118,7 @@ fn proptest_sweep_matches_reference() {
             |(m, k, n, ki)| {
                 let kernel = kernels[ki].filter(|k| match k {
                     Kernel::Tiled(c) => c.fits(gpu.capabilities()),
-                    Kernel::Naive => true,
+                    Kernel::Naive | Kernel::Gemv(_) => true,
                 });
                 check_case(&gpu, m, k, n, kernel).map_err(TestCaseError::fail)
             },
@@ -181,10 +181,22 @@ fn bad_shapes_are_errors_not_panics() {
         }
         other => panic!("expected ShapeMismatch, got {other:?}"),
     }
-    let rank3 = t(&[2, 2, 5]);
+    let rank4 = t(&[2, 2, 2, 5]);
     assert!(matches!(
-        matmul(&gpu, &rank3, &t(&[5, 2])),
+        matmul(&gpu, &rank4, &t(&[5, 2])),
         Err(Error::InvalidShape { .. })
+    ));
+    let batch2 = t(&[2, 3, 5]);
+    let batch3 = t(&[3, 5, 4]);
+    assert!(matches!(
+        matmul(&gpu, &batch2, &batch3),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let q = Tensor::from_quantized(&gpu, &[0u8; 34], &[1, 32], DType::Q8_0).unwrap();
+    let x32 = t(&[2, 1]);
+    assert!(matches!(
+        matmul(&gpu, &x32, &q),
+        Err(Error::Unsupported { .. })
     ));
     let rank1 = t(&[5]);
     assert!(matches!(
@@ -211,10 +223,16 @@ fn bad_shapes_are_errors_not_panics() {
         matmul_into(&gpu, &sq, &sq, &sq, Kernel::Naive),
         Err(Error::InvalidShape { .. })
     ));
-    let half = Tensor::from_slice(&gpu, &[half::f16::from_f32(1.5); 15], &[5, 3]).unwrap();
+    let half_out = Tensor::from_slice(&gpu, &[half::f16::from_f32(1.5); 12], &[4, 3]).unwrap();
     assert!(matches!(
-        matmul(&gpu, &a, &half),
+        matmul_into(&gpu, &a, &b, &half_out, Kernel::Naive),
         Err(Error::DTypeMismatch { .. })
+    ));
+    // The naive baseline is f32 only.
+    let half_b = Tensor::from_slice(&gpu, &[half::f16::from_f32(1.5); 15], &[5, 3]).unwrap();
+    assert!(matches!(
+        matmul_with(&gpu, &a, &half_b, Kernel::Naive),
+        Err(Error::Unsupported { .. })
     ));
 
     let bad_cfg = pertoken_matmul::TileConfig {

@@ -8,7 +8,9 @@
 
 pub mod compare;
 pub mod matmul;
+pub mod quant;
 pub mod random;
 
 pub use compare::{Comparison, Tolerance, compare};
-pub use matmul::{ReferenceError, matmul, matmul_f32};
+pub use matmul::{ReferenceError, linear, matmul, matmul_f32};
+pub use quant::{QK, QuantFormat, dequantize, quantize};

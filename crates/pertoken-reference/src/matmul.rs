@@ -14,6 +14,14 @@ pub enum ReferenceError {
         /// Shape of the right operand.
         b: [usize; 2],
     },
+    /// A bias whose length is not the output width.
+    #[error("linear: bias has {got} elements, the output has {n} columns")]
+    BiasLength {
+        /// Output columns.
+        n: usize,
+        /// Bias length given.
+        got: usize,
+    },
 }
 
 /// `a · b` for `a: [M,K]`, `b: [K,N]`, each element widened to f64 and accumulated in f64.
@@ -34,6 +42,41 @@ where
     let b64 = b.mapv(Into::into);
     // ndarray's f64 `dot` (matrixmultiply's dgemm) accumulates every product in f64.
     Ok(a64.dot(&b64))
+}
+
+/// `x · wᵀ (+ bias)` for `x: [M,K]`, `w: [N,K]` (PyTorch's `Linear` layout), `bias: [N]`, with
+/// f64 accumulation.
+pub fn linear<T>(
+    x: ArrayView2<'_, T>,
+    w: ArrayView2<'_, T>,
+    bias: Option<&[T]>,
+) -> Result<Array2<f64>, ReferenceError>
+where
+    T: Copy + Into<f64>,
+{
+    if x.ncols() != w.ncols() {
+        return Err(ReferenceError::InnerDimMismatch {
+            a: [x.nrows(), x.ncols()],
+            b: [w.ncols(), w.nrows()],
+        });
+    }
+    if let Some(b) = bias
+        && b.len() != w.nrows()
+    {
+        return Err(ReferenceError::BiasLength {
+            n: w.nrows(),
+            got: b.len(),
+        });
+    }
+    let mut y = matmul(x, w.t())?;
+    if let Some(b) = bias {
+        for mut row in y.rows_mut() {
+            for (v, &bj) in row.iter_mut().zip(b) {
+                *v += bj.into();
+            }
+        }
+    }
+    Ok(y)
 }
 
 /// [`matmul`] on row-major slices: `a` is `m×k`, `b` is `k×n`; returns `m×n` row-major.
@@ -83,6 +126,20 @@ mod tests {
                 b: [4, 2]
             }
         );
+    }
+
+    #[test]
+    fn linear_is_x_times_w_transposed_plus_bias() {
+        let x = array![[1.0f32, 2.0], [0.5, -1.0]];
+        let w = array![[3.0f32, -1.0], [0.25, 4.0], [2.0, 2.0]];
+        let y = linear(x.view(), w.view(), Some(&[0.5, -0.5, 1.0])).unwrap();
+        // Row 0: 1·3 + 2·(−1) + 0.5 = 1.5;  1·0.25 + 2·4 − 0.5 = 7.75;  1·2 + 2·2 + 1 = 7
+        // Row 1: 1.5 + 1 + 0.5 = 3;  0.125 − 4 − 0.5 = −4.375;  1 − 2 + 1 = 0
+        assert_eq!(y, array![[1.5, 7.75, 7.0], [3.0, -4.375, 0.0]]);
+        assert!(matches!(
+            linear(x.view(), w.view(), Some(&[1.0])),
+            Err(ReferenceError::BiasLength { n: 3, got: 1 })
+        ));
     }
 
     #[test]

@@ -1,0 +1,361 @@
+//! linear (x·wᵀ + bias) in every weight format, batched and mixed-precision matmul, and weights
+//! split over the storage-binding limit, all against the f64 reference.
+//!
+//! Quantized kernels are checked against the reference applied to the dequantized weights (the
+//! same bytes the kernel reads): that isolates the kernel's error from the format's. f16 inputs
+//! are rounded to f16 before the reference sees them, for the same reason.
+
+use half::f16;
+use ndarray::ArrayView2;
+use pertoken_gpu::testing::gpu_or_skip;
+use pertoken_gpu::{DType, Error, Gpu, GpuOptions, Tensor};
+use pertoken_matmul::{
+    GEMV_CANDIDATES, Kernel, TileConfig, check_linear, linear, linear_into, matmul, select_linear,
+};
+use pertoken_reference::{
+    QuantFormat, Tolerance, compare, dequantize, quantize, random::uniform_f32,
+};
+
+/// Uploads `values` as `dtype`, returning the tensor and the values it actually holds.
+fn upload(gpu: &Gpu, values: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
+    match dtype {
+        DType::F32 => (
+            Tensor::from_slice(gpu, values, shape).unwrap(),
+            values.to_vec(),
+        ),
+        DType::F16 => {
+            let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            let back = h.iter().map(|v| v.to_f32()).collect();
+            (Tensor::from_slice(gpu, &h, shape).unwrap(), back)
+        }
+        DType::Q8_0 | DType::Q4_0 => {
+            let f = if dtype == DType::Q8_0 {
+                QuantFormat::Q8_0
+            } else {
+                QuantFormat::Q4_0
+            };
+            let bytes = quantize(f, values).unwrap();
+            let back = dequantize(f, &bytes).unwrap();
+            (
+                Tensor::from_quantized(gpu, &bytes, shape, dtype).unwrap(),
+                back,
+            )
+        }
+        other => panic!("no upload for {other}"),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    x: DType,
+    w: DType,
+    bias: bool,
+}
+
+/// Runs one linear case with `kernel` (or the selected one); Err describes a mismatch.
+fn run(gpu: &Gpu, c: Case, kernel: Option<Kernel>) -> Result<(), String> {
+    let seed = (c.m * 7919 + c.k * 31 + c.n) as u64;
+    let (x, xv) = upload(gpu, &uniform_f32(seed, c.m * c.k), &[c.m, c.k], c.x);
+    let (w, wv) = upload(gpu, &uniform_f32(seed + 1, c.n * c.k), &[c.n, c.k], c.w);
+    let bias_v = uniform_f32(seed + 2, c.n);
+    let bias = c
+        .bias
+        .then(|| Tensor::from_slice(gpu, &bias_v, &[c.n]).unwrap());
+    let out = Tensor::zeros(gpu, &[c.m, c.n], DType::F32).unwrap();
+    out.fill(f32::NAN).unwrap();
+    let p = check_linear(&x, &w, bias.as_ref()).map_err(|e| e.to_string())?;
+    let kernel = kernel.unwrap_or_else(|| select_linear(gpu.capabilities(), &p));
+    linear_into(gpu, &x, &w, bias.as_ref(), &out, kernel)
+        .map_err(|e| format!("{c:?} {kernel}: {e}"))?;
+    let got = out.to_vec::<f32>().unwrap();
+    let xa = ArrayView2::from_shape((c.m, c.k), &xv[..]).unwrap();
+    let wa = ArrayView2::from_shape((c.n, c.k), &wv[..]).unwrap();
+    let want = pertoken_reference::linear(xa, wa, c.bias.then_some(&bias_v[..])).unwrap();
+    let want: Vec<f64> = want.iter().copied().collect();
+    let cmp = compare(&got, &want, Tolerance::F32.for_reduction(c.k, 1.0));
+    if cmp.passed() {
+        Ok(())
+    } else {
+        Err(format!("{c:?} kernel={kernel}: {cmp}"))
+    }
+}
+
+const ALL_W: [DType; 4] = [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0];
+
+fn cases(ms: &[usize]) -> Vec<Case> {
+    let mut out = Vec::new();
+    for &w in &ALL_W {
+        let ks: &[usize] = if w.is_quantized() {
+            &[32, 96, 160]
+        } else {
+            &[1, 7, 32, 63, 96]
+        };
+        for &x in &[DType::F32, DType::F16] {
+            for &m in ms {
+                for &k in ks {
+                    for &n in &[1usize, 5, 64, 129] {
+                        out.push(Case {
+                            m,
+                            k,
+                            n,
+                            x,
+                            w,
+                            bias: (m + k + n) % 2 == 0,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn assert_all(gpu: &Gpu, cases: &[Case], kernel: Option<Kernel>) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|&c| run(gpu, c, kernel).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn selected_kernels_match_reference_in_every_format() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    assert_all(&gpu, &cases(&[1, 2, 3, 16, 17, 40]), None);
+}
+
+#[test]
+fn every_gemv_config_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for cfg in GEMV_CANDIDATES {
+        assert_all(&gpu, &cases(&[1, 5, 16]), Some(Kernel::Gemv(*cfg)));
+    }
+}
+
+#[test]
+fn tiled_kernel_matches_reference_for_small_and_large_m() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for cfg in [
+        TileConfig {
+            bm: 32,
+            bn: 32,
+            bk: 16,
+            tm: 4,
+            tn: 4,
+        },
+        TileConfig {
+            bm: 64,
+            bn: 64,
+            bk: 32,
+            tm: 8,
+            tn: 8,
+        },
+        TileConfig {
+            bm: 64,
+            bn: 64,
+            bk: 8,
+            tm: 8,
+            tn: 8,
+        },
+    ] {
+        assert_all(&gpu, &cases(&[1, 33, 70]), Some(Kernel::Tiled(cfg)));
+    }
+}
+
+#[test]
+fn decode_shapes_at_realistic_k() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for w in ALL_W {
+        for m in [1, 4, 16] {
+            run(
+                &gpu,
+                Case {
+                    m,
+                    k: 4096,
+                    n: 96,
+                    x: DType::F32,
+                    w,
+                    bias: false,
+                },
+                None,
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn leading_dims_of_x_are_flattened() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let x = Tensor::from_slice(&gpu, &uniform_f32(1, 2 * 3 * 32), &[2, 3, 32]).unwrap();
+    let (w, _) = upload(&gpu, &uniform_f32(2, 5 * 32), &[5, 32], DType::Q8_0);
+    let y = linear(&gpu, &x, &w, None).unwrap();
+    assert_eq!(y.shape(), &[2, 3, 5]);
+    let flat = Tensor::from_slice(&gpu, &uniform_f32(1, 2 * 3 * 32), &[6, 32]).unwrap();
+    let y2 = linear(&gpu, &flat, &w, None).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), y2.to_vec::<f32>().unwrap());
+}
+
+#[test]
+fn batched_and_mixed_precision_matmul() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (bt, m, k, n) = (3, 19, 37, 21);
+    for (a_dt, b_dt) in [
+        (DType::F32, DType::F32),
+        (DType::F16, DType::F32),
+        (DType::F32, DType::F16),
+        (DType::F16, DType::F16),
+    ] {
+        for (a_batched, b_batched) in [(true, true), (true, false), (false, true)] {
+            let a_shape: Vec<usize> = if a_batched {
+                vec![bt, m, k]
+            } else {
+                vec![m, k]
+            };
+            let b_shape: Vec<usize> = if b_batched {
+                vec![bt, k, n]
+            } else {
+                vec![k, n]
+            };
+            let a_len: usize = a_shape.iter().product();
+            let b_len: usize = b_shape.iter().product();
+            let (a, av) = upload(&gpu, &uniform_f32(10, a_len), &a_shape, a_dt);
+            let (b, bv) = upload(&gpu, &uniform_f32(11, b_len), &b_shape, b_dt);
+            let c = matmul(&gpu, &a, &b).unwrap();
+            assert_eq!(c.shape(), &[bt, m, n]);
+            let got = c.to_vec::<f32>().unwrap();
+            let mut want = Vec::new();
+            for i in 0..bt {
+                let ai = if a_batched {
+                    &av[i * m * k..(i + 1) * m * k]
+                } else {
+                    &av[..]
+                };
+                let bi = if b_batched {
+                    &bv[i * k * n..(i + 1) * k * n]
+                } else {
+                    &bv[..]
+                };
+                want.extend(pertoken_reference::matmul_f32(ai, bi, m, k, n));
+            }
+            let cmp = compare(&got, &want, Tolerance::F32.for_reduction(k, 1.0));
+            assert!(
+                cmp.passed(),
+                "{a_dt}/{b_dt} batched {a_batched}/{b_batched}: {cmp}"
+            );
+        }
+    }
+}
+
+/// A second handle on the same adapter whose storage-binding limit is lowered to `limit`.
+fn gpu_with_limit(limit: u64) -> Option<Gpu> {
+    gpu_or_skip()?;
+    let options = GpuOptions {
+        max_storage_binding: Some(limit),
+        ..GpuOptions::from_env().unwrap()
+    };
+    Some(Gpu::new(&options).unwrap())
+}
+
+#[test]
+fn weights_over_the_binding_limit_are_split_along_n() {
+    let Some(gpu) = gpu_with_limit(4096) else {
+        return;
+    };
+    assert_eq!(gpu.capabilities().max_storage_binding, 4096);
+    // GEMV: every format, weights of 10–77 KB through 4 KB windows.
+    for w in ALL_W {
+        let c = Case {
+            m: 3,
+            k: 64,
+            n: 300,
+            x: DType::F32,
+            w,
+            bias: true,
+        };
+        run(&gpu, c, None).unwrap();
+    }
+    // Tiled: M over the GEMV range.
+    let gpu = gpu_with_limit(8192).unwrap();
+    for w in [DType::F32, DType::F16] {
+        let c = Case {
+            m: 20,
+            k: 32,
+            n: 100,
+            x: DType::F32,
+            w,
+            bias: true,
+        };
+        run(&gpu, c, None).unwrap();
+        run(
+            &gpu,
+            c,
+            Some(Kernel::Tiled(TileConfig {
+                bm: 32,
+                bn: 32,
+                bk: 16,
+                tm: 4,
+                tn: 4,
+            })),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_weight_that_cannot_be_split_is_an_error_naming_the_limit() {
+    let Some(gpu) = gpu_with_limit(256) else {
+        return;
+    };
+    let w = Tensor::from_slice(&gpu, &uniform_f32(1, 8 * 128), &[8, 128]).unwrap();
+    let x = Tensor::from_slice(&gpu, &uniform_f32(2, 128), &[1, 128]).unwrap();
+    let err = linear(&gpu, &x, &w, None).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(
+        err.to_string().contains("max_storage_buffer_binding_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_linear_inputs_are_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let x = Tensor::from_slice(&gpu, &uniform_f32(1, 2 * 32), &[2, 32]).unwrap();
+    let w = Tensor::from_slice(&gpu, &uniform_f32(2, 4 * 16), &[4, 16]).unwrap();
+    assert!(matches!(
+        linear(&gpu, &x, &w, None),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let w = Tensor::from_slice(&gpu, &uniform_f32(2, 4 * 32), &[4, 32]).unwrap();
+    let bad_bias = Tensor::from_slice(&gpu, &uniform_f32(3, 3), &[3]).unwrap();
+    assert!(matches!(
+        linear(&gpu, &x, &w, Some(&bad_bias)),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let w3 = Tensor::from_slice(&gpu, &uniform_f32(2, 2 * 4 * 32), &[2, 4, 32]).unwrap();
+    assert!(matches!(
+        linear(&gpu, &x, &w3, None),
+        Err(Error::InvalidShape { .. })
+    ));
+    // Quantized weights need K % 32 == 0: such a tensor cannot even be made.
+    let err = Tensor::from_quantized(&gpu, &[0u8; 18], &[1, 16], DType::Q4_0).unwrap_err();
+    assert!(err.to_string().contains("blocks of 32"), "{err}");
+    let err = Tensor::from_quantized(&gpu, &[0u8; 17], &[1, 32], DType::Q4_0).unwrap_err();
+    assert!(matches!(err, Error::DataLength { .. }), "{err}");
+    // GEMV refuses more rows than it holds.
+    let x17 = Tensor::from_slice(&gpu, &uniform_f32(1, 17 * 32), &[17, 32]).unwrap();
+    let gemv = Kernel::Gemv(GEMV_CANDIDATES[0]);
+    assert!(matches!(
+        pertoken_matmul::linear_with(&gpu, &x17, &w, None, gemv),
+        Err(Error::Unsupported { .. })
+    ));
+}
