@@ -21,7 +21,24 @@ fn bench_prints_a_verified_table() {
     if gpu_or_skip().is_none() {
         return;
     }
-    let (ok, stdout, stderr) = pertoken(&["bench", "--sizes", "33,20x65x7", "--repeats", "2"]);
+    let (ok, stdout, stderr) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "--sizes",
+        "33,20x65x7",
+        "--repeats",
+        "2",
+        "--linear",
+        "64x40",
+        "--rows",
+        "1,3",
+        "--prefill",
+        "20",
+        "--dtypes",
+        "f32,q4_0",
+        "--copy-bytes",
+        "65536",
+    ]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let rows: Vec<&str> = stdout
         .lines()
@@ -29,6 +46,13 @@ fn bench_prints_a_verified_table() {
         .collect();
     // naive, tiled and CPU for each size.
     assert_eq!(rows.len(), 6, "{stdout}");
+    let linear_rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" 64x40 ")).collect();
+    // rows 1, 3 and the prefill 20, for each of two dtypes.
+    assert_eq!(linear_rows.len(), 6, "{stdout}");
+    for row in &linear_rows {
+        assert!(row.trim_end().ends_with("yes"), "unverified row: {row}");
+    }
+    assert!(stdout.contains("copy kernel:"), "{stdout}");
     for row in rows {
         assert!(row.trim_end().ends_with("yes"), "unverified row: {row}");
         let gflops: f64 = row

@@ -10,7 +10,7 @@ pub const TILED_MAX_TILE: u32 = 2048;
 pub const NAIVE_WORKGROUP: [u32; 2] = [16, 16];
 
 /// One configuration of the register-blocked tiled kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TileConfig {
     /// Rows of C per workgroup.
     pub bm: u32,
@@ -125,7 +125,7 @@ impl TiledLayout {
 }
 
 /// One configuration of the decode-path (GEMV) kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct GemvConfig {
     /// Invocations per workgroup (at most; fewer when many rows of x need registers).
     pub wg: u32,
@@ -197,6 +197,10 @@ pub const GEMV_CANDIDATES: &[GemvConfig] = &[
     GemvConfig { wg: 128, rows: 4 },
     GemvConfig { wg: 64, rows: 2 },
     GemvConfig { wg: 256, rows: 1 },
+    GemvConfig { wg: 256, rows: 32 },
+    GemvConfig { wg: 256, rows: 64 },
+    GemvConfig { wg: 64, rows: 16 },
+    GemvConfig { wg: 64, rows: 64 },
 ];
 
 /// The candidate configurations of the tiled kernel, for the heuristic and for tuning.
@@ -253,7 +257,8 @@ pub const TILE_CANDIDATES: &[TileConfig] = &[
 ];
 
 /// A matmul kernel and its configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kernel {
     /// One invocation per output; the baseline.
     Naive,

@@ -25,12 +25,14 @@
 mod config;
 mod launch;
 mod problem;
+pub mod tune;
 
 pub use config::{
     GEMV_CANDIDATES, GEMV_MAX_M, GEMV_REDUCE_SLOTS, GemvConfig, Kernel, NAIVE_WORKGROUP,
     TILE_CANDIDATES, TILED_MAX_TILE, TILED_WORKGROUP_BYTES, TileConfig, TiledLayout,
 };
 pub use problem::{MatmulShape, Problem, check_linear, check_matmul};
+pub use tune::{Choice, TuneMode, Tuner};
 
 use pertoken_gpu::{Capabilities, DType, Error, Gpu, Result, Tensor};
 
@@ -122,7 +124,7 @@ pub fn matmul_with(gpu: &Gpu, a: &Tensor, b: &Tensor, kernel: Kernel) -> Result<
     Ok(out)
 }
 
-fn matmul_out_shape(p: &Problem) -> Vec<usize> {
+pub(crate) fn matmul_out_shape(p: &Problem) -> Vec<usize> {
     if p.a_batched || p.b_batched {
         vec![p.batch, p.shape.m, p.shape.n]
     } else {
@@ -165,7 +167,7 @@ pub fn linear_with(
     Ok(out)
 }
 
-fn linear_out_shape(x: &Tensor, p: &Problem) -> Vec<usize> {
+pub(crate) fn linear_out_shape(x: &Tensor, p: &Problem) -> Vec<usize> {
     let lead = &x.shape()[..x.shape().len() - 1];
     p.out_shape(lead)
 }

@@ -1,10 +1,14 @@
 //! `pertoken bench`: measure the kernels, verify each result, print rates.
 
+mod linear;
+
 use std::time::Instant;
 
 use ndarray::Array2;
-use pertoken_gpu::{Gpu, Tensor, Timing};
-use pertoken_matmul::{Kernel, MatmulShape, TILE_CANDIDATES, matmul_with, select};
+use pertoken_gpu::{DType, Gpu, Tensor, Timing};
+use pertoken_matmul::{
+    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, MatmulShape, TILE_CANDIDATES, TuneMode, Tuner, matmul_with,
+};
 use pertoken_reference::{Comparison, Tolerance, compare, random::uniform_array2};
 
 use super::{CliError, open_gpu};
@@ -23,6 +27,48 @@ pub(crate) struct Args {
     /// Also run every tiled configuration that fits the adapter, not only the selected one.
     #[arg(long)]
     all_kernels: bool,
+    /// Linear-layer weight shapes `KxN` (in_features × out_features), comma-separated; `none`
+    /// skips the linear benches.
+    #[arg(long, value_delimiter = ',', default_value = "4096x4096,4096x14336,14336x4096",
+          value_parser = parse_linear)]
+    linear: Vec<Option<(usize, usize)>>,
+    /// Rows of x for the decode benches (1–16 run the GEMV kernel).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    rows: Vec<u32>,
+    /// Rows of x for the prefill bench, on the first linear shape; 0 skips it.
+    #[arg(long, default_value_t = 512)]
+    prefill: usize,
+    /// Weight formats for the linear benches: f32, f16, q8_0, q4_0.
+    #[arg(long, value_delimiter = ',', default_value = "f16,q4_0", value_parser = parse_dtype)]
+    dtypes: Vec<DType>,
+    /// Bytes the copy kernel moves to measure bandwidth (clamped to the binding limit).
+    #[arg(long, default_value_t = 64 << 20)]
+    copy_bytes: u64,
+    /// Use the shape heuristic only: neither measure candidate kernels nor read or write the
+    /// tuning cache (`PERTOKEN_CACHE_DIR`, else the user's cache directory).
+    #[arg(long)]
+    no_tune: bool,
+}
+
+fn parse_linear(s: &str) -> Result<Option<(usize, usize)>, String> {
+    if s.trim() == "none" {
+        return Ok(None);
+    }
+    match parse_size(&format!("1x{s}"))? {
+        MatmulShape { m: 1, k, n } => Ok(Some((k, n))),
+        _ => Err(format!("linear shape {s:?}: expected KxN")),
+    }
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "q8_0" => Ok(DType::Q8_0),
+        "q4_0" => Ok(DType::Q4_0),
+        other => Err(format!("dtype {other:?}: expected f32, f16, q8_0 or q4_0")),
+    }
 }
 
 /// Parses `N` or `MxKxN`.
@@ -74,14 +120,35 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         args.repeats
     );
     println!();
+
+    let bw = pertoken_gpu::measure_bandwidth(&gpu, args.copy_bytes, args.repeats.max(3))?;
+    let copy_rate = bw.bytes_per_second();
     println!(
-        "{:<16} {:<24} {:>11} {:>10} {:>12}  {:<10} verified",
-        "shape MxKxN", "kernel", "time (ms)", "GFLOP/s", "max rel err", "timing"
+        "copy kernel: {:.1} MiB read + written in {:.3} ms = {:.2} GB/s ({}); the bandwidth ceiling \
+         below",
+        bw.bytes as f64 / (1u64 << 20) as f64,
+        bw.seconds * 1e3,
+        copy_rate * 1e-9,
+        bw.method
     );
+    println!();
+
+    let mode = if args.no_tune {
+        TuneMode::Off
+    } else {
+        TuneMode::Tune
+    };
+    let mut tuner = Tuner::new(&gpu, mode, None);
 
     let mut failures = 0;
+    if !args.sizes.is_empty() {
+        println!(
+            "{:<16} {:<24} {:>11} {:>10} {:>12}  {:<10} verified",
+            "shape MxKxN", "kernel", "time (ms)", "GFLOP/s", "max rel err", "timing"
+        );
+    }
     for &shape in &args.sizes {
-        let rows = bench_shape(&gpu, shape, args.repeats, args.all_kernels)?;
+        let rows = bench_shape(&gpu, &mut tuner, shape, args.repeats, args.all_kernels)?;
         for r in rows {
             if !r.cmp.passed() {
                 failures += 1;
@@ -107,14 +174,89 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         "max rel err = max |C − C_ref| / max |C_ref|, against an f64 reference; verified = every \
          element within the f32 tolerance."
     );
+    failures += bench_linears(&gpu, &mut tuner, args, copy_rate)?;
+    if let Err(e) = tuner.save() {
+        eprintln!("warning: could not write the tuning cache: {e}");
+    }
+    match tuner.path() {
+        Some(p) => println!("kernels: tuned on this adapter, cached in {}", p.display()),
+        None => println!("kernels: chosen by the shape heuristic (--no-tune)"),
+    }
     if failures > 0 {
         return Err(format!("{failures} result(s) did not match the CPU reference").into());
     }
     Ok(())
 }
 
+fn bench_linears(
+    gpu: &Gpu,
+    tuner: &mut Tuner,
+    args: &Args,
+    copy_rate: f64,
+) -> Result<usize, CliError> {
+    let shapes: Vec<(usize, usize)> = args.linear.iter().flatten().copied().collect();
+    if shapes.is_empty() {
+        return Ok(0);
+    }
+    println!();
+    println!(
+        "linear y = x·wᵀ, w [N,K], x and y f32. GB/s counts w, x and y once; % copy is against \
+         the copy kernel."
+    );
+    println!(
+        "{:<6} {:<12} {:<6} {:<22} {:>10} {:>9} {:>7} {:>9}  verified",
+        "M", "KxN", "dtype", "kernel", "time (ms)", "GB/s", "% copy", "GFLOP/s"
+    );
+    let mut failures = 0;
+    for (i, &(k, n)) in shapes.iter().enumerate() {
+        for &dtype in &args.dtypes {
+            let w = linear::weights(gpu, k, n, dtype, (k * 7 + n) as u64)?;
+            let mut rows: Vec<usize> = args.rows.iter().map(|&m| m as usize).collect();
+            if i == 0 && args.prefill > 0 {
+                rows.push(args.prefill);
+            }
+            for m in rows {
+                let mut kernels = vec![None];
+                if args.all_kernels && m <= GEMV_MAX_M {
+                    let caps = gpu.capabilities();
+                    kernels.extend(
+                        GEMV_CANDIDATES
+                            .iter()
+                            .filter(|c| c.fits(caps, m))
+                            .map(|c| Some(Kernel::Gemv(*c))),
+                    );
+                }
+                for kernel in kernels {
+                    let r = linear::bench_linear(gpu, tuner, &w, m, args.repeats, kernel)?;
+                    let rate = r.bytes / r.seconds;
+                    if r.verified.is_err() {
+                        failures += 1;
+                    }
+                    println!(
+                        "{:<6} {:<12} {:<6} {:<22} {:>10.3} {:>9.2} {:>6.1}% {:>9.2}  {}",
+                        r.m,
+                        format!("{}x{}", r.k, r.n),
+                        r.dtype.to_string(),
+                        r.kernel,
+                        r.seconds * 1e3,
+                        rate * 1e-9,
+                        100.0 * rate / copy_rate,
+                        r.flops() / r.seconds * 1e-9,
+                        match &r.verified {
+                            Ok(()) => "yes".to_string(),
+                            Err(e) => format!("NO: {e}"),
+                        }
+                    );
+                }
+            }
+        }
+    }
+    Ok(failures)
+}
+
 fn bench_shape(
     gpu: &Gpu,
+    tuner: &mut Tuner,
     shape: MatmulShape,
     repeats: u32,
     all_kernels: bool,
@@ -131,7 +273,7 @@ fn bench_shape(
     let ta = Tensor::from_array(gpu, a.view())?;
     let tb = Tensor::from_array(gpu, b.view())?;
     let mut rows = Vec::new();
-    let selected = select(gpu.capabilities(), shape);
+    let selected = tuner.matmul(&ta, &tb)?.kernel();
     let mut kernels = vec![Kernel::Naive];
     if selected != Kernel::Naive {
         kernels.push(selected);
@@ -188,7 +330,7 @@ fn bench_shape(
     Ok(rows)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
     if v.len() % 2 == 1 {

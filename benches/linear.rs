@@ -1,0 +1,82 @@
+//! Criterion benches of linear layers at decode shapes (M = 1, 4, 16) and a prefill shape, in
+//! f16 and Q4_0, with throughput in weight bytes so criterion's rate reads as bytes/s: compare it
+//! with `pertoken bench`'s copy-kernel line. Run with `cargo bench --bench linear`.
+//!
+//! Shapes are scaled down from a 7–8B model's (K, N) = (4096, 14336): lavapipe (software Vulkan)
+//! streams a few GB/s, so the full shapes take seconds per sample.
+
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use half::f16;
+use pertoken::gpu::testing::gpu_or_skip;
+use pertoken::gpu::{DType, Gpu, MAX_TIMED_PASSES, Tensor};
+use pertoken::matmul::{Kernel, check_linear, linear_into, select_linear};
+use pertoken::reference::{QuantFormat, quantize, random::uniform_f32};
+
+const SHAPES: [(usize, usize); 2] = [(1024, 3584), (3584, 1024)];
+
+fn weights(gpu: &Gpu, k: usize, n: usize, dtype: DType) -> Tensor {
+    let v = uniform_f32((k + n) as u64, n * k);
+    match dtype {
+        DType::F16 => {
+            let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            Tensor::from_slice(gpu, &h, &[n, k]).expect("upload")
+        }
+        DType::Q4_0 => {
+            let bytes = quantize(QuantFormat::Q4_0, &v).expect("quantize");
+            Tensor::from_quantized(gpu, &bytes, &[n, k], dtype).expect("upload")
+        }
+        _ => Tensor::from_slice(gpu, &v, &[n, k]).expect("upload"),
+    }
+}
+
+fn gpu_time(gpu: &Gpu, run: &dyn Fn() -> pertoken::gpu::Result<()>, iters: u64) -> Duration {
+    let mut total = 0.0;
+    let mut left = iters;
+    while left > 0 {
+        let batch = left.min(u64::from(MAX_TIMED_PASSES));
+        let ((), t) = gpu
+            .time(|| {
+                for _ in 0..batch {
+                    run()?;
+                }
+                Ok(())
+            })
+            .expect("timed linear");
+        total += t.seconds;
+        left -= batch;
+    }
+    Duration::from_secs_f64(total)
+}
+
+fn linear(c: &mut Criterion) {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for (k, n) in SHAPES {
+        for dtype in [DType::F16, DType::Q4_0] {
+            let w = weights(&gpu, k, n, dtype);
+            let mut group = c.benchmark_group(format!("linear_{dtype}/{k}x{n}"));
+            group.throughput(Throughput::Bytes(w.size_in_bytes()));
+            group.sample_size(10);
+            group.warm_up_time(Duration::from_millis(300));
+            group.measurement_time(Duration::from_secs(2));
+            for m in [1usize, 4, 16, 128] {
+                let x =
+                    Tensor::from_slice(&gpu, &uniform_f32(m as u64, m * k), &[m, k]).expect("x");
+                let out = Tensor::zeros(&gpu, &[m, n], DType::F32).expect("out");
+                let p = check_linear(&x, &w, None).expect("shapes");
+                let kernel: Kernel = select_linear(gpu.capabilities(), &p);
+                let run = || linear_into(&gpu, &x, &w, None, &out, kernel);
+                run().expect("warm-up");
+                gpu.sync().expect("sync");
+                group.bench_function(BenchmarkId::new(format!("m{m}"), kernel.to_string()), |b| {
+                    b.iter_custom(|iters| gpu_time(&gpu, &run, iters));
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, linear);
+criterion_main!(benches);

@@ -1,0 +1,114 @@
+//! Decode and prefill shapes of a linear layer: y = x·wᵀ in f16, Q8_0 and Q4_0.
+
+use ndarray::ArrayView2;
+use pertoken_gpu::{DType, Gpu, Tensor};
+use pertoken_matmul::{Kernel, Tuner, check_linear, linear_with};
+use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
+
+use super::{CliError, median};
+
+/// One measured linear shape.
+pub(crate) struct LinearRow {
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) dtype: DType,
+    pub(crate) kernel: String,
+    pub(crate) seconds: f64,
+    /// Bytes the kernel must move: weights, x and y once each.
+    pub(crate) bytes: f64,
+    pub(crate) verified: Result<(), String>,
+}
+
+impl LinearRow {
+    pub(crate) fn flops(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64
+    }
+}
+
+/// Weights for one (K, N, dtype): the tensor and the values it holds, shared by every M.
+pub(crate) struct Weights {
+    pub(crate) tensor: Tensor,
+    pub(crate) values: Vec<f32>,
+}
+
+pub(crate) fn weights(
+    gpu: &Gpu,
+    k: usize,
+    n: usize,
+    dtype: DType,
+    seed: u64,
+) -> Result<Weights, CliError> {
+    // Scaled like a trained layer's weights (~1/√K), so outputs stay O(1).
+    let scale = 1.0 / (k as f32).sqrt();
+    let raw: Vec<f32> = pertoken_reference::random::uniform_f32(seed, n * k)
+        .into_iter()
+        .map(|v| v * scale)
+        .collect();
+    let (tensor, values) = match dtype {
+        DType::F16 => {
+            let h: Vec<half::f16> = raw.iter().map(|&v| half::f16::from_f32(v)).collect();
+            let values = h.iter().map(|v| v.to_f32()).collect();
+            (Tensor::from_slice(gpu, &h, &[n, k])?, values)
+        }
+        DType::Q8_0 | DType::Q4_0 => {
+            let f = if dtype == DType::Q8_0 {
+                QuantFormat::Q8_0
+            } else {
+                QuantFormat::Q4_0
+            };
+            let bytes = quantize(f, &raw)?;
+            let values = dequantize(f, &bytes)?;
+            (Tensor::from_quantized(gpu, &bytes, &[n, k], dtype)?, values)
+        }
+        _ => (Tensor::from_slice(gpu, &raw, &[n, k])?, raw),
+    };
+    Ok(Weights { tensor, values })
+}
+
+pub(crate) fn bench_linear(
+    gpu: &Gpu,
+    tuner: &mut Tuner,
+    w: &Weights,
+    m: usize,
+    repeats: u32,
+    kernel: Option<Kernel>,
+) -> Result<LinearRow, CliError> {
+    let (n, k) = (w.tensor.shape()[0], w.tensor.shape()[1]);
+    let xv = pertoken_reference::random::uniform_f32((m * 131 + k) as u64, m * k);
+    let x = Tensor::from_slice(gpu, &xv, &[m, k])?;
+    let p = check_linear(&x, &w.tensor, None)?;
+    let kernel = match kernel {
+        Some(k) => k,
+        None => tuner.linear(&x, &w.tensor, None)?.kernel(),
+    };
+    let y = linear_with(gpu, &x, &w.tensor, None, kernel)?;
+    let got = y.to_vec::<f32>()?;
+    let want = pertoken_reference::linear(
+        ArrayView2::from_shape((m, k), &xv[..])?,
+        ArrayView2::from_shape((n, k), &w.values[..])?,
+        None,
+    )?;
+    let want: Vec<f64> = want.iter().copied().collect();
+    let cmp = compare(&got, &want, Tolerance::F32.for_reduction(k, 1.0));
+    let verified = if cmp.passed() {
+        Ok(())
+    } else {
+        Err(cmp.to_string())
+    };
+    let mut times = Vec::with_capacity(repeats as usize);
+    for _ in 0..repeats {
+        let (_, t) = gpu.time(|| linear_with(gpu, &x, &w.tensor, None, kernel))?;
+        times.push(t.seconds);
+    }
+    Ok(LinearRow {
+        m,
+        k,
+        n,
+        dtype: w.tensor.dtype(),
+        kernel: kernel.to_string(),
+        seconds: median(&mut times),
+        bytes: p.min_bytes(),
+        verified,
+    })
+}
