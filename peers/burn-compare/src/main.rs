@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..3 {
             // Warm-up, several times: burn autotunes on first use.
             let c = ba.clone().matmul(bb.clone());
-            Wgpu::sync(&device)?;
+            <Wgpu as Backend>::sync(&device)?;
             drop(c);
         }
         let got: Vec<f32> = ba.clone().matmul(bb.clone()).into_data().to_vec()?;
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..REPEATS {
             let t = Instant::now();
             let c = ba.clone().matmul(bb.clone());
-            Wgpu::sync(&device)?;
+            <Wgpu as Backend>::sync(&device)?;
             burn_times.push(t.elapsed().as_secs_f64());
             drop(c);
         }

@@ -1,0 +1,259 @@
+//! FLOPs and bytes: a decode step, a prefill, and whether it all fits in memory.
+//!
+//! Conventions: one multiply-add is 2 FLOPs; element-wise work (norms, activations, softmax) is
+//! ignored next to the matmuls; a decode step reads every weight it touches once, whatever the
+//! batch, and each sequence's KV cache once; bytes are the minimum a kernel must move.
+
+use crate::{CostError, Model, Result};
+
+/// How weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WeightFormat {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats (f16 or bf16).
+    F16,
+    /// 8-bit floats.
+    Fp8,
+    /// ggml Q8_0: 8-bit values with an f16 scale per 32 (8.5 bits).
+    Q8_0,
+    /// ggml Q4_0: 4-bit values with an f16 scale per 32 (4.5 bits).
+    Q4_0,
+}
+
+impl WeightFormat {
+    /// Average bits per weight, scales included.
+    pub fn bits(self) -> f64 {
+        match self {
+            WeightFormat::F32 => 32.0,
+            WeightFormat::F16 => 16.0,
+            WeightFormat::Fp8 => 8.0,
+            WeightFormat::Q8_0 => 8.5,
+            WeightFormat::Q4_0 => 4.5,
+        }
+    }
+
+    /// Parses `f32`, `f16`/`bf16`, `fp8`, `q8_0`, `q4_0`.
+    pub fn parse(s: &str) -> Result<WeightFormat> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(WeightFormat::F32),
+            "f16" | "fp16" | "bf16" => Ok(WeightFormat::F16),
+            "fp8" | "f8" => Ok(WeightFormat::Fp8),
+            "q8_0" => Ok(WeightFormat::Q8_0),
+            "q4_0" => Ok(WeightFormat::Q4_0),
+            other => Err(CostError::InvalidInput {
+                what: "weight format",
+                reason: format!("{other:?}; expected f32, f16, bf16, fp8, q8_0 or q4_0"),
+            }),
+        }
+    }
+}
+
+/// Work of one phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Work {
+    /// Floating-point operations.
+    pub flops: f64,
+    /// Bytes moved to and from memory.
+    pub bytes: f64,
+}
+
+/// Parameters that take part in matmuls per token: every layer's attention projections, router
+/// and active experts, plus the output head (tied or not). The input embedding is a lookup.
+pub fn matmul_params(m: &Model) -> f64 {
+    let router = if m.experts > 1 {
+        m.hidden * m.experts
+    } else {
+        0
+    };
+    let per_layer = m.attention_params() + router + m.active_experts * m.mlp_params();
+    (m.layers * per_layer + m.vocab * m.hidden) as f64
+}
+
+/// Expected number of distinct experts a batch of `tokens` touches in one layer, with each token
+/// routed to `k` of `e` experts uniformly: `e·(1 − (1 − k/e)^tokens)`.
+pub fn experts_touched(e: u64, k: u64, tokens: u64) -> f64 {
+    if e <= 1 {
+        return 1.0;
+    }
+    let (e, k) = (e as f64, k as f64);
+    e * (1.0 - (1.0 - k / e).powf(tokens as f64))
+}
+
+/// Weight bytes a step over `tokens` tokens reads: all layers' attention and routers, the experts
+/// those tokens touch, the output head, and one embedding row per token.
+pub fn weight_bytes_touched(m: &Model, format: WeightFormat, tokens: u64) -> f64 {
+    let router = if m.experts > 1 {
+        m.hidden * m.experts
+    } else {
+        0
+    };
+    let experts = experts_touched(m.experts, m.active_experts, tokens);
+    let per_layer =
+        (m.attention_params() + router + 2 * m.hidden) as f64 + experts * m.mlp_params() as f64;
+    let head = (m.vocab * m.hidden) as f64;
+    let embedding_rows = if m.tied_embeddings {
+        0.0
+    } else {
+        (tokens.min(m.vocab) * m.hidden) as f64
+    };
+    (m.layers as f64 * per_layer + head + embedding_rows + m.hidden as f64) * format.bits() / 8.0
+}
+
+/// Bytes of all weights in `format`.
+pub fn weight_bytes(m: &Model, format: WeightFormat) -> f64 {
+    m.params().total as f64 * format.bits() / 8.0
+}
+
+fn attended(m: &Model, position: u64) -> u64 {
+    m.sliding_window.map_or(position, |w| position.min(w))
+}
+
+/// One decode step: `batch` sequences each add one token after `context` tokens.
+pub fn decode_step(
+    m: &Model,
+    format: WeightFormat,
+    kv_bytes: f64,
+    batch: u64,
+    context: u64,
+) -> Work {
+    let ctx = attended(m, context + 1);
+    // QKᵀ and PV: 2 FLOPs × heads × head_dim per attended key, twice.
+    let attention = 4.0 * (m.layers * m.heads * m.head_dim * ctx) as f64;
+    let flops = batch as f64 * (2.0 * matmul_params(m) + attention);
+    let kv_per_token = m.kv_bytes_per_token(kv_bytes);
+    let bytes = weight_bytes_touched(m, format, batch)
+        + batch as f64 * (ctx as f64 * kv_per_token + kv_per_token);
+    Work { flops, bytes }
+}
+
+/// A prefill of `prompt` tokens into an empty cache: causal attention, token i attending to i
+/// keys (or the window).
+pub fn prefill(m: &Model, format: WeightFormat, kv_bytes: f64, prompt: u64) -> Work {
+    let attended_sum: u64 = match m.sliding_window {
+        None => prompt * (prompt + 1) / 2,
+        Some(w) => (1..=prompt).map(|i| i.min(w)).sum(),
+    };
+    let attention = 4.0 * (m.layers * m.heads * m.head_dim) as f64 * attended_sum as f64;
+    let flops = prompt as f64 * 2.0 * matmul_params(m) + attention;
+    let bytes =
+        weight_bytes_touched(m, format, prompt) + prompt as f64 * m.kv_bytes_per_token(kv_bytes);
+    Work { flops, bytes }
+}
+
+/// Bytes resident while serving `batch` sequences of `context` tokens: all weights and every
+/// sequence's KV cache.
+pub fn resident_bytes(
+    m: &Model,
+    format: WeightFormat,
+    kv_bytes: f64,
+    batch: u64,
+    context: u64,
+) -> f64 {
+    weight_bytes(m, format) + (batch * context) as f64 * m.kv_bytes_per_token(kv_bytes)
+}
+
+/// The largest batch whose weights and KV caches fit in `memory` bytes less `reserve` (a
+/// fraction kept for activations, workspace and fragmentation); 0 when the weights alone do not.
+pub fn max_batch(
+    m: &Model,
+    format: WeightFormat,
+    kv_bytes: f64,
+    context: u64,
+    memory: f64,
+    reserve: f64,
+) -> u64 {
+    let usable = memory * (1.0 - reserve) - weight_bytes(m, format);
+    let per_seq = context as f64 * m.kv_bytes_per_token(kv_bytes);
+    if usable <= 0.0 || per_seq <= 0.0 {
+        return 0;
+    }
+    (usable / per_seq).floor() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Catalog;
+
+    fn tiny() -> Model {
+        Catalog::builtin().model("tiny").expect("built in").clone()
+    }
+
+    #[test]
+    fn decode_step_by_hand() {
+        let m = tiny();
+        // Matmul params: 2 layers · (12288 + 24576) + head 1000·64 = 73728 + 64000 = 137728.
+        assert_eq!(matmul_params(&m), 137_728.0);
+        // Batch 3, context 9: each token attends 10 keys.
+        // Attention FLOPs per token: 4 · 2 layers · 4 heads · 16 · 10 = 5120.
+        // FLOPs: 3 · (2 · 137728 + 5120) = 841728.
+        let w = decode_step(&m, WeightFormat::F16, 2.0, 3, 9);
+        assert_eq!(w.flops, 841_728.0);
+        // Bytes: weights touched at 2 bytes: layers 2 · (12288 + 128 + 24576) = 73984, head 64000,
+        // 3 embedding rows 192, final norm 64 → 138240 params → 276480 bytes.
+        // KV: 256 bytes per token; 3 sequences · (10 read + 1 written) · 256 = 8448.
+        assert_eq!(w.bytes, 276_480.0 + 8_448.0);
+    }
+
+    #[test]
+    fn prefill_by_hand() {
+        let m = tiny();
+        // 5 tokens: matmul FLOPs 5 · 2 · 137728 = 1377280; causal keys 1+2+3+4+5 = 15;
+        // attention 4 · 2 · 4 · 16 · 15 = 7680.
+        let w = prefill(&m, WeightFormat::F32, 2.0, 5);
+        assert_eq!(w.flops, 1_377_280.0 + 7_680.0);
+        // Weights at 4 bytes: (73984 + 64000 + 5·64 + 64) · 4 = 553472; KV written 5 · 256.
+        assert_eq!(w.bytes, 553_472.0 + 1_280.0);
+    }
+
+    #[test]
+    fn sliding_window_caps_attention() {
+        let mut m = tiny();
+        m.sliding_window = Some(4);
+        // Keys per token: 1, 2, 3, 4, 4 → 14.
+        let w = prefill(&m, WeightFormat::F32, 2.0, 5);
+        assert_eq!(w.flops, 1_377_280.0 + 4.0 * 2.0 * 4.0 * 16.0 * 14.0);
+        let d = decode_step(&m, WeightFormat::F32, 2.0, 1, 100);
+        assert_eq!(d.flops, 2.0 * 137_728.0 + 4.0 * 2.0 * 4.0 * 16.0 * 4.0);
+    }
+
+    #[test]
+    fn moe_touches_fewer_experts_at_small_batch() {
+        // One token routed to 2 of 8 touches exactly 2; many tokens approach all 8.
+        assert!((experts_touched(8, 2, 1) - 2.0).abs() < 1e-12);
+        // Two tokens: 8 · (1 − (3/4)²) = 3.5.
+        assert!((experts_touched(8, 2, 2) - 3.5).abs() < 1e-12);
+        assert!(experts_touched(8, 2, 64) > 7.99);
+        let mix = Catalog::builtin().model("mixtral-8x7b").unwrap().clone();
+        let b1 = decode_step(&mix, WeightFormat::F16, 2.0, 1, 0).bytes;
+        let b64 = decode_step(&mix, WeightFormat::F16, 2.0, 64, 0).bytes;
+        // Batch 1 reads about the active parameters (12.9B → ~26 GB in f16), batch 64 about all.
+        assert!((b1 / 1e9 - 25.8).abs() < 0.5, "{b1}");
+        assert!(b64 > 90e9, "{b64}");
+    }
+
+    #[test]
+    fn memory_fit_by_hand() {
+        let m = Catalog::builtin().model("llama-3.1-8b").unwrap().clone();
+        // f16 weights: 8030261248 · 2 = 16.06 GB. 80 GB with a 10% reserve leaves 55.94 GB;
+        // at 8192 tokens a sequence's KV cache is 1 GiB = 1.0737 GB → 52 sequences.
+        let b = max_batch(&m, WeightFormat::F16, 2.0, 8192, 80e9, 0.1);
+        assert_eq!(b, 52);
+        assert_eq!(max_batch(&m, WeightFormat::F16, 2.0, 8192, 16e9, 0.0), 0);
+        let r = resident_bytes(&m, WeightFormat::F16, 2.0, 52, 8192);
+        assert!(r <= 80e9 * 0.9, "{r}");
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!(WeightFormat::parse("BF16").unwrap(), WeightFormat::F16);
+        assert_eq!(WeightFormat::parse("q4_0").unwrap().bits(), 4.5);
+        assert!(
+            WeightFormat::parse("int3")
+                .unwrap_err()
+                .to_string()
+                .contains("expected")
+        );
+    }
+}
