@@ -4,10 +4,12 @@
 //! - [`gpu`]: the wgpu runtime (Gpu handle, tensors, launch, timing);
 //! - [`matmul`]: matrix multiply kernels;
 //! - [`reference`]: the CPU reference every kernel is checked against;
-//! - [`shaders`]: the WGSL sources and their naga validation.
+//! - [`shaders`]: the WGSL sources and their naga validation;
+//! - [`cost`]: the cost model (catalogs, accounting, rooflines, $ and J per token).
 //!
 //! The `pertoken` binary (`pertoken devices`, `pertoken bench`) is built on the same crates.
 
+pub use pertoken_cost as cost;
 pub use pertoken_gpu as gpu;
 pub use pertoken_matmul as matmul;
 pub use pertoken_reference as reference;

@@ -90,3 +90,66 @@ fn bad_arguments_are_clear_errors() {
     assert!(stderr.contains("no GPU adapter found"), "{stderr}");
     assert!(stderr.contains("no-such-adapter-anywhere"), "{stderr}");
 }
+
+#[test]
+fn cost_needs_no_gpu_and_reports_per_batch() {
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "h100-sxm",
+        "--rent",
+        "3.0",
+        "--batch",
+        "1,64",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    // $3/hour at 175 tokens/s is about $4.7 per million output tokens at batch 1.
+    let out_price: f64 = rows[0].split_whitespace().nth(7).unwrap().parse().unwrap();
+    assert!((out_price - 4.75).abs() < 0.1, "{stdout}");
+
+    let (ok, stdout, _) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "a100-80gb",
+        "--format",
+        "json",
+    ]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["estimates"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn cost_errors_say_what_to_fix() {
+    let (ok, _, stderr) = pertoken(&["cost", "--model", "llama-3-8b", "--hardware", "h100-sxm"]);
+    assert!(!ok);
+    assert!(stderr.contains("did you mean \"llama-3.1-8b\""), "{stderr}");
+    let (ok, _, stderr) = pertoken(&["cost", "--model", "tiny", "--hardware", "l4"]);
+    assert!(!ok);
+    assert!(stderr.contains("--rent"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "h100-sxm",
+        "--rent=-1",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("must be positive"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("hw.toml");
+    std::fs::write(&bad, "[[hardware]]\nname = 'x'\nmemory_gb = 'lots'\n").unwrap();
+    let (ok, _, stderr) = pertoken(&["hardware", "--hardware-file", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("hw.toml, line 3"), "{stderr}");
+}

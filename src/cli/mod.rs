@@ -1,6 +1,7 @@
 //! Subcommands.
 
 mod bench;
+mod cost;
 mod devices;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,12 @@ enum Command {
     Devices(devices::Args),
     /// Measure the kernels on the chosen adapter, verified against the CPU reference.
     Bench(bench::Args),
+    /// The cost model on catalog hardware: tokens/s, $ and J per token. No GPU needed.
+    Cost(Box<cost::Args>),
+    /// List the model catalog.
+    Models(cost::CatalogArgs),
+    /// List the hardware catalog.
+    Hardware(cost::CatalogArgs),
 }
 
 /// Errors the CLI reports; each says what to do.
@@ -29,6 +36,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Devices(args) => devices::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Cost(args) => cost::run(&args),
+        Command::Models(args) => cost::models(&args),
+        Command::Hardware(args) => cost::hardware(&args),
     }
 }
 

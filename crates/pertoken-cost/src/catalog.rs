@@ -168,9 +168,14 @@ fn read(path: &Path) -> Result<String> {
 }
 
 fn unknown(kind: &'static str, name: &str, names: &[&str]) -> CostError {
+    // A name that contains what was typed ("h100" → "h100-sxm") beats a near miss ("h200").
+    let lower = name.to_lowercase();
     let closest = names
         .iter()
-        .min_by_key(|n| levenshtein(&n.to_lowercase(), &name.to_lowercase()))
+        .min_by_key(|n| {
+            let n = n.to_lowercase();
+            (!n.contains(&lower), levenshtein(&n, &lower))
+        })
         .map(|n| (*n).to_owned());
     CostError::Unknown {
         kind,
@@ -255,7 +260,9 @@ mod tests {
     fn unknown_names_suggest_the_closest() {
         let c = Catalog::builtin();
         let err = c.hardware("h100").unwrap_err().to_string();
-        assert!(err.contains("h100-sxm"), "{err}");
+        assert!(err.contains("did you mean \"h100-sxm\""), "{err}");
+        let err = c.hardware("h300").unwrap_err().to_string();
+        assert!(err.contains("did you mean \"h200\""), "{err}");
         let err = c.model("llama-3-8b").unwrap_err().to_string();
         assert!(err.contains("llama-3.1-8b"), "{err}");
         assert_eq!(c.model("LLAMA-3.1-8B").unwrap().name, "llama-3.1-8b");

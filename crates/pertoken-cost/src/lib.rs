@@ -7,11 +7,15 @@
 //! - [`Model::params`], [`Model::kv_bytes_per_token`]: parameter counts and KV-cache size,
 //!   computed from the shape (and checked against published counts in the tests).
 //! - [`account`]: FLOPs and bytes of a decode step and of a prefill, and memory fit.
+//! - [`estimate`]: a roofline per phase (with tensor parallelism), rented or owned prices, and the
+//!   outputs: tokens/s, TTFT, TPOT, $ per 1M input/output/blended tokens, J per token, a Pareto
+//!   front over batch sizes, and [`estimate::from_measured`] for measured rates.
 //!
 //! This crate has no GPU code and does not depend on wgpu or ndarray.
 
 pub mod account;
 mod catalog;
+pub mod estimate;
 mod model;
 
 pub use catalog::{Catalog, Figure, Hardware, Peak};

@@ -1,0 +1,361 @@
+//! `pertoken cost`, `pertoken models`, `pertoken hardware`: the cost model on catalog hardware.
+
+use std::path::PathBuf;
+
+use pertoken_cost::account::WeightFormat;
+use pertoken_cost::estimate::{Deployment, Efficiency, Estimate, Pricing, estimate, pareto};
+use pertoken_cost::{Catalog, CostError, Model};
+
+use super::CliError;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CatalogArgs {
+    /// Extra hardware (TOML shaped like the built-in catalog); entries replace same-named ones.
+    #[arg(long)]
+    hardware_file: Option<PathBuf>,
+    /// Extra models (TOML shaped like the built-in catalog).
+    #[arg(long)]
+    model_file: Option<PathBuf>,
+}
+
+impl CatalogArgs {
+    fn load(&self) -> Result<Catalog, CostError> {
+        let mut c = Catalog::builtin();
+        if let Some(f) = &self.hardware_file {
+            c.add_hardware_file(f)?;
+        }
+        if let Some(f) = &self.model_file {
+            c.add_model_file(f)?;
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Model name from `pertoken models`.
+    #[arg(long, required_unless_present = "hf_config")]
+    model: Option<String>,
+    /// A Hugging Face config.json to use instead of a catalog model.
+    #[arg(long)]
+    hf_config: Option<PathBuf>,
+    /// Hardware name from `pertoken hardware`.
+    #[arg(long)]
+    hardware: String,
+    /// Batch sizes (concurrent sequences), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    batch: Vec<u64>,
+    /// Sweep batch sizes 1, 2, 4 … 1024 and print the Pareto front of cost against speed.
+    #[arg(long)]
+    sweep: bool,
+    /// With --sweep: drop batch sizes whose time per output token exceeds this, ms.
+    #[arg(long)]
+    max_tpot_ms: Option<f64>,
+    /// Mean context length during decode, tokens.
+    #[arg(long, default_value_t = 2048)]
+    context: u64,
+    /// Prompt length, tokens.
+    #[arg(long, default_value_t = 512)]
+    prompt: u64,
+    /// Weight format: f32, f16, bf16, fp8, q8_0, q4_0.
+    #[arg(long, default_value = "bf16")]
+    weights: String,
+    /// Bytes per KV-cache element.
+    #[arg(long, default_value_t = 2.0)]
+    kv_bytes: f64,
+    /// Which peak applies: fp32, bf16, fp16, fp8, int8.
+    #[arg(long, default_value = "bf16")]
+    compute_dtype: String,
+    /// Devices in tensor parallel.
+    #[arg(long, default_value_t = 1)]
+    devices: u64,
+    /// Interconnect bandwidth per device, GB/s (for --devices > 1).
+    #[arg(long)]
+    interconnect_gbs: Option<f64>,
+    /// Achieved fraction of peak FLOP/s (default 0.5; measure with `pertoken bench`).
+    #[arg(long)]
+    eff_compute: Option<f64>,
+    /// Achieved fraction of peak bandwidth (default 0.8).
+    #[arg(long)]
+    eff_bandwidth: Option<f64>,
+    /// Fixed overhead per step, ms.
+    #[arg(long, default_value_t = 0.0)]
+    overhead_ms: f64,
+    /// Rent: USD per device-hour (default: the catalog's on-demand price, if sourced).
+    #[arg(long, conflicts_with = "owned")]
+    rent: Option<f64>,
+    /// Own the hardware instead of renting it (see the --purchase … options).
+    #[arg(long)]
+    owned: bool,
+    /// Owned: purchase price per device, USD (default: the catalog's, if sourced).
+    #[arg(long)]
+    purchase: Option<f64>,
+    /// Owned: years to amortize over.
+    #[arg(long, default_value_t = 4.0)]
+    lifetime_years: f64,
+    /// Owned: average power per device, W (default: the catalog's TDP).
+    #[arg(long)]
+    power_w: Option<f64>,
+    /// Owned: power usage effectiveness.
+    #[arg(long, default_value_t = 1.3)]
+    pue: f64,
+    /// Owned: electricity, USD per kWh.
+    #[arg(long, default_value_t = 0.10)]
+    usd_per_kwh: f64,
+    /// Owned: hosting, USD per kW-year.
+    #[arg(long, default_value_t = 1500.0)]
+    hosting_usd_per_kw_year: f64,
+    /// Owned: fraction of hours doing paid work.
+    #[arg(long, default_value_t = 0.6)]
+    utilization: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+fn invalid(what: &'static str, reason: String) -> CostError {
+    CostError::InvalidInput { what, reason }
+}
+
+pub(crate) fn run(args: &Args) -> Result<(), CliError> {
+    let catalog = args.catalog.load()?;
+    let model: Model = match (&args.hf_config, &args.model) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("--hf-config", format!("{}: {e}", path.display())))?;
+            let name = path
+                .file_stem()
+                .map_or("imported".into(), |s| s.to_string_lossy().into_owned());
+            Model::from_hf_config(&name, &text)?
+        }
+        (None, Some(name)) => catalog.model(name)?.clone(),
+        (None, None) => return Err("pass --model or --hf-config".into()),
+    };
+    let hardware = catalog.hardware(&args.hardware)?.clone();
+    let mut efficiency = Efficiency::default();
+    for (v, slot, what) in [
+        (args.eff_compute, &mut efficiency.compute, "--eff-compute"),
+        (
+            args.eff_bandwidth,
+            &mut efficiency.bandwidth,
+            "--eff-bandwidth",
+        ),
+    ] {
+        if let Some(v) = v {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(invalid("efficiency", format!("{what} {v} must be in (0, 1]")).into());
+            }
+            *slot = v;
+        }
+    }
+    let pricing = if args.owned {
+        Pricing::Owned {
+            purchase_usd: args
+                .purchase
+                .or(hardware.purchase_usd.as_ref().map(|f| f.value))
+                .ok_or_else(|| {
+                    invalid(
+                        "purchase price",
+                        format!(
+                            "{} has no sourced purchase price; pass --purchase",
+                            hardware.name
+                        ),
+                    )
+                })?,
+            lifetime_years: args.lifetime_years,
+            power_w: args
+                .power_w
+                .or(hardware.tdp_w.as_ref().map(|f| f.value))
+                .ok_or_else(|| {
+                    invalid(
+                        "power",
+                        format!("{} has no sourced TDP; pass --power-w", hardware.name),
+                    )
+                })?,
+            pue: args.pue,
+            usd_per_kwh: args.usd_per_kwh,
+            hosting_usd_per_kw_year: args.hosting_usd_per_kw_year,
+            utilization: args.utilization,
+        }
+    } else {
+        Pricing::Rented {
+            per_device_hour: args
+                .rent
+                .or(hardware.price_per_hour.as_ref().map(|f| f.value))
+                .ok_or_else(|| invalid("price", format!("{} has no sourced on-demand price; pass --rent USD_PER_HOUR or --owned", hardware.name)))?,
+        }
+    };
+    let deployment = Deployment {
+        hardware: hardware.clone(),
+        devices: args.devices,
+        interconnect_gbs: args.interconnect_gbs,
+        compute_dtype: args.compute_dtype.to_ascii_lowercase(),
+        format: WeightFormat::parse(&args.weights)?,
+        kv_bytes: args.kv_bytes,
+        efficiency,
+        overhead_s: args.overhead_ms / 1e3,
+    };
+    let batches: Vec<u64> = if args.sweep {
+        (0..=10).map(|i| 1u64 << i).collect()
+    } else {
+        args.batch.clone()
+    };
+    let estimates = batches
+        .iter()
+        .map(|&b| estimate(&model, &deployment, &pricing, b, args.context, args.prompt))
+        .collect::<Result<Vec<Estimate>, CostError>>()?;
+    let shown = if args.sweep {
+        pareto(&estimates, args.max_tpot_ms.map(|t| t / 1e3))
+    } else {
+        estimates.clone()
+    };
+
+    match args.format {
+        Format::Json => {
+            let out = serde_json::json!({
+                "model": model.name,
+                "hardware": hardware.name,
+                "devices": args.devices,
+                "weights": args.weights,
+                "context": args.context,
+                "prompt": args.prompt,
+                "efficiency": { "compute": efficiency.compute, "bandwidth": efficiency.bandwidth },
+                "usd_per_device_hour": pricing.per_device_hour()?,
+                "estimates": shown,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Format::Csv => {
+            println!(
+                "batch,fits,ttft_s,tpot_s,decode_tokens_per_s,prefill_tokens_per_s,usd_per_m_input,usd_per_m_output,usd_per_m_blended,joules_per_output_token"
+            );
+            for e in &shown {
+                println!(
+                    "{},{},{},{},{},{},{},{},{},{}",
+                    e.batch,
+                    e.fits,
+                    e.ttft_s,
+                    e.tpot_s,
+                    e.decode_tokens_per_s,
+                    e.prefill_tokens_per_s,
+                    e.usd_per_m_input,
+                    e.usd_per_m_output,
+                    e.usd_per_m_blended,
+                    e.joules_per_output_token
+                        .map_or(String::new(), |j| j.to_string())
+                );
+            }
+        }
+        Format::Table => {
+            println!(
+                "{} on {}× {} ({} weights, {}-token context, {}-token prompts), ${:.2}/device-hour, \
+                 efficiency {:.2} compute / {:.2} bandwidth",
+                model.name,
+                args.devices,
+                hardware.name,
+                args.weights,
+                args.context,
+                args.prompt,
+                pricing.per_device_hour()?,
+                efficiency.compute,
+                efficiency.bandwidth
+            );
+            if args.sweep {
+                println!("Pareto front of cost per output token against time per output token:");
+            }
+            println!(
+                "{:>6} {:>5} {:>9} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9} {:>8}",
+                "batch",
+                "fits",
+                "TTFT ms",
+                "TPOT ms",
+                "out tok/s",
+                "in tok/s",
+                "$/1M in",
+                "$/1M out",
+                "$/1M 3:1",
+                "J/tok"
+            );
+            for e in &shown {
+                println!(
+                    "{:>6} {:>5} {:>9.2} {:>9.2} {:>11.1} {:>11.1} {:>9.4} {:>9.4} {:>9.4} {:>8}",
+                    e.batch,
+                    if e.fits { "yes" } else { "NO" },
+                    e.ttft_s * 1e3,
+                    e.tpot_s * 1e3,
+                    e.decode_tokens_per_s,
+                    e.prefill_tokens_per_s,
+                    e.usd_per_m_input,
+                    e.usd_per_m_output,
+                    e.usd_per_m_blended,
+                    e.joules_per_output_token
+                        .map_or("-".into(), |j| format!("{j:.3}"))
+                );
+            }
+            if estimates.iter().any(|e| !e.fits) {
+                println!(
+                    "NO = weights plus every sequence's KV cache exceed memory (less a 10% reserve)."
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn models(args: &CatalogArgs) -> Result<(), CliError> {
+    let c = args.load()?;
+    println!(
+        "{:<16} {:>9} {:>9} {:>6} {:>7} {:>9} {:>12}  source",
+        "name", "params B", "active B", "layers", "hidden", "heads/kv", "KV KiB/tok"
+    );
+    for m in &c.models {
+        let p = m.params();
+        println!(
+            "{:<16} {:>9.3} {:>9.3} {:>6} {:>7} {:>9} {:>12.1}  {}",
+            m.name,
+            p.total as f64 / 1e9,
+            p.active as f64 / 1e9,
+            m.layers,
+            m.hidden,
+            format!("{}/{}", m.heads, m.kv_heads),
+            m.kv_bytes_per_token(2.0) / 1024.0,
+            m.source
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn hardware(args: &CatalogArgs) -> Result<(), CliError> {
+    let c = args.load()?;
+    println!(
+        "{:<10} {:>7} {:>8} {:>11} {:>11} {:>6} {:>8}  description",
+        "name", "mem GB", "GB/s", "bf16 TFLOP", "fp32 TFLOP", "TDP W", "$/hour"
+    );
+    let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+    for h in &c.hardware {
+        println!(
+            "{:<10} {:>7} {:>8} {:>11} {:>11} {:>6} {:>8}  {}",
+            h.name,
+            h.memory_gb.value,
+            h.bandwidth_gbs.value,
+            opt(h.dense_peak("bf16").map(|v| v / 1e12), 1),
+            opt(h.dense_peak("fp32").map(|v| v / 1e12), 1),
+            opt(h.tdp_w.as_ref().map(|f| f.value), 0),
+            opt(h.price_per_hour.as_ref().map(|f| f.value), 2),
+            h.description
+        );
+    }
+    println!(
+        "Every figure's source and date: crates/pertoken-cost/data/hardware.toml. '-': not sourced."
+    );
+    Ok(())
+}
