@@ -153,3 +153,27 @@ fn cost_errors_say_what_to_fix() {
     assert!(!ok);
     assert!(stderr.contains("hw.toml, line 3"), "{stderr}");
 }
+
+#[test]
+fn cost_sweep_writes_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("cost.svg");
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "h100-sxm",
+        "--sweep",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("Pareto front"), "{stdout}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("b=1"),
+        "{}",
+        &text[..200]
+    );
+}

@@ -118,6 +118,9 @@ pub(crate) struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Also write an SVG chart of cost per output token against per-user speed to this file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     #[command(flatten)]
     catalog: CatalogArgs,
 }
@@ -219,6 +222,14 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         estimates.clone()
     };
 
+    if let Some(path) = &args.plot {
+        plot(
+            path,
+            &format!("{} on {}× {}", model.name, args.devices, hardware.name),
+            &estimates,
+        )?;
+    }
+
     match args.format {
         Format::Json => {
             let out = serde_json::json!({
@@ -301,9 +312,15 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
                         .map_or("-".into(), |j| format!("{j:.3}"))
                 );
             }
-            if estimates.iter().any(|e| !e.fits) {
+            if shown.iter().any(|e| !e.fits) {
                 println!(
                     "NO = weights plus every sequence's KV cache exceed memory (less a 10% reserve)."
+                );
+            }
+            let dropped = estimates.iter().filter(|e| !e.fits).count();
+            if args.sweep && dropped > 0 {
+                println!(
+                    "{dropped} batch size(s) left out of the sweep: they do not fit in memory."
                 );
             }
         }
@@ -358,4 +375,52 @@ pub(crate) fn hardware(args: &CatalogArgs) -> Result<(), CliError> {
         "Every figure's source and date: crates/pertoken-cost/data/hardware.toml. '-': not sourced."
     );
     Ok(())
+}
+
+/// Cost per million output tokens against tokens/s per user, one point per batch size that fits,
+/// with the Pareto front drawn as a line.
+fn plot(path: &std::path::Path, title: &str, estimates: &[Estimate]) -> Result<(), CliError> {
+    use plotters::prelude::*;
+
+    let fit: Vec<&Estimate> = estimates.iter().filter(|e| e.fits).collect();
+    if fit.is_empty() {
+        return Err("--plot: no batch size fits in memory, nothing to draw".into());
+    }
+    let xy = |e: &Estimate| (1.0 / e.tpot_s, e.usd_per_m_output);
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for e in &fit {
+        let (x, y) = xy(e);
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(
+                (x0 * 0.8..x1 * 1.25).log_scale(),
+                (y0 * 0.8..y1 * 1.25).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("tokens/s per user (1 / time per output token)")
+            .y_desc("$ per 1M output tokens")
+            .draw()?;
+        let front = pareto(estimates, None);
+        let mut line: Vec<(f64, f64)> = front.iter().map(xy).collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart.draw_series(LineSeries::new(line, &BLUE))?;
+        chart.draw_series(fit.iter().map(|e| {
+            let (x, y) = xy(e);
+            EmptyElement::at((x, y))
+                + Circle::new((0, 0), 4, BLUE.filled())
+                + Text::new(format!("b={}", e.batch), (6, -14), ("sans-serif", 13))
+        }))?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| format!("--plot {}: {e}", path.display()).into())
 }
