@@ -6,11 +6,13 @@
 //!
 //! This crate does not depend on wgpu and never will: it is useful without a GPU.
 
+pub mod attention;
 pub mod compare;
 pub mod matmul;
 pub mod quant;
 pub mod random;
 
+pub use attention::{AttentionError, AttentionShape, attention};
 pub use compare::{Comparison, Tolerance, compare};
 pub use matmul::{ReferenceError, linear, matmul, matmul_f32};
 pub use quant::{QK, QuantFormat, dequantize, quantize};
