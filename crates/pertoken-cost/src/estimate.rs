@@ -16,6 +16,41 @@ pub struct Efficiency {
     pub bandwidth: f64,
 }
 
+impl Efficiency {
+    /// Efficiencies from rates measured at the model's shapes (for example by `pertoken bench`):
+    /// achieved FLOP/s over the hardware's dense `dtype` peak, achieved bytes/s over its
+    /// bandwidth. Both must come out in (0, 1].
+    pub fn from_rates(
+        hw: &Hardware,
+        dtype: &str,
+        flops_per_s: f64,
+        bytes_per_s: f64,
+    ) -> Result<Efficiency> {
+        let peak = hw
+            .dense_peak(dtype)
+            .ok_or_else(|| CostError::InvalidInput {
+                what: "compute dtype",
+                reason: format!("{} has no sourced dense {dtype} peak", hw.name),
+            })?;
+        let e = Efficiency {
+            compute: flops_per_s / peak,
+            bandwidth: bytes_per_s / (hw.bandwidth_gbs.value * 1e9),
+        };
+        for (what, v) in [
+            ("measured FLOP/s", e.compute),
+            ("measured bytes/s", e.bandwidth),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(CostError::InvalidInput {
+                    what,
+                    reason: format!("{v:.3} of {}'s peak: must be in (0, 1]", hw.name),
+                });
+            }
+        }
+        Ok(e)
+    }
+}
+
 impl Default for Efficiency {
     fn default() -> Self {
         Efficiency {
@@ -390,6 +425,15 @@ mod tests {
             .per_device_hour()
             .is_err()
         );
+    }
+
+    #[test]
+    fn efficiency_from_measured_rates() {
+        let hw = Catalog::builtin().hardware("h100-sxm").unwrap().clone();
+        let e = Efficiency::from_rates(&hw, "bf16", 494.75e12, 2680e9).unwrap();
+        assert!((e.compute - 0.5).abs() < 1e-12 && (e.bandwidth - 0.8).abs() < 1e-12);
+        assert!(Efficiency::from_rates(&hw, "bf16", 2e15, 1e12).is_err());
+        assert!(Efficiency::from_rates(&hw, "int4", 1e12, 1e12).is_err());
     }
 
     #[test]
