@@ -5,12 +5,14 @@
 //! Shapes are scaled down from a 7–8B model's (K, N) = (4096, 14336): lavapipe (software Vulkan)
 //! streams a few GB/s, so the full shapes take seconds per sample.
 
+mod common;
+
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
 use pertoken::gpu::testing::gpu_or_skip;
-use pertoken::gpu::{DType, Gpu, MAX_TIMED_PASSES, Tensor};
+use pertoken::gpu::{DType, Gpu, Tensor};
 use pertoken::matmul::{Kernel, check_linear, linear_into, select_linear};
 use pertoken::reference::{QuantFormat, quantize, random::uniform_f32};
 
@@ -29,25 +31,6 @@ fn weights(gpu: &Gpu, k: usize, n: usize, dtype: DType) -> Tensor {
         }
         _ => Tensor::from_slice(gpu, &v, &[n, k]).expect("upload"),
     }
-}
-
-fn gpu_time(gpu: &Gpu, run: &dyn Fn() -> pertoken::gpu::Result<()>, iters: u64) -> Duration {
-    let mut total = 0.0;
-    let mut left = iters;
-    while left > 0 {
-        let batch = left.min(u64::from(MAX_TIMED_PASSES));
-        let ((), t) = gpu
-            .time(|| {
-                for _ in 0..batch {
-                    run()?;
-                }
-                Ok(())
-            })
-            .expect("timed linear");
-        total += t.seconds;
-        left -= batch;
-    }
-    Duration::from_secs_f64(total)
 }
 
 fn linear(c: &mut Criterion) {
@@ -70,7 +53,7 @@ fn linear(c: &mut Criterion) {
                 run().expect("warm-up");
                 gpu.sync().expect("sync");
                 group.bench_function(BenchmarkId::new(format!("m{m}"), kernel.to_string()), |b| {
-                    b.iter_custom(|iters| gpu_time(&gpu, &run, iters));
+                    b.iter_custom(|iters| common::gpu_time(&gpu, &run, iters));
                 });
             }
             group.finish();

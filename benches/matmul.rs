@@ -4,43 +4,18 @@
 //! host overhead; the CPU's is wall clock. Throughput is 2·M·N·K elements, so criterion's
 //! "elem/s" reads as FLOP/s. Run with `cargo bench --bench matmul`.
 
+mod common;
+
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pertoken::gpu::testing::gpu_or_skip;
-use pertoken::gpu::{DType, Gpu, MAX_TIMED_PASSES, Tensor};
+use pertoken::gpu::{DType, Tensor};
 use pertoken::matmul::{Kernel, MatmulShape, matmul_into, select};
 use pertoken::reference::random::uniform_array2;
 
 /// Square sizes: lavapipe (software Vulkan) does ~10 GFLOP/s, so larger sizes take minutes.
 const SIZES: [usize; 3] = [128, 256, 512];
-
-/// GPU time of `iters` launches of `kernel`, recorded in batches the timer can hold.
-fn gpu_time(
-    gpu: &Gpu,
-    a: &Tensor,
-    b: &Tensor,
-    out: &Tensor,
-    kernel: Kernel,
-    iters: u64,
-) -> Duration {
-    let mut total = 0.0;
-    let mut left = iters;
-    while left > 0 {
-        let batch = left.min(u64::from(MAX_TIMED_PASSES));
-        let ((), t) = gpu
-            .time(|| {
-                for _ in 0..batch {
-                    matmul_into(gpu, a, b, out, kernel)?;
-                }
-                Ok(())
-            })
-            .expect("timed matmul");
-        total += t.seconds;
-        left -= batch;
-    }
-    Duration::from_secs_f64(total)
-}
 
 fn matmul(c: &mut Criterion) {
     let Some(gpu) = gpu_or_skip() else { return };
@@ -62,7 +37,8 @@ fn matmul(c: &mut Criterion) {
             matmul_into(&gpu, &ta, &tb, &out, kernel).expect("warm-up");
             gpu.sync().expect("sync");
             group.bench_function(BenchmarkId::new("gpu", kernel.to_string()), |bench| {
-                bench.iter_custom(|iters| gpu_time(&gpu, &ta, &tb, &out, kernel, iters));
+                let run = || matmul_into(&gpu, &ta, &tb, &out, kernel);
+                bench.iter_custom(|iters| common::gpu_time(&gpu, &run, iters));
             });
         }
         group.bench_function(BenchmarkId::new("cpu", "ndarray dot"), |bench| {

@@ -35,6 +35,17 @@ pub struct Timing {
     pub passes: u32,
 }
 
+impl Timing {
+    fn wall_clock(seconds: f64, passes: u32) -> Timing {
+        Timing {
+            seconds,
+            wall_seconds: seconds,
+            method: TimingMethod::WallClock,
+            passes,
+        }
+    }
+}
+
 /// Most compute passes one [`Gpu::time`] call may time with timestamps.
 pub const MAX_TIMED_PASSES: u32 = 1024;
 
@@ -96,16 +107,7 @@ impl Gpu {
             Some(r) if r.next > 0 => r,
             _ => {
                 self.sync()?;
-                let wall = start.elapsed().as_secs_f64();
-                return Ok((
-                    value,
-                    Timing {
-                        seconds: wall,
-                        wall_seconds: wall,
-                        method: TimingMethod::WallClock,
-                        passes: 0,
-                    },
-                ));
+                return Ok((value, Timing::wall_clock(start.elapsed().as_secs_f64(), 0)));
             }
         };
 
@@ -136,15 +138,7 @@ impl Gpu {
         let passes = recorder.next / 2;
         if end <= begin {
             // A driver that wrote no usable timestamps: fall back rather than report zero.
-            return Ok((
-                value,
-                Timing {
-                    seconds: wall,
-                    wall_seconds: wall,
-                    method: TimingMethod::WallClock,
-                    passes,
-                },
-            ));
+            return Ok((value, Timing::wall_clock(wall, passes)));
         }
         let period = f64::from(self.capabilities().timestamp_period_ns);
         Ok((
