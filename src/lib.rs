@@ -2,13 +2,15 @@
 //!
 //! This facade re-exports the workspace's crates:
 //! - [`gpu`]: the wgpu runtime (Gpu handle, tensors, launch, timing);
-//! - [`matmul`]: matrix multiply kernels;
+//! - [`matmul`]: matrix multiply and linear kernels;
+//! - [`attention`]: fused attention kernels;
 //! - [`reference`]: the CPU reference every kernel is checked against;
 //! - [`shaders`]: the WGSL sources and their naga validation;
 //! - [`cost`]: the cost model (catalogs, accounting, rooflines, $ and J per token).
 //!
 //! The `pertoken` binary (`pertoken devices`, `pertoken bench`) is built on the same crates.
 
+pub use pertoken_attention as attention;
 pub use pertoken_cost as cost;
 pub use pertoken_gpu as gpu;
 pub use pertoken_matmul as matmul;

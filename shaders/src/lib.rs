@@ -44,8 +44,37 @@ pub const COPY: Shader = Shader {
     entry_point: "main",
 };
 
+/// Fused (flash) attention: online softmax over K/V tiles in workgroup memory.
+pub const ATTENTION_FLASH: Shader = Shader {
+    name: "attention/flash",
+    source: include_str!("../attention/flash.wgsl"),
+    entry_point: "main",
+};
+
+/// Naive attention, first pass: materialized scores (the bench baseline).
+pub const ATTENTION_NAIVE_SCORES: Shader = Shader {
+    name: "attention/naive_scores",
+    source: include_str!("../attention/naive_scores.wgsl"),
+    entry_point: "scores",
+};
+
+/// Naive attention, second pass: softmax of each score row, times V.
+pub const ATTENTION_NAIVE_PV: Shader = Shader {
+    name: "attention/naive_pv",
+    source: include_str!("../attention/naive_pv.wgsl"),
+    entry_point: "softmax_pv",
+};
+
 /// Every shader in the crate.
-pub const ALL: &[Shader] = &[MATMUL_NAIVE, MATMUL_TILED, MATMUL_GEMV, COPY];
+pub const ALL: &[Shader] = &[
+    MATMUL_NAIVE,
+    MATMUL_TILED,
+    MATMUL_GEMV,
+    COPY,
+    ATTENTION_FLASH,
+    ATTENTION_NAIVE_SCORES,
+    ATTENTION_NAIVE_PV,
+];
 
 /// Looks a shader up by [`Shader::name`].
 pub fn by_name(name: &str) -> Option<&'static Shader> {

@@ -1,0 +1,250 @@
+//! Attention kernels against the f64 reference, on seeded inputs with NaN-poisoned outputs.
+
+use half::f16;
+use pertoken_attention::{AttentionOptions, Kernel, attention_into};
+use pertoken_gpu::testing::gpu_or_skip;
+use pertoken_gpu::{DType, Error, Gpu, Tensor};
+use pertoken_reference::{AttentionShape, Tolerance, attention, compare, random::uniform_f32};
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    heads: (usize, usize),
+    d: usize,
+    q_len: usize,
+    kv_len: usize,
+    causal: bool,
+    f16: bool,
+}
+
+fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], f16: bool) -> (Tensor, Vec<f32>) {
+    if f16 {
+        let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+        let back = h.iter().map(|x| x.to_f32()).collect();
+        (Tensor::from_slice(gpu, &h, shape).unwrap(), back)
+    } else {
+        (Tensor::from_slice(gpu, v, shape).unwrap(), v.to_vec())
+    }
+}
+
+fn run(gpu: &Gpu, c: Case, kernel: Kernel) -> Result<(), String> {
+    let (nh, nkv) = c.heads;
+    let seed = (nh * 1000 + c.d * 10 + c.q_len * 7 + c.kv_len) as u64;
+    // Scaled so that scores span a few units: softmax neither flat nor one-hot.
+    let scale_in = 2.0;
+    let qv: Vec<f32> = uniform_f32(seed, nh * c.q_len * c.d)
+        .iter()
+        .map(|x| x * scale_in)
+        .collect();
+    let kv: Vec<f32> = uniform_f32(seed + 1, nkv * c.kv_len * c.d)
+        .iter()
+        .map(|x| x * scale_in)
+        .collect();
+    let vv = uniform_f32(seed + 2, nkv * c.kv_len * c.d);
+    let (q, qv) = upload(gpu, &qv, &[nh, c.q_len, c.d], c.f16);
+    let (k, kv) = upload(gpu, &kv, &[nkv, c.kv_len, c.d], c.f16);
+    let (v, vv) = upload(gpu, &vv, &[nkv, c.kv_len, c.d], c.f16);
+    let out = Tensor::zeros(gpu, &[nh, c.q_len, c.d], DType::F32).unwrap();
+    out.fill(f32::NAN).unwrap();
+    let options = AttentionOptions {
+        causal: c.causal,
+        scale: None,
+    };
+    attention_into(gpu, &q, &k, &v, &out, options, kernel).map_err(|e| format!("{c:?}: {e}"))?;
+    let got = out.to_vec::<f32>().unwrap();
+    let shape = AttentionShape {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: c.d,
+        q_len: c.q_len,
+        kv_len: c.kv_len,
+        causal: c.causal,
+    };
+    let want = attention(&qv, &kv, &vv, shape, 1.0 / (c.d as f64).sqrt()).unwrap();
+    // Outputs are convex combinations of values in [-1, 1]; f32 exp and sums over ≤ 200 keys.
+    let cmp = compare(
+        &got,
+        &want,
+        Tolerance {
+            abs: 2e-5,
+            rel: 2e-5,
+        }
+        .for_reduction(c.kv_len, 1.0),
+    );
+    if cmp.passed() {
+        Ok(())
+    } else {
+        Err(format!("{c:?} {kernel:?}: {cmp}"))
+    }
+}
+
+fn cases(f16: bool) -> Vec<Case> {
+    let lens = [1usize, 2, 17, 64, 65, 200];
+    let heads = [(1usize, 1usize), (4, 4), (8, 2), (8, 1), (32, 8)];
+    let dims = [32usize, 64, 80, 128];
+    let mut out = Vec::new();
+    for (hi, &h) in heads.iter().enumerate() {
+        for (di, &d) in dims.iter().enumerate() {
+            for (qi, &q_len) in lens.iter().enumerate() {
+                // Every length against a rotating partner, both orders, causal where valid.
+                let kv_len = lens[(qi + hi + di) % lens.len()];
+                for (ql, kl) in [(q_len, kv_len), (kv_len, q_len)] {
+                    for causal in [false, true] {
+                        if causal && ql > kl {
+                            continue;
+                        }
+                        // Keep the biggest head counts to the shorter sequences on lavapipe.
+                        if h.0 == 32 && ql * kl > 65 * 200 {
+                            continue;
+                        }
+                        out.push(Case {
+                            heads: h,
+                            d,
+                            q_len: ql,
+                            kv_len: kl,
+                            causal,
+                            f16,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn assert_all(gpu: &Gpu, cases: &[Case], kernel: Kernel) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|&c| run(gpu, c, kernel).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn flash_f32_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    assert_all(&gpu, &cases(false), Kernel::Flash);
+}
+
+#[test]
+fn flash_f16_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    assert_all(&gpu, &cases(true), Kernel::Flash);
+}
+
+#[test]
+fn naive_baseline_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let cs: Vec<Case> = cases(false).into_iter().step_by(5).collect();
+    assert_all(&gpu, &cs, Kernel::Naive);
+}
+
+#[test]
+fn prefill_causal_square_and_decode_shapes() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for (q_len, kv_len) in [(200, 200), (1, 200), (8, 200), (129, 129)] {
+        for f16 in [false, true] {
+            let c = Case {
+                heads: (8, 2),
+                d: 64,
+                q_len,
+                kv_len,
+                causal: true,
+                f16,
+            };
+            run(&gpu, c, Kernel::Flash).unwrap();
+        }
+    }
+}
+
+#[test]
+fn large_logits_do_not_overflow() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    // Scores around ±200: exp without the running max would overflow f32.
+    let (nh, d, l) = (2usize, 32usize, 40usize);
+    let q: Vec<f32> = uniform_f32(1, nh * l * d)
+        .iter()
+        .map(|x| x * 30.0)
+        .collect();
+    let k: Vec<f32> = uniform_f32(2, nh * l * d)
+        .iter()
+        .map(|x| x * 30.0)
+        .collect();
+    let v = uniform_f32(3, nh * l * d);
+    let tq = Tensor::from_slice(&gpu, &q, &[nh, l, d]).unwrap();
+    let tk = Tensor::from_slice(&gpu, &k, &[nh, l, d]).unwrap();
+    let tv = Tensor::from_slice(&gpu, &v, &[nh, l, d]).unwrap();
+    let options = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    let got = pertoken_attention::attention(&gpu, &tq, &tk, &tv, options)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let shape = AttentionShape {
+        n_heads: nh,
+        n_kv_heads: nh,
+        head_dim: d,
+        q_len: l,
+        kv_len: l,
+        causal: true,
+    };
+    let want = attention(&q, &k, &v, shape, 1.0 / (d as f64).sqrt()).unwrap();
+    let cmp = compare(
+        &got,
+        &want,
+        Tolerance {
+            abs: 1e-4,
+            rel: 1e-4,
+        },
+    );
+    assert!(cmp.passed(), "{cmp}");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let t = |shape: &[usize]| {
+        Tensor::from_slice(&gpu, &uniform_f32(1, shape.iter().product()), shape).unwrap()
+    };
+    let opts = AttentionOptions {
+        causal: false,
+        scale: None,
+    };
+    let q = t(&[3, 4, 32]);
+    let kv = t(&[2, 5, 32]);
+    assert!(matches!(
+        pertoken_attention::attention(&gpu, &q, &kv, &kv, opts),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let q = t(&[4, 4, 32]);
+    let k16 = t(&[2, 5, 16]);
+    assert!(matches!(
+        pertoken_attention::attention(&gpu, &q, &k16, &k16, opts),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let causal = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    let q6 = t(&[2, 6, 32]);
+    let kv5 = t(&[2, 5, 32]);
+    assert!(pertoken_attention::attention(&gpu, &q6, &kv5, &kv5, causal).is_err());
+    let big = t(&[1, 2, 256]);
+    assert!(matches!(
+        pertoken_attention::attention(&gpu, &big, &big, &big, opts),
+        Err(Error::Unsupported { .. })
+    ));
+    let q2 = t(&[2, 4, 32]);
+    assert!(matches!(
+        pertoken_attention::attention(&gpu, &q2, &t(&[2, 4]), &kv5, opts),
+        Err(Error::InvalidShape { .. })
+    ));
+}
