@@ -14,7 +14,11 @@
 // key are skipped. With F16, q, k and v hold f16 pairs, converted to f32 on load; accumulation is
 // f32 either way.
 //
-// Constraints the launcher guarantees: D ≤ MAX_D = 128; BKV·D ≤ 2048 (two 8 KiB tiles).
+// Rows are processed four elements at a time (D4 = ceil(D/4) vec4s; the launcher requires
+// D % 4 == 0 only through the loads below, which zero-fill past D). Besides speed, short loops
+// matter on llvmpipe, which stops any loop after 65535 iterations in one invocation.
+//
+// Constraints the launcher guarantees: D ≤ MAX_D = 128; BKV·ceil(D/4) ≤ 512 (two 8 KiB tiles).
 
 struct Params {
     n_heads: u32,
@@ -37,17 +41,20 @@ override WG: u32 = 64u;
 override BKV: u32 = 16u;
 override F16: bool = false;
 
-const MAX_D: u32 = 128u;
+const MAX_D4: u32 = 32u;
 
-var<workgroup> k_tile: array<f32, 2048>;
-var<workgroup> v_tile: array<f32, 2048>;
+var<workgroup> k_tile: array<vec4<f32>, 512>;
+var<workgroup> v_tile: array<vec4<f32>, 512>;
 
-fn load(buf_is_k: bool, e: u32) -> f32 {
+fn elem(buf: u32, e: u32) -> f32 {
+    let w = select(e, e >> 1u, F16);
     var word: u32;
-    if (buf_is_k) {
-        word = k[select(e, e >> 1u, F16)];
+    if (buf == 0u) {
+        word = q[w];
+    } else if (buf == 1u) {
+        word = k[w];
     } else {
-        word = v[select(e, e >> 1u, F16)];
+        word = v[w];
     }
     if (F16) {
         return unpack2x16float(word)[e & 1u];
@@ -55,11 +62,16 @@ fn load(buf_is_k: bool, e: u32) -> f32 {
     return bitcast<f32>(word);
 }
 
-fn load_q(e: u32) -> f32 {
-    if (F16) {
-        return unpack2x16float(q[e >> 1u])[e & 1u];
+// Elements c4·4 .. c4·4+4 of the row starting at element `row`, zero past the head dimension.
+fn row4(buf: u32, row: u32, c4: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var x = 0u; x < 4u; x = x + 1u) {
+        let c = c4 * 4u + x;
+        if (c < p.d) {
+            r[x] = elem(buf, row + c);
+        }
     }
-    return bitcast<f32>(q[e]);
+    return r;
 }
 
 @compute @workgroup_size(WG, 1, 1)
@@ -75,16 +87,17 @@ fn main(
     let d = p.d;
     let offset = p.kv_len - min(p.q_len, p.kv_len);
 
-    var qr: array<f32, MAX_D>;
-    var acc: array<f32, MAX_D>;
-    for (var c = 0u; c < MAX_D; c = c + 1u) {
-        acc[c] = 0.0;
-        qr[c] = 0.0;
+    let d4 = (d + 3u) / 4u;
+    var qr: array<vec4<f32>, MAX_D4>;
+    var acc: array<vec4<f32>, MAX_D4>;
+    for (var c = 0u; c < MAX_D4; c = c + 1u) {
+        acc[c] = vec4<f32>(0.0);
+        qr[c] = vec4<f32>(0.0);
     }
     if (live) {
         let base = (h * p.q_len + i) * d;
-        for (var c = 0u; c < d; c = c + 1u) {
-            qr[c] = load_q(base + c) * p.scale;
+        for (var c = 0u; c < d4; c = c + 1u) {
+            qr[c] = row4(0u, base, c) * p.scale;
         }
     }
     // Keys this workgroup may need: all, or up to its last query's position when causal.
@@ -99,13 +112,14 @@ fn main(
     var s: array<f32, 32>;
     let kv_base = kvh * p.kv_stride * d;
     for (var j0 = 0u; j0 < kv_end; j0 = j0 + BKV) {
-        for (var e = lid; e < BKV * d; e = e + WG) {
-            let j = j0 + e / d;
-            var kv = 0.0;
-            var vv = 0.0;
+        for (var e = lid; e < BKV * d4; e = e + WG) {
+            let j = j0 + e / d4;
+            var kv = vec4<f32>(0.0);
+            var vv = vec4<f32>(0.0);
             if (j < kv_end) {
-                kv = load(true, kv_base + j0 * d + e);
-                vv = load(false, kv_base + j0 * d + e);
+                let row = kv_base + j * d;
+                kv = row4(1u, row, e % d4);
+                vv = row4(2u, row, e % d4);
             }
             k_tile[e] = kv;
             v_tile[e] = vv;
@@ -118,11 +132,11 @@ fn main(
                 let j = j0 + t;
                 var score = -3.0e38;
                 if (j < kv_end && (p.causal == 0u || j <= my_last)) {
-                    var dotp = 0.0;
-                    for (var c = 0u; c < d; c = c + 1u) {
-                        dotp = fma(qr[c], k_tile[t * d + c], dotp);
+                    var dotp = vec4<f32>(0.0);
+                    for (var c = 0u; c < d4; c = c + 1u) {
+                        dotp = fma(qr[c], k_tile[t * d4 + c], dotp);
                     }
-                    score = dotp;
+                    score = dotp.x + dotp.y + dotp.z + dotp.w;
                 }
                 s[t] = score;
                 tile_max = max(tile_max, score);
@@ -131,15 +145,15 @@ fn main(
                 let m_new = max(m, tile_max);
                 let corr = exp(m - m_new);
                 l = l * corr;
-                for (var c = 0u; c < d; c = c + 1u) {
+                for (var c = 0u; c < d4; c = c + 1u) {
                     acc[c] = acc[c] * corr;
                 }
                 for (var t = 0u; t < BKV; t = t + 1u) {
                     if (s[t] > -1.0e38) {
                         let pt = exp(s[t] - m_new);
                         l = l + pt;
-                        for (var c = 0u; c < d; c = c + 1u) {
-                            acc[c] = fma(pt, v_tile[t * d + c], acc[c]);
+                        for (var c = 0u; c < d4; c = c + 1u) {
+                            acc[c] = fma(vec4<f32>(pt), v_tile[t * d4 + c], acc[c]);
                         }
                     }
                 }
@@ -153,7 +167,7 @@ fn main(
         let base = (h * p.q_len + i) * d;
         let inv = select(0.0, 1.0 / l, l > 0.0);
         for (var c = 0u; c < d; c = c + 1u) {
-            out[base + c] = acc[c] * inv;
+            out[base + c] = acc[c / 4u][c % 4u] * inv;
         }
     }
 }

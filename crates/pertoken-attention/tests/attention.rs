@@ -248,3 +248,27 @@ fn bad_inputs_are_errors() {
         Err(Error::InvalidShape { .. })
     ));
 }
+
+#[test]
+fn longer_sequences_at_head_dim_128() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut failures = Vec::new();
+    for (q_len, kv_len) in [(256, 256), (255, 255), (1, 300), (64, 256), (300, 300)] {
+        for causal in [false, true] {
+            for f16 in [false, true] {
+                let c = Case {
+                    heads: (2, 1),
+                    d: 128,
+                    q_len,
+                    kv_len,
+                    causal,
+                    f16,
+                };
+                if let Err(e) = run(&gpu, c, Kernel::Flash) {
+                    failures.push(e.chars().take(200).collect::<String>());
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,5 +1,6 @@
 //! `pertoken bench`: measure the kernels, verify each result, print rates.
 
+mod attention;
 mod linear;
 
 use std::time::Instant;
@@ -18,9 +19,9 @@ pub(crate) struct Args {
     /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
     #[arg(long)]
     adapter: Option<String>,
-    /// Matmul sizes: `N` for N×N×N, or `MxKxN`; comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "256,512,1024", value_parser = parse_size)]
-    sizes: Vec<MatmulShape>,
+    /// Matmul sizes: `N` for N×N×N, or `MxKxN`; comma-separated; `none` skips the matmul bench.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024", value_parser = parse_sizes)]
+    sizes: Vec<Option<MatmulShape>>,
     /// Timed repetitions per kernel (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeats: u32,
@@ -45,6 +46,16 @@ pub(crate) struct Args {
     /// Bytes the copy kernel moves to measure bandwidth (clamped to the binding limit).
     #[arg(long, default_value_t = 64 << 20)]
     copy_bytes: u64,
+    /// Causal prefill attention at these sequence lengths, flash against naive (e.g.
+    /// `512,1024,2048`); off by default.
+    #[arg(long, value_delimiter = ',')]
+    attention: Vec<usize>,
+    /// Query and KV heads for --attention.
+    #[arg(long, value_delimiter = ',', default_value = "32,8", num_args = 1..)]
+    attention_heads: Vec<usize>,
+    /// Head dimension for --attention.
+    #[arg(long, default_value_t = 128)]
+    head_dim: usize,
     /// Use the shape heuristic only: neither measure candidate kernels nor read or write the
     /// tuning cache (`PERTOKEN_CACHE_DIR`, else the user's cache directory).
     #[arg(long)]
@@ -69,6 +80,13 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
         "q4_0" => Ok(DType::Q4_0),
         other => Err(format!("dtype {other:?}: expected f32, f16, q8_0 or q4_0")),
     }
+}
+
+fn parse_sizes(s: &str) -> Result<Option<MatmulShape>, String> {
+    if s.trim() == "none" {
+        return Ok(None);
+    }
+    parse_size(s).map(Some)
 }
 
 /// Parses `N` or `MxKxN`.
@@ -141,13 +159,14 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     let mut tuner = Tuner::new(&gpu, mode, None);
 
     let mut failures = 0;
-    if !args.sizes.is_empty() {
+    let sizes: Vec<MatmulShape> = args.sizes.iter().flatten().copied().collect();
+    if !sizes.is_empty() {
         println!(
             "{:<16} {:<24} {:>11} {:>10} {:>12}  {:<10} verified",
             "shape MxKxN", "kernel", "time (ms)", "GFLOP/s", "max rel err", "timing"
         );
     }
-    for &shape in &args.sizes {
+    for &shape in &sizes {
         let rows = bench_shape(&gpu, &mut tuner, shape, args.repeats, args.all_kernels)?;
         for r in rows {
             if !r.cmp.passed() {
@@ -175,6 +194,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
          element within the f32 tolerance."
     );
     failures += bench_linears(&gpu, &mut tuner, args, copy_rate)?;
+    failures += bench_attention(&gpu, args)?;
     if let Err(e) = tuner.save() {
         eprintln!("warning: could not write the tuning cache: {e}");
     }
@@ -248,6 +268,57 @@ fn bench_linears(
                         }
                     );
                 }
+            }
+        }
+    }
+    Ok(failures)
+}
+
+fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
+    if args.attention.is_empty() {
+        return Ok(0);
+    }
+    let [nh, nkv] = args.attention_heads[..] else {
+        return Err("--attention-heads takes two numbers: query heads, KV heads".into());
+    };
+    if nh == 0 || nkv == 0 || nh % nkv != 0 || args.attention.contains(&0) {
+        return Err("--attention: lengths ≥ 1, and query heads a multiple of KV heads".into());
+    }
+    println!();
+    println!(
+        "causal prefill attention, f32, {nh} heads / {nkv} KV heads, head_dim {}; FLOPs count \
+         the unmasked half; verified on the first KV head's group",
+        args.head_dim
+    );
+    println!(
+        "{:>6} {:<6} {:>11} {:>9} {:>9}  verified",
+        "seq", "kernel", "time (ms)", "GFLOP/s", "speedup"
+    );
+    let mut failures = 0;
+    for &seq in &args.attention {
+        let rows = attention::bench(gpu, seq, (nh, nkv), args.head_dim, args.repeats)?;
+        let naive = rows
+            .iter()
+            .find(|r| r.kernel == "naive")
+            .and_then(|r| r.seconds.as_ref().ok().copied());
+        for r in rows {
+            if r.verified.is_err() && r.seconds.is_ok() {
+                failures += 1;
+            }
+            match &r.seconds {
+                Ok(t) => println!(
+                    "{:>6} {:<6} {:>11.3} {:>9.2} {:>9}  {}",
+                    r.seq,
+                    r.kernel,
+                    t * 1e3,
+                    r.flops / t * 1e-9,
+                    naive.map_or("-".into(), |n| format!("{:.2}x", n / t)),
+                    match &r.verified {
+                        Ok(()) => "yes".to_string(),
+                        Err(e) => format!("NO: {e}"),
+                    }
+                ),
+                Err(e) => println!("{:>6} {:<6} {e}", r.seq, r.kernel),
             }
         }
     }

@@ -1,0 +1,97 @@
+//! Causal prefill attention: flash against the naive baseline, verified on one KV-head group.
+
+use pertoken_attention::{AttentionOptions, Kernel, attention_with};
+use pertoken_gpu::{Error as GpuError, Gpu, Tensor};
+use pertoken_reference::{AttentionShape, Tolerance, compare, random::uniform_f32};
+
+use super::{CliError, median};
+
+pub(crate) struct AttentionRow {
+    pub(crate) seq: usize,
+    pub(crate) kernel: &'static str,
+    /// Median seconds, or why the kernel could not run.
+    pub(crate) seconds: Result<f64, String>,
+    pub(crate) flops: f64,
+    pub(crate) verified: Result<(), String>,
+}
+
+pub(crate) fn bench(
+    gpu: &Gpu,
+    seq: usize,
+    (nh, nkv): (usize, usize),
+    d: usize,
+    repeats: u32,
+) -> Result<Vec<AttentionRow>, CliError> {
+    let q = uniform_f32(seq as u64, nh * seq * d);
+    let k = uniform_f32(seq as u64 + 1, nkv * seq * d);
+    let v = uniform_f32(seq as u64 + 2, nkv * seq * d);
+    let tq = Tensor::from_slice(gpu, &q, &[nh, seq, d])?;
+    let tk = Tensor::from_slice(gpu, &k, &[nkv, seq, d])?;
+    let tv = Tensor::from_slice(gpu, &v, &[nkv, seq, d])?;
+    let options = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    // Causal: query i sees i + 1 keys; q·k and p·v are 2 FLOPs per element each.
+    let flops = 4.0 * (nh * d) as f64 * (seq * (seq + 1) / 2) as f64;
+
+    // The reference on the first KV head's group of query heads: 1/nkv of the full cost.
+    let group = nh / nkv;
+    let shape = AttentionShape {
+        n_heads: group,
+        n_kv_heads: 1,
+        head_dim: d,
+        q_len: seq,
+        kv_len: seq,
+        causal: true,
+    };
+    let want = pertoken_reference::attention(
+        &q[..group * seq * d],
+        &k[..seq * d],
+        &v[..seq * d],
+        shape,
+        1.0 / (d as f64).sqrt(),
+    )?;
+
+    let mut rows = Vec::new();
+    for (kernel, name) in [(Kernel::Flash, "flash"), (Kernel::Naive, "naive")] {
+        let out = match attention_with(gpu, &tq, &tk, &tv, options, kernel) {
+            Ok(o) => o,
+            Err(e @ GpuError::TooLarge { .. }) => {
+                rows.push(AttentionRow {
+                    seq,
+                    kernel: name,
+                    seconds: Err(format!("cannot run: {e}")),
+                    flops,
+                    verified: Err("not run".into()),
+                });
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let got = out.to_vec::<f32>()?;
+        let cmp = compare(
+            &got[..want.len()],
+            &want,
+            Tolerance::F32.for_reduction(seq, 1.0),
+        );
+        let verified = if cmp.passed() {
+            Ok(())
+        } else {
+            Err(cmp.to_string())
+        };
+        let mut times = Vec::new();
+        for _ in 0..repeats {
+            let (_, t) = gpu.time(|| attention_with(gpu, &tq, &tk, &tv, options, kernel))?;
+            times.push(t.seconds);
+        }
+        rows.push(AttentionRow {
+            seq,
+            kernel: name,
+            seconds: Ok(median(&mut times)),
+            flops,
+            verified,
+        });
+    }
+    Ok(rows)
+}
