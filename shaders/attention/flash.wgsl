@@ -1,5 +1,8 @@
 // Fused attention, flash-attention style: out = softmax(q·kᵀ·scale + mask)·v, never writing the
-// q_len×kv_len score matrix to memory.
+// q_len×kv_len score matrix to memory. Split-KV (flash-decoding): workgroup_id.z takes keys
+// [z·chunk, (z+1)·chunk) only and writes its unnormalized partial output with its softmax
+// statistics (running max m, sum l); combine.wgsl merges the splits. Splitting fills the GPU when
+// there are few queries (decode), and bounds the keys one invocation walks.
 //
 // A workgroup owns WG consecutive queries of one head; each invocation owns one query row, with
 // the query, a running max m, a running sum l and the output accumulator in registers. K and V are
@@ -8,7 +11,8 @@
 // softmax), and adds p·v for each key.
 //
 // Layouts (row-major): q [n_heads, q_len, D]; k and v [n_kv_heads, kv_stride, D] of which the
-// first kv_len rows are used (a KV cache's capacity is its stride); out [n_heads, q_len, D], f32.
+// first kv_len rows are used (a KV cache's capacity is its stride); partial outputs
+// [splits, n_heads, q_len, D] and statistics [splits, n_heads, q_len, 2] (m, l), f32.
 // Grouped-query attention: query head h reads KV head h / (n_heads / n_kv_heads), with no copy.
 // Causal: query i attends keys j ≤ i + (kv_len − q_len); tiles past the workgroup's last allowed
 // key are skipped. With F16, q, k and v hold f16 pairs, converted to f32 on load; accumulation is
@@ -29,13 +33,19 @@ struct Params {
     kv_stride: u32,
     causal: u32,
     scale: f32,
+    // Keys per split (a multiple of BKV), and the number of splits.
+    chunk: u32,
+    splits: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<u32>;
 @group(0) @binding(1) var<storage, read> k: array<u32>;
 @group(0) @binding(2) var<storage, read> v: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read_write> part_o: array<f32>;
+@group(0) @binding(4) var<storage, read_write> part_ml: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 
 override WG: u32 = 64u;
 override BKV: u32 = 16u;
@@ -106,17 +116,19 @@ fn main(
         kv_end = min(p.kv_len, min(q0 + WG, p.q_len) + offset);
     }
     let my_last = i + offset; // last key this query may attend (causal)
+    let k_begin = wid.z * p.chunk;
+    let k_stop = min(k_begin + p.chunk, kv_end);
 
     var m = -3.0e38;
     var l = 0.0;
     var s: array<f32, 32>;
     let kv_base = kvh * p.kv_stride * d;
-    for (var j0 = 0u; j0 < kv_end; j0 = j0 + BKV) {
+    for (var j0 = k_begin; j0 < k_stop; j0 = j0 + BKV) {
         for (var e = lid; e < BKV * d4; e = e + WG) {
             let j = j0 + e / d4;
             var kv = vec4<f32>(0.0);
             var vv = vec4<f32>(0.0);
-            if (j < kv_end) {
+            if (j < k_stop) {
                 let row = kv_base + j * d;
                 kv = row4(1u, row, e % d4);
                 vv = row4(2u, row, e % d4);
@@ -131,7 +143,7 @@ fn main(
             for (var t = 0u; t < BKV; t = t + 1u) {
                 let j = j0 + t;
                 var score = -3.0e38;
-                if (j < kv_end && (p.causal == 0u || j <= my_last)) {
+                if (j < k_stop && (p.causal == 0u || j <= my_last)) {
                     var dotp = vec4<f32>(0.0);
                     for (var c = 0u; c < d4; c = c + 1u) {
                         dotp = fma(qr[c], k_tile[t * d4 + c], dotp);
@@ -164,10 +176,11 @@ fn main(
     }
 
     if (live) {
-        let base = (h * p.q_len + i) * d;
-        let inv = select(0.0, 1.0 / l, l > 0.0);
+        let slot = (wid.z * p.n_heads + h) * p.q_len + i;
         for (var c = 0u; c < d; c = c + 1u) {
-            out[base + c] = acc[c / 4u][c % 4u] * inv;
+            part_o[slot * d + c] = acc[c / 4u][c % 4u];
         }
+        part_ml[slot * 2u] = m;
+        part_ml[slot * 2u + 1u] = l;
     }
 }

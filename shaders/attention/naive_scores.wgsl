@@ -1,4 +1,4 @@
-// Naive attention, pass 1 of 2, kept as the bench baseline: the q_len×kv_len scores are
+// Naive attention, pass 1 of 3, kept as the bench baseline: the q_len×kv_len scores are
 // materialized in device memory. S[h, i, j] = q_i·k_j·scale, or −3e38 where masked; one
 // invocation per score. Same layouts and masking as flash.wgsl; f32 only.
 

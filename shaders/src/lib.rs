@@ -51,6 +51,20 @@ pub const ATTENTION_FLASH: Shader = Shader {
     entry_point: "main",
 };
 
+/// Merges flash attention's split-KV partial results.
+pub const ATTENTION_COMBINE: Shader = Shader {
+    name: "attention/combine",
+    source: include_str!("../attention/combine.wgsl"),
+    entry_point: "main",
+};
+
+/// Appends keys or values to a KV cache in place.
+pub const ATTENTION_APPEND: Shader = Shader {
+    name: "attention/append",
+    source: include_str!("../attention/append.wgsl"),
+    entry_point: "main",
+};
+
 /// Naive attention, first pass: materialized scores (the bench baseline).
 pub const ATTENTION_NAIVE_SCORES: Shader = Shader {
     name: "attention/naive_scores",
@@ -58,7 +72,14 @@ pub const ATTENTION_NAIVE_SCORES: Shader = Shader {
     entry_point: "scores",
 };
 
-/// Naive attention, second pass: softmax of each score row, times V.
+/// Naive attention, second pass: each score row to probabilities, in place.
+pub const ATTENTION_NAIVE_SOFTMAX: Shader = Shader {
+    name: "attention/naive_softmax",
+    source: include_str!("../attention/naive_softmax.wgsl"),
+    entry_point: "softmax",
+};
+
+/// Naive attention, third pass: probabilities times V.
 pub const ATTENTION_NAIVE_PV: Shader = Shader {
     name: "attention/naive_pv",
     source: include_str!("../attention/naive_pv.wgsl"),
@@ -72,7 +93,10 @@ pub const ALL: &[Shader] = &[
     MATMUL_GEMV,
     COPY,
     ATTENTION_FLASH,
+    ATTENTION_COMBINE,
+    ATTENTION_APPEND,
     ATTENTION_NAIVE_SCORES,
+    ATTENTION_NAIVE_SOFTMAX,
     ATTENTION_NAIVE_PV,
 ];
 

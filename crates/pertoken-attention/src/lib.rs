@@ -18,9 +18,15 @@
 //! `j ≤ i + (kv_len − q_len)`: the queries are the last `q_len` positions.
 
 use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
-use pertoken_shaders::{ATTENTION_FLASH, ATTENTION_NAIVE_PV, ATTENTION_NAIVE_SCORES};
+use pertoken_shaders::{
+    ATTENTION_COMBINE, ATTENTION_FLASH, ATTENTION_NAIVE_PV, ATTENTION_NAIVE_SCORES,
+    ATTENTION_NAIVE_SOFTMAX,
+};
 
-const OP: &str = "attention";
+mod cache;
+pub use cache::KvCache;
+
+pub(crate) const OP: &str = "attention";
 
 /// Largest head dimension the flash kernel holds in registers.
 pub const MAX_HEAD_DIM: usize = 128;
@@ -141,7 +147,13 @@ pub fn check(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Attenti
     })
 }
 
-fn params(s: &AttentionShape, causal: bool, scale: f32) -> [u32; 8] {
+fn params(
+    s: &AttentionShape,
+    kv_stride: usize,
+    causal: bool,
+    scale: f32,
+    split: Split,
+) -> [u32; 12] {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     [
         u(s.n_heads),
@@ -149,10 +161,50 @@ fn params(s: &AttentionShape, causal: bool, scale: f32) -> [u32; 8] {
         u(s.head_dim),
         u(s.q_len),
         u(s.kv_len),
-        u(s.kv_len),
+        u(kv_stride),
         u32::from(causal),
         scale.to_bits(),
+        split.chunk,
+        split.splits,
+        0,
+        0,
     ]
+}
+
+/// How the keys are divided between workgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// Keys per split (a multiple of the kernel's key tile).
+    pub chunk: u32,
+    /// Number of splits.
+    pub splits: u32,
+}
+
+/// Keys one flash workgroup walks at most, when the binding limit allows: bounds the work per
+/// invocation (llvmpipe stops loops after 65535 iterations) and gives decode enough workgroups.
+pub const KEYS_PER_SPLIT: usize = 256;
+
+/// The split-KV plan for a shape: about [`KEYS_PER_SPLIT`] keys per split, at least enough
+/// splits for 128 workgroups when the keys allow, at most 64, and partial results within
+/// `max_binding` bytes.
+pub fn plan(s: &AttentionShape, bkv: usize, max_binding: u64) -> Split {
+    let tiles = s.kv_len.div_ceil(bkv);
+    let q_tiles = s.q_len.div_ceil(FLASH_WG as usize);
+    let for_occupancy = 128usize.div_ceil(q_tiles * s.n_heads);
+    let for_length = s.kv_len.div_ceil(KEYS_PER_SPLIT);
+    let per_split_bytes = (s.n_heads * s.q_len * s.head_dim * 4) as u64;
+    let fit = (max_binding / per_split_bytes.max(1)).max(1) as usize;
+    let splits = for_occupancy
+        .max(for_length)
+        .min(64)
+        .min(tiles)
+        .min(fit)
+        .max(1);
+    let chunk = tiles.div_ceil(splits) * bkv;
+    Split {
+        chunk: u32::try_from(chunk).unwrap_or(u32::MAX),
+        splits: u32::try_from(s.kv_len.div_ceil(chunk)).unwrap_or(u32::MAX),
+    }
 }
 
 /// Attention with the flash kernel.
@@ -207,26 +259,21 @@ pub fn attention_into(
         return Err(invalid(out, "the output tensor is also an input"));
     }
     let scale = options.scale.unwrap_or(1.0 / (s.head_dim as f32).sqrt());
-    let params = params(&s, options.causal, scale);
-    let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     match kernel {
-        Kernel::Flash => {
-            let bkv = (512 / s.head_dim.div_ceil(4)).min(32) as u32;
-            let f16 = q.dtype() == DType::F16;
-            gpu.launch(&Launch {
-                op: OP,
-                shader: &ATTENTION_FLASH,
-                constants: &[
-                    ("WG", f64::from(FLASH_WG)),
-                    ("BKV", f64::from(bkv)),
-                    ("F16", f64::from(u8::from(f16))),
-                ],
-                bindings: &[q.into(), k.into(), v.into(), out.into()],
-                params: bytemuck::cast_slice(&params),
-                workgroups: [u(s.q_len).div_ceil(FLASH_WG), u(s.n_heads), 1],
-            })
-        }
+        Kernel::Flash => flash(gpu, q, k, v, out, &s, s.kv_len, options.causal, scale),
         Kernel::Naive => {
+            let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+            let all = params(
+                &s,
+                s.kv_len,
+                options.causal,
+                scale,
+                Split {
+                    chunk: 0,
+                    splits: 1,
+                },
+            );
+            let params = &all[..8];
             if q.dtype() != DType::F32 {
                 return Err(Error::Unsupported {
                     op: OP,
@@ -239,19 +286,84 @@ pub fn attention_into(
                 shader: &ATTENTION_NAIVE_SCORES,
                 constants: &[],
                 bindings: &[q.into(), k.into(), (&scores).into()],
-                params: bytemuck::cast_slice(&params),
+                params: bytemuck::cast_slice(params),
                 workgroups: [u(s.kv_len).div_ceil(64), u(s.q_len), u(s.n_heads)],
+            })?;
+            gpu.launch(&Launch {
+                op: OP,
+                shader: &ATTENTION_NAIVE_SOFTMAX,
+                constants: &[],
+                bindings: &[(&scores).into()],
+                params: bytemuck::cast_slice(params),
+                workgroups: [u(s.q_len).div_ceil(64), u(s.n_heads), 1],
             })?;
             gpu.launch(&Launch {
                 op: OP,
                 shader: &ATTENTION_NAIVE_PV,
                 constants: &[],
                 bindings: &[(&scores).into(), v.into(), out.into()],
-                params: bytemuck::cast_slice(&params),
-                workgroups: [u(s.q_len).div_ceil(64), u(s.n_heads), 1],
+                params: bytemuck::cast_slice(params),
+                workgroups: [u(s.q_len * s.head_dim).div_ceil(64), u(s.n_heads), 1],
             })
         }
     }
+}
+
+/// The flash kernel over the first `s.kv_len` rows of k and v (row stride `kv_stride`), split-KV,
+/// then the combine pass into `out`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn flash(
+    gpu: &Gpu,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    s: &AttentionShape,
+    kv_stride: usize,
+    causal: bool,
+    scale: f32,
+) -> Result<()> {
+    let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let bkv = (512 / s.head_dim.div_ceil(4)).min(32);
+    let split = plan(s, bkv, gpu.capabilities().max_storage_binding);
+    let params = params(s, kv_stride, causal, scale, split);
+    let f16 = q.dtype() == DType::F16;
+    let part_o = Tensor::zeros(
+        gpu,
+        &[split.splits as usize, s.n_heads, s.q_len, s.head_dim],
+        DType::F32,
+    )?;
+    let part_ml = Tensor::zeros(
+        gpu,
+        &[split.splits as usize, s.n_heads, s.q_len, 2],
+        DType::F32,
+    )?;
+    gpu.launch(&Launch {
+        op: OP,
+        shader: &ATTENTION_FLASH,
+        constants: &[
+            ("WG", f64::from(FLASH_WG)),
+            ("BKV", bkv as f64),
+            ("F16", f64::from(u8::from(f16))),
+        ],
+        bindings: &[
+            q.into(),
+            k.into(),
+            v.into(),
+            (&part_o).into(),
+            (&part_ml).into(),
+        ],
+        params: bytemuck::cast_slice(&params),
+        workgroups: [u(s.q_len).div_ceil(FLASH_WG), u(s.n_heads), split.splits],
+    })?;
+    gpu.launch(&Launch {
+        op: OP,
+        shader: &ATTENTION_COMBINE,
+        constants: &[],
+        bindings: &[(&part_o).into(), (&part_ml).into(), out.into()],
+        params: bytemuck::cast_slice(&params),
+        workgroups: [u(s.q_len * s.head_dim).div_ceil(64), u(s.n_heads), 1],
+    })
 }
 
 #[cfg(test)]
@@ -274,7 +386,49 @@ mod tests {
                 .unwrap();
             }
         }
+        pertoken_shaders::validate(&ATTENTION_COMBINE, &[]).unwrap();
+        pertoken_shaders::validate(&pertoken_shaders::ATTENTION_APPEND, &[]).unwrap();
         pertoken_shaders::validate(&ATTENTION_NAIVE_SCORES, &[]).unwrap();
+        pertoken_shaders::validate(&ATTENTION_NAIVE_SOFTMAX, &[]).unwrap();
         pertoken_shaders::validate(&ATTENTION_NAIVE_PV, &[]).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn shape(n_heads: usize, q_len: usize, kv_len: usize) -> AttentionShape {
+        AttentionShape {
+            n_heads,
+            n_kv_heads: 1,
+            head_dim: 128,
+            q_len,
+            kv_len,
+        }
+    }
+
+    #[test]
+    fn decode_splits_for_occupancy_and_prefill_for_length() {
+        // Decode, 32 heads, 4096 keys: 16 splits of 256 keys (length), 32·16 = 512 workgroups.
+        let p = plan(&shape(32, 1, 4096), 16, 1 << 30);
+        assert_eq!((p.chunk, p.splits), (256, 16));
+        // One head, 1000 keys: occupancy asks for 128 splits, capped at 64 and at 63 tiles.
+        let p = plan(&shape(1, 1, 1000), 16, 1 << 30);
+        assert_eq!(p.splits, 63);
+        assert!(p.chunk as usize * p.splits as usize >= 1000);
+        // Every split covers at least one key, and together they cover all.
+        for kv in [1usize, 15, 16, 17, 255, 256, 257, 5000] {
+            let p = plan(&shape(8, 100, kv), 16, 1 << 30);
+            assert!(p.chunk.is_multiple_of(16) && p.splits >= 1);
+            assert!(
+                (p.splits as usize - 1) * (p.chunk as usize) < kv,
+                "{kv}: {p:?}"
+            );
+            assert!(p.splits as usize * p.chunk as usize >= kv, "{kv}: {p:?}");
+        }
+        // Partial results must fit the binding limit: 1 split when even two would not.
+        let p = plan(&shape(32, 2048, 2048), 16, 40 << 20);
+        assert_eq!(p.splits, 1);
     }
 }

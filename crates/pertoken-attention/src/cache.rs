@@ -1,0 +1,193 @@
+//! A per-layer KV cache: keys and values `[n_kv_heads, capacity, head_dim]`, appended in place.
+
+use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
+use pertoken_shaders::ATTENTION_APPEND;
+
+use crate::{AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, flash};
+
+/// Keys and values of one layer, `[n_kv_heads, capacity, head_dim]` each, in f32 or f16, of
+/// which the first [`KvCache::len`] positions are filled.
+#[derive(Debug)]
+pub struct KvCache {
+    k: Tensor,
+    v: Tensor,
+    n_kv_heads: usize,
+    capacity: usize,
+    head_dim: usize,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache. f16 caches need an even `head_dim` (rows are copied as 32-bit words).
+    pub fn new(
+        gpu: &Gpu,
+        n_kv_heads: usize,
+        capacity: usize,
+        head_dim: usize,
+        dtype: DType,
+    ) -> Result<KvCache> {
+        let shape = vec![n_kv_heads, capacity, head_dim];
+        let bad = |reason: &str| Error::InvalidShape {
+            op: "KvCache::new",
+            shape: shape.clone(),
+            reason: reason.into(),
+        };
+        match dtype {
+            DType::F32 => {}
+            DType::F16 if head_dim.is_multiple_of(2) => {}
+            DType::F16 => return Err(bad("an f16 cache needs an even head_dim")),
+            _ => return Err(bad("the cache holds f32 or f16")),
+        }
+        if head_dim > MAX_HEAD_DIM {
+            return Err(bad("head_dim over the attention kernels' maximum of 128"));
+        }
+        Ok(KvCache {
+            k: Tensor::zeros(gpu, &shape, dtype)?,
+            v: Tensor::zeros(gpu, &shape, dtype)?,
+            n_kv_heads,
+            capacity,
+            head_dim,
+            len: 0,
+        })
+    }
+
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no position is filled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions it can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The keys tensor (all `capacity` rows).
+    pub fn keys(&self) -> &Tensor {
+        &self.k
+    }
+
+    /// The values tensor (all `capacity` rows).
+    pub fn values(&self) -> &Tensor {
+        &self.v
+    }
+
+    /// Appends `t` new positions: `k_new` and `v_new` are `[n_kv_heads, t, head_dim]` in the
+    /// cache's dtype. A kernel copies them in place; nothing goes through the host.
+    pub fn append(&mut self, gpu: &Gpu, k_new: &Tensor, v_new: &Tensor) -> Result<()> {
+        const OP_APPEND: &str = "KvCache::append";
+        for t in [k_new, v_new] {
+            if t.dtype() != self.k.dtype() {
+                return Err(Error::DTypeMismatch {
+                    op: OP_APPEND,
+                    expected: self.k.dtype(),
+                    got: t.dtype(),
+                });
+            }
+        }
+        let [h, t, d] = k_new.shape()[..] else {
+            return Err(Error::InvalidShape {
+                op: OP_APPEND,
+                shape: k_new.shape().to_vec(),
+                reason: "new keys must be [n_kv_heads, t, head_dim]".into(),
+            });
+        };
+        if h != self.n_kv_heads || d != self.head_dim || v_new.shape() != k_new.shape() {
+            return Err(Error::ShapeMismatch {
+                op: OP_APPEND,
+                lhs: k_new.shape().to_vec(),
+                rhs: vec![self.n_kv_heads, self.capacity, self.head_dim],
+                expected: "new keys and values [n_kv_heads, t, head_dim] matching the cache".into(),
+            });
+        }
+        if self.len + t > self.capacity {
+            return Err(Error::InvalidShape {
+                op: OP_APPEND,
+                shape: k_new.shape().to_vec(),
+                reason: format!(
+                    "KV cache overflow: {} positions filled + {t} new > capacity {}",
+                    self.len, self.capacity
+                ),
+            });
+        }
+        let words = if self.k.dtype() == DType::F16 {
+            d / 2
+        } else {
+            d
+        };
+        let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let params = [u(t), u(words), u(self.capacity), u(self.len)];
+        for (src, dst) in [(k_new, &self.k), (v_new, &self.v)] {
+            gpu.launch(&Launch {
+                op: OP_APPEND,
+                shader: &ATTENTION_APPEND,
+                constants: &[],
+                bindings: &[src.into(), dst.into()],
+                params: bytemuck::cast_slice(&params),
+                workgroups: [u(t * words).div_ceil(64), u(h), 1],
+            })?;
+        }
+        self.len += t;
+        Ok(())
+    }
+
+    /// Attention of `q: [n_heads, q_len, head_dim]` over the filled positions (flash kernel,
+    /// split-KV). With `causal`, the queries are the last `q_len` positions of the cache.
+    pub fn attention(&self, gpu: &Gpu, q: &Tensor, options: AttentionOptions) -> Result<Tensor> {
+        let [n_heads, q_len, d] = q.shape()[..] else {
+            return Err(Error::InvalidShape {
+                op: OP,
+                shape: q.shape().to_vec(),
+                reason: "q must be [n_heads, q_len, head_dim]".into(),
+            });
+        };
+        let mismatch = |expected: &str| Error::ShapeMismatch {
+            op: OP,
+            lhs: q.shape().to_vec(),
+            rhs: vec![self.n_kv_heads, self.len, self.head_dim],
+            expected: expected.into(),
+        };
+        if q.dtype() != self.k.dtype() {
+            return Err(Error::DTypeMismatch {
+                op: OP,
+                expected: self.k.dtype(),
+                got: q.dtype(),
+            });
+        }
+        if d != self.head_dim || n_heads % self.n_kv_heads != 0 {
+            return Err(mismatch(
+                "q's head_dim equal to the cache's, and n_heads a multiple of its KV heads",
+            ));
+        }
+        if self.len == 0 || (options.causal && q_len > self.len) {
+            return Err(mismatch(
+                "a non-empty cache holding at least q_len positions",
+            ));
+        }
+        let s = AttentionShape {
+            n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: d,
+            q_len,
+            kv_len: self.len,
+        };
+        let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
+        let scale = options.scale.unwrap_or(1.0 / (d as f32).sqrt());
+        flash(
+            gpu,
+            q,
+            &self.k,
+            &self.v,
+            &out,
+            &s,
+            self.capacity,
+            options.causal,
+            scale,
+        )?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,185 @@
+//! The KV cache: appends in place, decode over it equals attention over the same keys, overflow
+//! is an error.
+
+use half::f16;
+use pertoken_attention::{AttentionOptions, KvCache};
+use pertoken_gpu::testing::gpu_or_skip;
+use pertoken_gpu::{DType, Error, Gpu, Tensor};
+use pertoken_reference::{AttentionShape, Tolerance, attention, compare, random::uniform_f32};
+
+fn tensor(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
+    if dtype == DType::F16 {
+        let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+        (
+            Tensor::from_slice(gpu, &h, shape).unwrap(),
+            h.iter().map(|x| x.to_f32()).collect(),
+        )
+    } else {
+        (Tensor::from_slice(gpu, v, shape).unwrap(), v.to_vec())
+    }
+}
+
+#[test]
+fn decode_after_appends_equals_attention_over_the_same_keys() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (nh, nkv, d, cap) = (8usize, 2usize, 64usize, 300usize);
+    for dtype in [DType::F32, DType::F16] {
+        let mut cache = KvCache::new(&gpu, nkv, cap, d, dtype).unwrap();
+        // Host copy of everything appended, per KV head, to build the reference.
+        let mut keys: Vec<Vec<f32>> = vec![Vec::new(); nkv];
+        let mut values: Vec<Vec<f32>> = vec![Vec::new(); nkv];
+        for (step, t) in [17usize, 1, 1, 64, 5, 1].into_iter().enumerate() {
+            let (k, kv) = tensor(
+                &gpu,
+                &uniform_f32(step as u64 * 2, nkv * t * d),
+                &[nkv, t, d],
+                dtype,
+            );
+            let (v, vv) = tensor(
+                &gpu,
+                &uniform_f32(step as u64 * 2 + 1, nkv * t * d),
+                &[nkv, t, d],
+                dtype,
+            );
+            cache.append(&gpu, &k, &v).unwrap();
+            for h in 0..nkv {
+                keys[h].extend_from_slice(&kv[h * t * d..(h + 1) * t * d]);
+                values[h].extend_from_slice(&vv[h * t * d..(h + 1) * t * d]);
+            }
+            let len = cache.len();
+            // Decode (q_len 1) and a speculative block (q_len up to 8), causal.
+            for q_len in [1usize, len.min(8)] {
+                let (q, qv) = tensor(
+                    &gpu,
+                    &uniform_f32(100 + step as u64, nh * q_len * d),
+                    &[nh, q_len, d],
+                    dtype,
+                );
+                out_matches(
+                    &gpu,
+                    &cache,
+                    &q,
+                    &qv,
+                    &keys,
+                    &values,
+                    (nh, nkv, d, q_len, len),
+                );
+            }
+        }
+        assert_eq!(cache.len(), 89);
+    }
+}
+
+fn out_matches(
+    gpu: &Gpu,
+    cache: &KvCache,
+    q: &Tensor,
+    qv: &[f32],
+    keys: &[Vec<f32>],
+    values: &[Vec<f32>],
+    (nh, nkv, d, q_len, len): (usize, usize, usize, usize, usize),
+) {
+    let options = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    let got = cache
+        .attention(gpu, q, options)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let k: Vec<f32> = keys.concat();
+    let v: Vec<f32> = values.concat();
+    let shape = AttentionShape {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: d,
+        q_len,
+        kv_len: len,
+        causal: true,
+    };
+    let want = attention(qv, &k, &v, shape, 1.0 / (d as f64).sqrt()).unwrap();
+    let cmp = compare(
+        &got,
+        &want,
+        Tolerance {
+            abs: 2e-5,
+            rel: 2e-5,
+        }
+        .for_reduction(len, 1.0),
+    );
+    assert!(cmp.passed(), "len {len} q_len {q_len}: {cmp}");
+}
+
+#[test]
+fn long_context_decode_and_prefill_split_across_workgroups() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    // 1500 keys at head_dim 128: several splits per head.
+    let (nh, nkv, d, kv) = (4usize, 2usize, 128usize, 1500usize);
+    let k = uniform_f32(1, nkv * kv * d);
+    let v = uniform_f32(2, nkv * kv * d);
+    let tk = Tensor::from_slice(&gpu, &k, &[nkv, kv, d]).unwrap();
+    let tv = Tensor::from_slice(&gpu, &v, &[nkv, kv, d]).unwrap();
+    for q_len in [1usize, 300] {
+        let q: Vec<f32> = uniform_f32(3, nh * q_len * d)
+            .iter()
+            .map(|x| x * 2.0)
+            .collect();
+        let tq = Tensor::from_slice(&gpu, &q, &[nh, q_len, d]).unwrap();
+        let options = AttentionOptions {
+            causal: true,
+            scale: None,
+        };
+        let got = pertoken_attention::attention(&gpu, &tq, &tk, &tv, options)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let shape = AttentionShape {
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: d,
+            q_len,
+            kv_len: kv,
+            causal: true,
+        };
+        let want = attention(&q, &k, &v, shape, 1.0 / (d as f64).sqrt()).unwrap();
+        let cmp = compare(
+            &got,
+            &want,
+            Tolerance {
+                abs: 2e-5,
+                rel: 2e-5,
+            }
+            .for_reduction(kv, 1.0),
+        );
+        assert!(cmp.passed(), "q_len {q_len}: {cmp}");
+    }
+}
+
+#[test]
+fn overflow_and_mismatches_are_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut cache = KvCache::new(&gpu, 2, 10, 32, DType::F32).unwrap();
+    let t = |n: usize| {
+        Tensor::from_slice(&gpu, &uniform_f32(n as u64, 2 * n * 32), &[2, n, 32]).unwrap()
+    };
+    cache.append(&gpu, &t(8), &t(8)).unwrap();
+    let err = cache.append(&gpu, &t(3), &t(3)).unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+    assert_eq!(cache.len(), 8);
+    let wrong = Tensor::from_slice(&gpu, &uniform_f32(1, 3 * 32), &[3, 1, 32]).unwrap();
+    assert!(matches!(
+        cache.append(&gpu, &wrong, &wrong),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let q = Tensor::from_slice(&gpu, &uniform_f32(1, 4 * 9 * 32), &[4, 9, 32]).unwrap();
+    let causal = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    assert!(cache.attention(&gpu, &q, causal).is_err());
+    assert!(KvCache::new(&gpu, 2, 10, 33, DType::F16).is_err());
+    let empty = KvCache::new(&gpu, 2, 10, 32, DType::F32).unwrap();
+    let q1 = Tensor::from_slice(&gpu, &uniform_f32(1, 4 * 32), &[4, 1, 32]).unwrap();
+    assert!(empty.attention(&gpu, &q1, causal).is_err());
+}
