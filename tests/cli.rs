@@ -177,3 +177,41 @@ fn cost_sweep_writes_a_chart() {
         &text[..200]
     );
 }
+
+#[test]
+fn bench_attention_and_decode_rows_are_verified() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let (ok, stdout, stderr) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "--sizes",
+        "none",
+        "--linear",
+        "none",
+        "--copy-bytes",
+        "65536",
+        "--repeats",
+        "1",
+        "--attention",
+        "20,70",
+        "--attention-heads",
+        "4,2",
+        "--head-dim",
+        "32",
+        "--decode-context",
+        "40",
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    // flash + naive at two lengths, decode in f32 and f16.
+    assert_eq!(rows.len(), 6, "{stdout}");
+    assert!(
+        rows.iter().all(|r| r.trim_end().ends_with("yes")),
+        "{stdout}"
+    );
+}

@@ -95,3 +95,80 @@ pub(crate) fn bench(
     }
     Ok(rows)
 }
+
+/// One decode step over a KV cache of `context` positions: bytes/s of K and V read.
+pub(crate) struct DecodeRow {
+    pub(crate) context: usize,
+    pub(crate) dtype: pertoken_gpu::DType,
+    pub(crate) seconds: f64,
+    pub(crate) bytes: f64,
+    pub(crate) verified: Result<(), String>,
+}
+
+pub(crate) fn bench_decode(
+    gpu: &Gpu,
+    context: usize,
+    (nh, nkv): (usize, usize),
+    d: usize,
+    dtype: pertoken_gpu::DType,
+    repeats: u32,
+) -> Result<DecodeRow, CliError> {
+    use pertoken_attention::KvCache;
+    use pertoken_gpu::DType;
+
+    let upload = |v: &[f32], shape: &[usize]| -> Result<(Tensor, Vec<f32>), CliError> {
+        if dtype == DType::F16 {
+            let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+            Ok((
+                Tensor::from_slice(gpu, &h, shape)?,
+                h.iter().map(|x| x.to_f32()).collect(),
+            ))
+        } else {
+            Ok((Tensor::from_slice(gpu, v, shape)?, v.to_vec()))
+        }
+    };
+    let (k, kv) = upload(
+        &uniform_f32(context as u64, nkv * context * d),
+        &[nkv, context, d],
+    )?;
+    let (v, vv) = upload(
+        &uniform_f32(context as u64 + 1, nkv * context * d),
+        &[nkv, context, d],
+    )?;
+    let (q, qv) = upload(&uniform_f32(context as u64 + 2, nh * d), &[nh, 1, d])?;
+    let mut cache = KvCache::new(gpu, nkv, context, d, dtype)?;
+    cache.append(gpu, &k, &v)?;
+    let options = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    let got = cache.attention(gpu, &q, options)?.to_vec::<f32>()?;
+    let shape = AttentionShape {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: d,
+        q_len: 1,
+        kv_len: context,
+        causal: true,
+    };
+    let want = pertoken_reference::attention(&qv, &kv, &vv, shape, 1.0 / (d as f64).sqrt())?;
+    let cmp = compare(&got, &want, Tolerance::F32.for_reduction(context, 1.0));
+    let verified = if cmp.passed() {
+        Ok(())
+    } else {
+        Err(cmp.to_string())
+    };
+    let mut times = Vec::new();
+    for _ in 0..repeats {
+        let (_, t) = gpu.time(|| cache.attention(gpu, &q, options))?;
+        times.push(t.seconds);
+    }
+    let elem = dtype.block().1 as f64;
+    Ok(DecodeRow {
+        context,
+        dtype,
+        seconds: median(&mut times),
+        bytes: 2.0 * (nkv * context * d) as f64 * elem + (nh * d) as f64 * (elem + 4.0),
+        verified,
+    })
+}

@@ -50,7 +50,11 @@ pub(crate) struct Args {
     /// `512,1024,2048`); off by default.
     #[arg(long, value_delimiter = ',')]
     attention: Vec<usize>,
-    /// Query and KV heads for --attention.
+    /// Single-token decode over a KV cache of these lengths (e.g. `512,4096,8192`), in f32 and
+    /// f16, reported as K/V bytes per second and as a fraction of the copy bandwidth.
+    #[arg(long, value_delimiter = ',')]
+    decode_context: Vec<usize>,
+    /// Query and KV heads for --attention and --decode-context.
     #[arg(long, value_delimiter = ',', default_value = "32,8", num_args = 1..)]
     attention_heads: Vec<usize>,
     /// Head dimension for --attention.
@@ -195,6 +199,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     );
     failures += bench_linears(&gpu, &mut tuner, args, copy_rate)?;
     failures += bench_attention(&gpu, args)?;
+    failures += bench_decode(&gpu, args, copy_rate)?;
     if let Err(e) = tuner.save() {
         eprintln!("warning: could not write the tuning cache: {e}");
     }
@@ -274,15 +279,64 @@ fn bench_linears(
     Ok(failures)
 }
 
+fn attention_heads(args: &Args) -> Result<(usize, usize), CliError> {
+    match args.attention_heads[..] {
+        [nh, nkv] if nh > 0 && nkv > 0 && nh % nkv == 0 => Ok((nh, nkv)),
+        _ => Err("--attention-heads takes query heads, KV heads (a divisor of query heads)".into()),
+    }
+}
+
+fn bench_decode(gpu: &Gpu, args: &Args, copy_rate: f64) -> Result<usize, CliError> {
+    if args.decode_context.is_empty() {
+        return Ok(0);
+    }
+    let (nh, nkv) = attention_heads(args)?;
+    if args.decode_context.contains(&0) {
+        return Err("--decode-context: lengths ≥ 1".into());
+    }
+    println!();
+    println!(
+        "decode attention (q_len 1) over a KV cache, {nh} heads / {nkv} KV heads, head_dim {}; \
+         GB/s counts K and V read once",
+        args.head_dim
+    );
+    println!(
+        "{:>8} {:<6} {:>11} {:>9} {:>7}  verified",
+        "context", "dtype", "time (ms)", "GB/s", "% copy"
+    );
+    let mut failures = 0;
+    for &ctx in &args.decode_context {
+        for dtype in [DType::F32, DType::F16] {
+            let r =
+                attention::bench_decode(gpu, ctx, (nh, nkv), args.head_dim, dtype, args.repeats)?;
+            if r.verified.is_err() {
+                failures += 1;
+            }
+            let rate = r.bytes / r.seconds;
+            println!(
+                "{:>8} {:<6} {:>11.3} {:>9.2} {:>6.1}%  {}",
+                r.context,
+                r.dtype.to_string(),
+                r.seconds * 1e3,
+                rate * 1e-9,
+                100.0 * rate / copy_rate,
+                match &r.verified {
+                    Ok(()) => "yes".to_string(),
+                    Err(e) => format!("NO: {e}"),
+                }
+            );
+        }
+    }
+    Ok(failures)
+}
+
 fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
     if args.attention.is_empty() {
         return Ok(0);
     }
-    let [nh, nkv] = args.attention_heads[..] else {
-        return Err("--attention-heads takes two numbers: query heads, KV heads".into());
-    };
-    if nh == 0 || nkv == 0 || nh % nkv != 0 || args.attention.contains(&0) {
-        return Err("--attention: lengths ≥ 1, and query heads a multiple of KV heads".into());
+    let (nh, nkv) = attention_heads(args)?;
+    if args.attention.contains(&0) {
+        return Err("--attention: lengths ≥ 1".into());
     }
     println!();
     println!(
