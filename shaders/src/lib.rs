@@ -51,6 +51,13 @@ pub const ATTENTION_FLASH: Shader = Shader {
     entry_point: "main",
 };
 
+/// Split-KV attention for one query per head (decode): the workgroup divides the keys.
+pub const ATTENTION_DECODE: Shader = Shader {
+    name: "attention/decode",
+    source: include_str!("../attention/decode.wgsl"),
+    entry_point: "main",
+};
+
 /// Merges flash attention's split-KV partial results.
 pub const ATTENTION_COMBINE: Shader = Shader {
     name: "attention/combine",
@@ -93,6 +100,7 @@ pub const ALL: &[Shader] = &[
     MATMUL_GEMV,
     COPY,
     ATTENTION_FLASH,
+    ATTENTION_DECODE,
     ATTENTION_COMBINE,
     ATTENTION_APPEND,
     ATTENTION_NAIVE_SCORES,

@@ -19,8 +19,8 @@
 
 use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::{
-    ATTENTION_COMBINE, ATTENTION_FLASH, ATTENTION_NAIVE_PV, ATTENTION_NAIVE_SCORES,
-    ATTENTION_NAIVE_SOFTMAX,
+    ATTENTION_COMBINE, ATTENTION_DECODE, ATTENTION_FLASH, ATTENTION_NAIVE_PV,
+    ATTENTION_NAIVE_SCORES, ATTENTION_NAIVE_SOFTMAX,
 };
 
 mod cache;
@@ -338,24 +338,37 @@ pub(crate) fn flash(
         &[split.splits as usize, s.n_heads, s.q_len, 2],
         DType::F32,
     )?;
-    gpu.launch(&Launch {
-        op: OP,
-        shader: &ATTENTION_FLASH,
-        constants: &[
-            ("WG", f64::from(FLASH_WG)),
-            ("BKV", bkv as f64),
-            ("F16", f64::from(u8::from(f16))),
-        ],
-        bindings: &[
-            q.into(),
-            k.into(),
-            v.into(),
-            (&part_o).into(),
-            (&part_ml).into(),
-        ],
-        params: bytemuck::cast_slice(&params),
-        workgroups: [u(s.q_len).div_ceil(FLASH_WG), u(s.n_heads), split.splits],
-    })?;
+    let bindings = [
+        q.into(),
+        k.into(),
+        v.into(),
+        (&part_o).into(),
+        (&part_ml).into(),
+    ];
+    if s.q_len == 1 {
+        // Decode: the workgroup's invocations divide each split's keys.
+        gpu.launch(&Launch {
+            op: OP,
+            shader: &ATTENTION_DECODE,
+            constants: &[("F16", f64::from(u8::from(f16)))],
+            bindings: &bindings,
+            params: bytemuck::cast_slice(&params),
+            workgroups: [u(s.n_heads), split.splits, 1],
+        })?;
+    } else {
+        gpu.launch(&Launch {
+            op: OP,
+            shader: &ATTENTION_FLASH,
+            constants: &[
+                ("WG", f64::from(FLASH_WG)),
+                ("BKV", bkv as f64),
+                ("F16", f64::from(u8::from(f16))),
+            ],
+            bindings: &bindings,
+            params: bytemuck::cast_slice(&params),
+            workgroups: [u(s.q_len).div_ceil(FLASH_WG), u(s.n_heads), split.splits],
+        })?;
+    }
     gpu.launch(&Launch {
         op: OP,
         shader: &ATTENTION_COMBINE,
@@ -387,6 +400,9 @@ mod tests {
             }
         }
         pertoken_shaders::validate(&ATTENTION_COMBINE, &[]).unwrap();
+        for f16 in [0.0, 1.0] {
+            pertoken_shaders::validate(&ATTENTION_DECODE, &[("F16", f16)]).unwrap();
+        }
         pertoken_shaders::validate(&pertoken_shaders::ATTENTION_APPEND, &[]).unwrap();
         pertoken_shaders::validate(&ATTENTION_NAIVE_SCORES, &[]).unwrap();
         pertoken_shaders::validate(&ATTENTION_NAIVE_SOFTMAX, &[]).unwrap();
