@@ -2,21 +2,6 @@
 // l* = Σ l_z·exp(m_z − m*), out = Σ o_z·exp(m_z − m*) / l*. Splits that saw no key (l_z = 0,
 // m_z = −3e38) contribute nothing. One invocation per output element.
 
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    d: u32,
-    q_len: u32,
-    kv_len: u32,
-    kv_stride: u32,
-    causal: u32,
-    scale: f32,
-    chunk: u32,
-    splits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(0) var<storage, read> part_o: array<f32>;
 @group(0) @binding(1) var<storage, read> part_ml: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

@@ -10,21 +10,6 @@
 //
 // Constraints the launcher guarantees: D ≤ 128; WG = 64.
 
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    d: u32,
-    q_len: u32,
-    kv_len: u32,
-    kv_stride: u32,
-    causal: u32,
-    scale: f32,
-    chunk: u32,
-    splits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<u32>;
 @group(0) @binding(1) var<storage, read> k: array<u32>;
 @group(0) @binding(2) var<storage, read> v: array<u32>;
@@ -42,33 +27,6 @@ const COLS: u32 = 8u;
 var<workgroup> red_m: array<f32, 64>;
 var<workgroup> red_l: array<f32, 64>;
 var<workgroup> red_o: array<vec4<f32>, 512>; // WG × COLS
-
-fn elem(buf: u32, e: u32) -> f32 {
-    let w = select(e, e >> 1u, F16);
-    var word: u32;
-    if (buf == 0u) {
-        word = q[w];
-    } else if (buf == 1u) {
-        word = k[w];
-    } else {
-        word = v[w];
-    }
-    if (F16) {
-        return unpack2x16float(word)[e & 1u];
-    }
-    return bitcast<f32>(word);
-}
-
-fn row4(buf: u32, row: u32, c4: u32) -> vec4<f32> {
-    var r = vec4<f32>(0.0);
-    for (var x = 0u; x < 4u; x = x + 1u) {
-        let c = c4 * 4u + x;
-        if (c < p.d) {
-            r[x] = elem(buf, row + c);
-        }
-    }
-    return r;
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn main(

@@ -1,17 +1,6 @@
 // Naive attention, pass 3 of 3: out = P·V with the probabilities P from pass 2. One invocation
 // per output element.
 
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    d: u32,
-    q_len: u32,
-    kv_len: u32,
-    kv_stride: u32,
-    causal: u32,
-    scale: f32,
-}
-
 @group(0) @binding(0) var<storage, read> s: array<f32>;
 @group(0) @binding(1) var<storage, read> v: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

@@ -2,17 +2,6 @@
 // materialized in device memory. S[h, i, j] = q_i·k_j·scale, or −3e38 where masked; one
 // invocation per score. Same layouts and masking as flash.wgsl; f32 only.
 
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    d: u32,
-    q_len: u32,
-    kv_len: u32,
-    kv_stride: u32,
-    causal: u32,
-    scale: f32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read_write> s: array<f32>;

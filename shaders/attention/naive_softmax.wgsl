@@ -1,17 +1,6 @@
 // Naive attention, pass 2 of 3: each row of the materialized scores S becomes probabilities, in
 // place (masked entries, −3e38, become 0). One invocation per (head, query).
 
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    d: u32,
-    q_len: u32,
-    kv_len: u32,
-    kv_stride: u32,
-    causal: u32,
-    scale: f32,
-}
-
 @group(0) @binding(0) var<storage, read_write> s: array<f32>;
 @group(0) @binding(1) var<uniform> p: Params;
 

@@ -3,7 +3,8 @@
 //! Each kernel family is one `.wgsl` file under `shaders/`, embedded with `include_str!` here and
 //! nowhere else. Tile and workgroup sizes are WGSL `override` constants: the kernel crates pass
 //! them when they build a pipeline, and [`validate`] checks a shader with a given set of them
-//! through naga, with no GPU needed.
+//! through naga, with no GPU needed. WGSL has no includes: the attention shaders share
+//! `attention/params.wgsl` (and `rows.wgsl`) by `concat!` here, the one template step.
 
 /// One WGSL shader: its source, entry point and the override constants it declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,21 +48,32 @@ pub const COPY: Shader = Shader {
 /// Fused (flash) attention: online softmax over K/V tiles in workgroup memory.
 pub const ATTENTION_FLASH: Shader = Shader {
     name: "attention/flash",
-    source: include_str!("../attention/flash.wgsl"),
+    source: concat!(
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/flash.wgsl"),
+        include_str!("../attention/rows.wgsl")
+    ),
     entry_point: "main",
 };
 
 /// Split-KV attention for one query per head (decode): the workgroup divides the keys.
 pub const ATTENTION_DECODE: Shader = Shader {
     name: "attention/decode",
-    source: include_str!("../attention/decode.wgsl"),
+    source: concat!(
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/decode.wgsl"),
+        include_str!("../attention/rows.wgsl")
+    ),
     entry_point: "main",
 };
 
 /// Merges flash attention's split-KV partial results.
 pub const ATTENTION_COMBINE: Shader = Shader {
     name: "attention/combine",
-    source: include_str!("../attention/combine.wgsl"),
+    source: concat!(
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/combine.wgsl")
+    ),
     entry_point: "main",
 };
 
@@ -75,21 +87,30 @@ pub const ATTENTION_APPEND: Shader = Shader {
 /// Naive attention, first pass: materialized scores (the bench baseline).
 pub const ATTENTION_NAIVE_SCORES: Shader = Shader {
     name: "attention/naive_scores",
-    source: include_str!("../attention/naive_scores.wgsl"),
+    source: concat!(
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/naive_scores.wgsl")
+    ),
     entry_point: "scores",
 };
 
 /// Naive attention, second pass: each score row to probabilities, in place.
 pub const ATTENTION_NAIVE_SOFTMAX: Shader = Shader {
     name: "attention/naive_softmax",
-    source: include_str!("../attention/naive_softmax.wgsl"),
+    source: concat!(
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/naive_softmax.wgsl")
+    ),
     entry_point: "softmax",
 };
 
 /// Naive attention, third pass: probabilities times V.
 pub const ATTENTION_NAIVE_PV: Shader = Shader {
     name: "attention/naive_pv",
-    source: include_str!("../attention/naive_pv.wgsl"),
+    source: concat!(
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/naive_pv.wgsl")
+    ),
     entry_point: "softmax_pv",
 };
 

@@ -273,7 +273,7 @@ pub fn attention_into(
                     splits: 1,
                 },
             );
-            let params = &all[..8];
+            let params = &all[..];
             if q.dtype() != DType::F32 {
                 return Err(Error::Unsupported {
                     op: OP,
