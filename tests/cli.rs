@@ -215,3 +215,66 @@ fn bench_attention_and_decode_rows_are_verified() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_report_feeds_the_cost_model() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.json");
+    let (ok, stdout, stderr) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "--sizes",
+        "64",
+        "--linear",
+        "64x40",
+        "--rows",
+        "1",
+        "--prefill",
+        "0",
+        "--dtypes",
+        "f16",
+        "--repeats",
+        "1",
+        "--copy-bytes",
+        "65536",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 4, "{doc}");
+
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "h100-sxm",
+        "--format",
+        "json",
+        "--bench-report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // A software adapter's rates are a sliver of an H100's peaks: taken as they are.
+    let eff = v["efficiency"]["bandwidth"].as_f64().unwrap();
+    assert!(eff > 0.0 && eff < 0.01, "{eff}");
+
+    std::fs::write(&report, "{\n  \"rows\": [\n  oops").unwrap();
+    let (ok, _, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "h100-sxm",
+        "--bench-report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("line 3"), "{stderr}");
+}

@@ -79,6 +79,11 @@ pub(crate) struct Args {
     /// Interconnect bandwidth per device, GB/s (for --devices > 1).
     #[arg(long)]
     interconnect_gbs: Option<f64>,
+    /// Efficiencies from a `pertoken bench --json` report measured on this hardware: the best
+    /// verified compute rate (matmul, or linear with M ≥ 64) over the dense peak, and the best
+    /// verified decode rate (linear with M ≤ 16) over the bandwidth. --eff-* override it.
+    #[arg(long)]
+    bench_report: Option<PathBuf>,
     /// Achieved fraction of peak FLOP/s (default 0.5; measure with `pertoken bench`).
     #[arg(long)]
     eff_compute: Option<f64>,
@@ -144,7 +149,10 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         (None, None) => return Err("pass --model or --hf-config".into()),
     };
     let hardware = catalog.hardware(&args.hardware)?.clone();
-    let mut efficiency = Efficiency::default();
+    let mut efficiency = match &args.bench_report {
+        Some(path) => efficiency_from_report(path, &hardware, &args.compute_dtype)?,
+        None => Efficiency::default(),
+    };
     for (v, slot, what) in [
         (args.eff_compute, &mut efficiency.compute, "--eff-compute"),
         (
@@ -423,4 +431,66 @@ fn plot(path: &std::path::Path, title: &str, estimates: &[Estimate]) -> Result<(
         Ok(())
     };
     draw().map_err(|e| format!("--plot {}: {e}", path.display()).into())
+}
+
+/// Efficiencies from a `pertoken bench --json` report.
+fn efficiency_from_report(
+    path: &std::path::Path,
+    hw: &pertoken_cost::Hardware,
+    dtype: &str,
+) -> Result<Efficiency, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--bench-report {}: {e}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| CostError::Parse {
+        file: path.display().to_string(),
+        line: e.line(),
+        message: e.to_string(),
+    })?;
+    if doc.get("pertoken_bench_report").and_then(|v| v.as_u64()) != Some(1) {
+        return Err(format!(
+            "--bench-report {}: not a pertoken bench report (version 1)",
+            path.display()
+        )
+        .into());
+    }
+    let rows = doc
+        .get("rows")
+        .and_then(|r| r.as_array())
+        .cloned()
+        .unwrap_or_default();
+    // Verified GPU rows only (the bench also times the CPU's sgemm for scale).
+    let verified = |r: &&serde_json::Value| {
+        r.get("verified").and_then(|v| v.as_bool()) == Some(true)
+            && r.get("device").and_then(|v| v.as_str()) == Some("gpu")
+    };
+    let num = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_f64());
+    let m_of = |r: &serde_json::Value| r.get("m").and_then(|v| v.as_u64()).unwrap_or(0);
+    let is = |r: &serde_json::Value, op: &str| r.get("op").and_then(|v| v.as_str()) == Some(op);
+    let flops = rows
+        .iter()
+        .filter(verified)
+        .filter(|r| is(r, "matmul") || (is(r, "linear") && m_of(r) >= 64))
+        .filter_map(|r| num(r, "flops_per_s"))
+        .fold(0.0f64, f64::max);
+    let bytes = rows
+        .iter()
+        .filter(verified)
+        .filter(|r| is(r, "linear") && m_of(r) <= 16)
+        .filter_map(|r| num(r, "bytes_per_s"))
+        .fold(0.0f64, f64::max);
+    if flops <= 0.0 || bytes <= 0.0 {
+        return Err(format!(
+            "--bench-report {}: needs verified matmul or prefill rows and decode rows (M ≤ 16)",
+            path.display()
+        )
+        .into());
+    }
+    Efficiency::from_rates(hw, dtype, flops, bytes).map_err(|e| {
+        format!(
+            "--bench-report {}: {e}; was the bench run on {}?",
+            path.display(),
+            hw.name
+        )
+        .into()
+    })
 }

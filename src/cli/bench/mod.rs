@@ -60,6 +60,10 @@ pub(crate) struct Args {
     /// Head dimension for --attention.
     #[arg(long, default_value_t = 128)]
     head_dim: usize,
+    /// Also write every measured row, verified or not, as JSON to this file (`pertoken cost
+    /// --bench-report` reads it).
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
     /// Use the shape heuristic only: neither measure candidate kernels nor read or write the
     /// tuning cache (`PERTOKEN_CACHE_DIR`, else the user's cache directory).
     #[arg(long)]
@@ -162,6 +166,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     };
     let mut tuner = Tuner::new(&gpu, mode, None);
 
+    let mut report: Vec<serde_json::Value> = Vec::new();
     let mut failures = 0;
     let sizes: Vec<MatmulShape> = args.sizes.iter().flatten().copied().collect();
     if !sizes.is_empty() {
@@ -173,6 +178,17 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     for &shape in &sizes {
         let rows = bench_shape(&gpu, &mut tuner, shape, args.repeats, args.all_kernels)?;
         for r in rows {
+            let device = if r.kernel.starts_with("cpu") {
+                "cpu"
+            } else {
+                "gpu"
+            };
+            report.push(serde_json::json!({
+                "op": "matmul", "device": device,
+                "m": r.shape.m, "k": r.shape.k, "n": r.shape.n, "dtype": "f32",
+                "kernel": r.kernel, "seconds": r.seconds,
+                "flops_per_s": r.shape.flops() / r.seconds, "verified": r.cmp.passed(),
+            }));
             if !r.cmp.passed() {
                 failures += 1;
             }
@@ -197,7 +213,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         "max rel err = max |C − C_ref| / max |C_ref|, against an f64 reference; verified = every \
          element within the f32 tolerance."
     );
-    failures += bench_linears(&gpu, &mut tuner, args, copy_rate)?;
+    failures += bench_linears(&gpu, &mut tuner, args, copy_rate, &mut report)?;
     failures += bench_attention(&gpu, args)?;
     failures += bench_decode(&gpu, args, copy_rate)?;
     if let Err(e) = tuner.save() {
@@ -206,6 +222,18 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     match tuner.path() {
         Some(p) => println!("kernels: tuned on this adapter, cached in {}", p.display()),
         None => println!("kernels: chosen by the shape heuristic (--no-tune)"),
+    }
+    if let Some(path) = &args.json {
+        let a = gpu.adapter();
+        let doc = serde_json::json!({
+            "pertoken_bench_report": 1,
+            "adapter": { "name": a.name, "backend": format!("{:?}", a.backend), "driver": a.driver_info },
+            "copy_bytes_per_s": copy_rate,
+            "rows": report,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .map_err(|e| format!("--json {}: {e}", path.display()))?;
+        println!("report written to {}", path.display());
     }
     if failures > 0 {
         return Err(format!("{failures} result(s) did not match the CPU reference").into());
@@ -218,6 +246,7 @@ fn bench_linears(
     tuner: &mut Tuner,
     args: &Args,
     copy_rate: f64,
+    report: &mut Vec<serde_json::Value>,
 ) -> Result<usize, CliError> {
     let shapes: Vec<(usize, usize)> = args.linear.iter().flatten().copied().collect();
     if shapes.is_empty() {
@@ -257,6 +286,12 @@ fn bench_linears(
                     if r.verified.is_err() {
                         failures += 1;
                     }
+                    report.push(serde_json::json!({
+                        "op": "linear", "device": "gpu",
+                        "m": r.m, "k": r.k, "n": r.n, "dtype": r.dtype.to_string(),
+                        "kernel": r.kernel, "seconds": r.seconds, "bytes_per_s": rate,
+                        "flops_per_s": r.flops() / r.seconds, "verified": r.verified.is_ok(),
+                    }));
                     println!(
                         "{:<6} {:<12} {:<6} {:<22} {:>10.3} {:>9.2} {:>6.1}% {:>9.2}  {}",
                         r.m,
