@@ -10,7 +10,6 @@ mod common;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use half::f16;
 use pertoken::gpu::testing::gpu_or_skip;
 use pertoken::gpu::{DType, Gpu, Tensor};
 use pertoken::matmul::{Kernel, check_linear, linear_into, select_linear};
@@ -21,15 +20,15 @@ const SHAPES: [(usize, usize); 2] = [(1024, 3584), (3584, 1024)];
 fn weights(gpu: &Gpu, k: usize, n: usize, dtype: DType) -> Tensor {
     let v = uniform_f32((k + n) as u64, n * k);
     match dtype {
-        DType::F16 => {
-            let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-            Tensor::from_slice(gpu, &h, &[n, k]).expect("upload")
-        }
         DType::Q4_0 => {
             let bytes = quantize(QuantFormat::Q4_0, &v).expect("quantize");
             Tensor::from_quantized(gpu, &bytes, &[n, k], dtype).expect("upload")
         }
-        _ => Tensor::from_slice(gpu, &v, &[n, k]).expect("upload"),
+        _ => {
+            Tensor::from_f32_as(gpu, &v, &[n, k], dtype)
+                .expect("upload")
+                .0
+        }
     }
 }
 

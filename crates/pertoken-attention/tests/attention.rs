@@ -1,6 +1,5 @@
 //! Attention kernels against the f64 reference, on seeded inputs with NaN-poisoned outputs.
 
-use half::f16;
 use pertoken_attention::{AttentionOptions, Kernel, attention_into};
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, Tensor};
@@ -17,13 +16,8 @@ struct Case {
 }
 
 fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], f16: bool) -> (Tensor, Vec<f32>) {
-    if f16 {
-        let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-        let back = h.iter().map(|x| x.to_f32()).collect();
-        (Tensor::from_slice(gpu, &h, shape).unwrap(), back)
-    } else {
-        (Tensor::from_slice(gpu, v, shape).unwrap(), v.to_vec())
-    }
+    let dtype = if f16 { DType::F16 } else { DType::F32 };
+    Tensor::from_f32_as(gpu, v, shape, dtype).unwrap()
 }
 
 fn run(gpu: &Gpu, c: Case, kernel: Kernel) -> Result<(), String> {

@@ -1,22 +1,13 @@
 //! The KV cache: appends in place, decode over it equals attention over the same keys, overflow
 //! is an error.
 
-use half::f16;
 use pertoken_attention::{AttentionOptions, KvCache};
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, Tensor};
 use pertoken_reference::{AttentionShape, Tolerance, attention, compare, random::uniform_f32};
 
 fn tensor(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
-    if dtype == DType::F16 {
-        let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-        (
-            Tensor::from_slice(gpu, &h, shape).unwrap(),
-            h.iter().map(|x| x.to_f32()).collect(),
-        )
-    } else {
-        (Tensor::from_slice(gpu, v, shape).unwrap(), v.to_vec())
-    }
+    Tensor::from_f32_as(gpu, v, shape, dtype).unwrap()
 }
 
 #[test]

@@ -97,6 +97,32 @@ impl Tensor {
         Ok(t)
     }
 
+    /// Uploads f32 `values` stored as `dtype` (F32 as they are, F16 rounded to nearest) and
+    /// returns with the tensor the values it actually holds: what a reference must be given to
+    /// check a kernel, and not the values before rounding.
+    pub fn from_f32_as(
+        gpu: &Gpu,
+        values: &[f32],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<(Tensor, Vec<f32>)> {
+        match dtype {
+            DType::F32 => Ok((Tensor::from_slice(gpu, values, shape)?, values.to_vec())),
+            DType::F16 => {
+                let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+                let held = h.iter().map(|v| v.to_f32()).collect();
+                Ok((Tensor::from_slice(gpu, &h, shape)?, held))
+            }
+            other => Err(Error::Unsupported {
+                op: "Tensor::from_f32_as",
+                reason: format!(
+                    "{other} is block-quantized: quantize the values (pertoken_reference::quantize) \
+                     and upload the bytes with Tensor::from_quantized"
+                ),
+            }),
+        }
+    }
+
     /// Uploads the raw bytes of a block-quantized tensor (`Q8_0`, `Q4_0`) in ggml's layout: row
     /// after row, each row `shape.last() / 32` blocks.
     pub fn from_quantized(
@@ -245,18 +271,6 @@ impl Tensor {
     /// The handle this tensor lives on.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
-    }
-
-    /// The shape as `(rows, cols)` if the tensor has rank 2.
-    pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
-        match self.shape[..] {
-            [r, c] => Ok((r, c)),
-            _ => Err(Error::InvalidShape {
-                op,
-                shape: self.shape.clone(),
-                reason: format!("expected rank 2, got rank {}", self.shape.len()),
-            }),
-        }
     }
 }
 

@@ -18,11 +18,6 @@ impl MatmulShape {
     pub fn flops(&self) -> f64 {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64
     }
-
-    /// Minimum bytes moved for f32: A and B read once, C written once.
-    pub fn min_bytes_f32(&self) -> f64 {
-        4.0 * (self.m * self.k + self.k * self.n + self.m * self.n) as f64
-    }
 }
 
 /// A checked matmul or linear: shapes, dtypes and batch.

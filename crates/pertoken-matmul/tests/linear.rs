@@ -5,7 +5,6 @@
 //! same bytes the kernel reads): that isolates the kernel's error from the format's. f16 inputs
 //! are rounded to f16 before the reference sees them, for the same reason.
 
-use half::f16;
 use ndarray::ArrayView2;
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, GpuOptions, Tensor};
@@ -19,15 +18,6 @@ use pertoken_reference::{
 /// Uploads `values` as `dtype`, returning the tensor and the values it actually holds.
 fn upload(gpu: &Gpu, values: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
     match dtype {
-        DType::F32 => (
-            Tensor::from_slice(gpu, values, shape).unwrap(),
-            values.to_vec(),
-        ),
-        DType::F16 => {
-            let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
-            let back = h.iter().map(|v| v.to_f32()).collect();
-            (Tensor::from_slice(gpu, &h, shape).unwrap(), back)
-        }
         DType::Q8_0 | DType::Q4_0 => {
             let f = if dtype == DType::Q8_0 {
                 QuantFormat::Q8_0
@@ -41,7 +31,7 @@ fn upload(gpu: &Gpu, values: &[f32], shape: &[usize], dtype: DType) -> (Tensor, 
                 back,
             )
         }
-        other => panic!("no upload for {other}"),
+        _ => Tensor::from_f32_as(gpu, values, shape, dtype).unwrap(),
     }
 }
 

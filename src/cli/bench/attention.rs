@@ -114,19 +114,8 @@ pub(crate) fn bench_decode(
     repeats: u32,
 ) -> Result<DecodeRow, CliError> {
     use pertoken_attention::KvCache;
-    use pertoken_gpu::DType;
 
-    let upload = |v: &[f32], shape: &[usize]| -> Result<(Tensor, Vec<f32>), CliError> {
-        if dtype == DType::F16 {
-            let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
-            Ok((
-                Tensor::from_slice(gpu, &h, shape)?,
-                h.iter().map(|x| x.to_f32()).collect(),
-            ))
-        } else {
-            Ok((Tensor::from_slice(gpu, v, shape)?, v.to_vec()))
-        }
-    };
+    let upload = |v: &[f32], shape: &[usize]| Tensor::from_f32_as(gpu, v, shape, dtype);
     let (k, kv) = upload(
         &uniform_f32(context as u64, nkv * context * d),
         &[nkv, context, d],

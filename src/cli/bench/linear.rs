@@ -46,11 +46,6 @@ pub(crate) fn weights(
         .map(|v| v * scale)
         .collect();
     let (tensor, values) = match dtype {
-        DType::F16 => {
-            let h: Vec<half::f16> = raw.iter().map(|&v| half::f16::from_f32(v)).collect();
-            let values = h.iter().map(|v| v.to_f32()).collect();
-            (Tensor::from_slice(gpu, &h, &[n, k])?, values)
-        }
         DType::Q8_0 | DType::Q4_0 => {
             let f = if dtype == DType::Q8_0 {
                 QuantFormat::Q8_0
@@ -61,7 +56,7 @@ pub(crate) fn weights(
             let values = dequantize(f, &bytes)?;
             (Tensor::from_quantized(gpu, &bytes, &[n, k], dtype)?, values)
         }
-        _ => (Tensor::from_slice(gpu, &raw, &[n, k])?, raw),
+        _ => Tensor::from_f32_as(gpu, &raw, &[n, k], dtype)?,
     };
     Ok(Weights { tensor, values })
 }
