@@ -2,23 +2,28 @@
 // (M ≤ MAX_M: one token per sequence, or a small batch). Memory-bound: every weight byte is read
 // once, and the work is arranged so that those reads stream.
 //
-// A workgroup owns ROWS rows of w (outputs n); the T = WG/ROWS invocations of a row split K
-// between them (split-K inside the workgroup), each keeping MAX_M partial sums in registers, and a
-// tree reduction in workgroup memory adds them. Consecutive invocations read consecutive 16-byte
-// chunks (f32, f16) or consecutive blocks (Q8_0, Q4_0) of the row, so loads coalesce.
+// A workgroup owns ROWS rows of w (outputs n), in ROWS/RPI groups of RPI consecutive rows. The
+// T = WG·RPI/ROWS invocations of a group split K between them (split-K inside the workgroup);
+// each keeps RPI·MAX_M partial sums in registers, and a tree reduction in workgroup memory adds
+// them. Consecutive invocations read consecutive units of a row (8 weights for f32 and f16, one
+// 32-weight block for Q8_0 and Q4_0), so loads coalesce on GPUs. RPI > 1 makes one invocation
+// reuse each load of x for RPI rows of w: on adapters where every load is costly (llvmpipe runs
+// each invocation's loads one by one) that, not the weight bytes, is what bounds the kernel.
 //
 // Weight formats (W_FMT): 0 f32, 1 f16 (packed pairs, unpack2x16float: works on every adapter),
 // 2 Q8_0 and 3 Q4_0 in ggml's byte layout (blocks of 32 along k: an f16 scale, then 32 i8 or 16
-// bytes of nibbles; 34 or 18 bytes, so blocks start on 2-byte boundaries). x is f32, or f16 pairs
-// when X_F16. Accumulation is f32. y is f32.
+// bytes of nibbles; 34 or 18 bytes, so blocks start on 2-byte boundaries; a block is read as the
+// 9 or 5 aligned words that cover it). x is f32, or f16 pairs when X_F16. Accumulation is f32.
+// y is f32.
 //
 // The w binding may be a window of a larger tensor (for tensors over the storage-binding limit):
 // it starts at row p.w_row0, and rows are indexed relative to it. Its byte offset is a multiple of
 // 256, so the 2-byte block alignment argument above holds within the window too.
 //
-// Constraints the launcher guarantees: WG % ROWS == 0 and WG/ROWS is a power of two;
-// WG·MAX_M ≤ 2048; K % 32 == 0 for Q8_0 and Q4_0; W_VEC only when rows of w start on 16-byte
-// boundaries (f32: K % 4 == 0; f16: K % 8 == 0).
+// Constraints the launcher guarantees: ROWS % RPI == 0; WG·RPI % ROWS == 0 and WG·RPI/ROWS is a
+// power of two; WG·RPI·MAX_M ≤ 2048 and RPI·MAX_M ≤ 16; K % 32 == 0 for Q8_0 and Q4_0; W_VEC
+// only when rows of w start on 16-byte boundaries (f32: K % 4 == 0; f16: K % 8 == 0); X_VEC only
+// when K % 8 == 0 (rows of x start on 16-byte boundaries in either format).
 
 struct Params {
     m: u32,
@@ -32,7 +37,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(0) var<storage, read> x: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -41,9 +46,14 @@ struct Params {
 override W_FMT: u32 = 0u;
 override W_VEC: bool = false;
 override X_F16: bool = false;
+override X_VEC: bool = false;
 override MAX_M: u32 = 1u;
 override WG: u32 = 256u;
 override ROWS: u32 = 4u;
+override RPI: u32 = 1u;
+// Weights per unit of work along k: 8 (f32, f16 rows on 16-byte boundaries), 1 (other f32 and
+// f16 rows), 32 (one Q8_0 or Q4_0 block).
+override UNIT: u32 = select(select(1u, 8u, W_VEC), 32u, W_FMT >= 2u);
 
 var<workgroup> red: array<f32, 2048>;
 
@@ -51,44 +61,39 @@ fn w_word(i: u32) -> u32 {
     return w[i >> 2u][i & 3u];
 }
 
-// A little-endian u32 at a byte offset that is a multiple of 2.
-fn w_u32_at(byte: u32) -> u32 {
-    let i = byte >> 2u;
-    let lo = w_word(i);
-    if ((byte & 2u) == 0u) {
-        return lo;
-    }
-    return (lo >> 16u) | (w_word(i + 1u) << 16u);
-}
-
-// The f16 at a byte offset that is a multiple of 2, as f32.
-fn w_f16_at(byte: u32) -> f32 {
-    let word = w_word(byte >> 2u);
-    let bits = select(word & 0xffffu, word >> 16u, (byte & 2u) != 0u);
-    return unpack2x16float(bits).x;
+fn x_word(i: u32) -> u32 {
+    return x[i >> 2u][i & 3u];
 }
 
 fn x_at(m: u32, k: u32) -> f32 {
     let i = m * p.k + k;
     if (X_F16) {
-        return unpack2x16float(x[i >> 1u])[i & 1u];
+        return unpack2x16float(x_word(i >> 1u))[i & 1u];
     }
-    return bitcast<f32>(x[i]);
+    return bitcast<f32>(x_word(i));
 }
 
-// x[m, k..k+4], k a multiple of 4 (and rows of x start on an even element for f16).
-fn x4(m: u32, k: u32) -> vec4<f32> {
-    let i = m * p.k + k;
-    if (X_F16) {
-        let j = i >> 1u;
-        return vec4<f32>(unpack2x16float(x[j]), unpack2x16float(x[j + 1u]));
-    }
-    return vec4<f32>(
-        bitcast<f32>(x[i]),
-        bitcast<f32>(x[i + 1u]),
-        bitcast<f32>(x[i + 2u]),
-        bitcast<f32>(x[i + 3u]),
+fn f16x8(q: vec4<u32>) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)),
+        vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)),
     );
+}
+
+// x[m, k..k+8], k a multiple of 8.
+fn x8(m: u32, k: u32) -> array<vec4<f32>, 2> {
+    let i = m * p.k + k;
+    if (X_VEC) {
+        if (X_F16) {
+            return f16x8(x[i >> 3u]);
+        }
+        return array<vec4<f32>, 2>(bitcast<vec4<f32>>(x[i >> 2u]), bitcast<vec4<f32>>(x[(i >> 2u) + 1u]));
+    }
+    var r: array<vec4<f32>, 2>;
+    for (var e = 0u; e < 8u; e = e + 1u) {
+        r[e >> 2u][e & 3u] = x_at(m, k + e);
+    }
+    return r;
 }
 
 // Signed bytes of a word, as f32.
@@ -102,123 +107,184 @@ fn i8x4(word: u32) -> vec4<f32> {
     );
 }
 
+// Unit j of row `row` of w: UNIT weights along k, in order, as vec4s (only the first UNIT/4 —
+// for UNIT = 1 the first element — are meaningful), to be multiplied by the scale d. Q4_0's
+// nibbles are returned as stored (0..15): unit_dot subtracts the 8 through Σx, once per block.
+struct Unit {
+    v: array<vec4<f32>, 8>,
+    d: f32,
+}
+
+fn unit(row: u32, j: u32) -> Unit {
+    var u: Unit;
+    u.d = 1.0;
+    if (W_FMT == 0u) {
+        if (W_VEC) {
+            let b = row * (p.k / 4u) + 2u * j;
+            u.v[0] = bitcast<vec4<f32>>(w[b]);
+            u.v[1] = bitcast<vec4<f32>>(w[b + 1u]);
+        } else {
+            u.v[0].x = bitcast<f32>(w_word(row * p.k + j));
+        }
+    } else if (W_FMT == 1u) {
+        if (W_VEC) {
+            let h = f16x8(w[row * (p.k / 8u) + j]);
+            u.v[0] = h[0];
+            u.v[1] = h[1];
+        } else {
+            let e = row * p.k + j;
+            u.v[0].x = unpack2x16float(w_word(e >> 1u))[e & 1u];
+        }
+    } else {
+        // The block's bytes [off, off + size) lie in the aligned words a .. a + data_words; its
+        // f16 scale is the low or high half of word a, and its data starts at byte off + 2.
+        let data_words = select(4u, 8u, W_FMT == 2u);
+        let off = (row * (p.k / 32u) + j) * (2u + 4u * data_words);
+        let a = off >> 2u;
+        let odd = (off & 2u) != 0u;
+        var wd: array<u32, 9>;
+        for (var i = 0u; i <= data_words; i = i + 1u) {
+            wd[i] = w_word(a + i);
+        }
+        u.d = unpack2x16float(select(wd[0] & 0xffffu, wd[0] >> 16u, odd)).x;
+        for (var i = 0u; i < data_words; i = i + 1u) {
+            let q = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], odd);
+            if (W_FMT == 2u) {
+                u.v[i] = i8x4(q);
+            } else {
+                let lo = vec4<u32>(q) >> vec4<u32>(0u, 8u, 16u, 24u);
+                let hi = vec4<u32>(q) >> vec4<u32>(4u, 12u, 20u, 28u);
+                u.v[i] = vec4<f32>(lo & vec4<u32>(15u));
+                u.v[i + 4u] = vec4<f32>(hi & vec4<u32>(15u));
+            }
+        }
+    }
+    return u;
+}
+
+// Unit j of row m of x, laid out as unit() lays out w's.
+fn x_unit(m: u32, j: u32) -> array<vec4<f32>, 8> {
+    var u: array<vec4<f32>, 8>;
+    if (UNIT == 1u) {
+        u[0].x = x_at(m, j);
+    } else {
+        for (var c = 0u; c < UNIT / 8u; c = c + 1u) {
+            let h = x8(m, j * UNIT + 8u * c);
+            u[2u * c] = h[0];
+            u[2u * c + 1u] = h[1];
+        }
+    }
+    return u;
+}
+
+// Σ over one unit of x's values, which Q4_0 needs (its weights are d·(nibble − 8)).
+fn x_sum(b: array<vec4<f32>, 8>) -> f32 {
+    var s = vec4<f32>(0.0);
+    if (W_FMT == 3u) {
+        for (var c = 0u; c < 8u; c = c + 1u) {
+            s = s + b[c];
+        }
+    }
+    return s.x + s.y + s.z + s.w;
+}
+
+// Σ over one unit of w·x, given x's unit and its x_sum.
+fn unit_dot(a: Unit, b: array<vec4<f32>, 8>, b_sum: f32) -> f32 {
+    if (UNIT == 1u) {
+        return a.v[0].x * b[0].x;
+    }
+    var s = vec4<f32>(0.0);
+    for (var c = 0u; c < UNIT / 4u; c = c + 1u) {
+        s = fma(a.v[c], b[c], s);
+    }
+    var t = s.x + s.y + s.z + s.w;
+    if (W_FMT == 3u) {
+        t = t - 8.0 * b_sum;
+    }
+    return a.d * t;
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let threads = WG / ROWS;
-    let r = lid / threads;
+    let threads = WG * RPI / ROWS;
+    let g = lid / threads;
     let t = lid % threads;
-    let local_row = (wid.y * nwg.x + wid.x) * ROWS + r;
-    let n = p.w_row0 + local_row;
-    let live = local_row < p.w_rows && n < p.n;
+    // This invocation's rows, relative to the window: row0 .. row0 + RPI. Rows past the last one
+    // are read as the last one (uniform control flow, in-bounds loads) and never stored.
+    let row0 = (wid.y * nwg.x + wid.x) * ROWS + g * RPI;
+    let rows_here = min(p.w_rows, p.n - min(p.n, p.w_row0));
+    let last = max(rows_here, 1u) - 1u;
 
-    var acc: array<f32, 16>;
-    for (var m = 0u; m < 16u; m = m + 1u) {
-        acc[m] = 0.0;
+    var acc: array<f32, 16>; // acc[r · MAX_M + m]
+    for (var i = 0u; i < 16u; i = i + 1u) {
+        acc[i] = 0.0;
     }
 
-    if (live) {
-        if (W_FMT == 0u && W_VEC) {
-            let base = local_row * (p.k / 4u);
-            for (var j = t; j < p.k / 4u; j = j + threads) {
-                let wv = bitcast<vec4<f32>>(w[base + j]);
-                for (var m = 0u; m < MAX_M; m = m + 1u) {
-                    if (m < p.m) {
-                        acc[m] = acc[m] + dot(wv, x4(m, j * 4u));
-                    }
-                }
-            }
-        } else if (W_FMT == 0u) {
-            let base = local_row * p.k;
-            for (var k = t; k < p.k; k = k + threads) {
-                let wv = bitcast<f32>(w_word(base + k));
-                for (var m = 0u; m < MAX_M; m = m + 1u) {
-                    if (m < p.m) {
-                        acc[m] = fma(wv, x_at(m, k), acc[m]);
-                    }
-                }
-            }
-        } else if (W_FMT == 1u && W_VEC) {
-            let base = local_row * (p.k / 8u);
-            for (var j = t; j < p.k / 8u; j = j + threads) {
-                let q = w[base + j];
-                let w0 = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
-                let w1 = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
-                for (var m = 0u; m < MAX_M; m = m + 1u) {
-                    if (m < p.m) {
-                        acc[m] = acc[m] + dot(w0, x4(m, j * 8u)) + dot(w1, x4(m, j * 8u + 4u));
-                    }
-                }
-            }
-        } else if (W_FMT == 1u) {
-            let base = local_row * p.k;
-            for (var k = t; k < p.k; k = k + threads) {
-                let e = base + k;
-                let wv = unpack2x16float(w_word(e >> 1u))[e & 1u];
-                for (var m = 0u; m < MAX_M; m = m + 1u) {
-                    if (m < p.m) {
-                        acc[m] = fma(wv, x_at(m, k), acc[m]);
-                    }
-                }
-            }
-        } else if (W_FMT == 2u) {
-            let blocks = p.k / 32u;
-            for (var b = t; b < blocks; b = b + threads) {
-                let off = (local_row * blocks + b) * 34u;
-                let d = w_f16_at(off);
-                for (var i = 0u; i < 8u; i = i + 1u) {
-                    let wv = i8x4(w_u32_at(off + 2u + 4u * i)) * d;
-                    let k = b * 32u + 4u * i;
-                    for (var m = 0u; m < MAX_M; m = m + 1u) {
-                        if (m < p.m) {
-                            acc[m] = acc[m] + dot(wv, x4(m, k));
-                        }
-                    }
+    let units = p.k / UNIT;
+    for (var j = t; j < units; j = j + threads) {
+        if (RPI == 1u) {
+            // One row: its unit stays in registers while each row of x is read.
+            let u = unit(min(row0, last), j);
+            for (var m = 0u; m < MAX_M; m = m + 1u) {
+                if (m < p.m) {
+                    let xu = x_unit(m, j);
+                    acc[m] = acc[m] + unit_dot(u, xu, x_sum(xu));
                 }
             }
         } else {
-            let blocks = p.k / 32u;
-            for (var b = t; b < blocks; b = b + threads) {
-                let off = (local_row * blocks + b) * 18u;
-                let d = w_f16_at(off);
-                for (var i = 0u; i < 4u; i = i + 1u) {
-                    let q = vec4<u32>(w_u32_at(off + 2u + 4u * i)) >> vec4<u32>(0u, 8u, 16u, 24u);
-                    let lo = (vec4<f32>(q & vec4<u32>(15u)) - 8.0) * d;
-                    let hi = (vec4<f32>((q >> vec4<u32>(4u)) & vec4<u32>(15u)) - 8.0) * d;
-                    let k = b * 32u + 4u * i;
-                    for (var m = 0u; m < MAX_M; m = m + 1u) {
-                        if (m < p.m) {
-                            acc[m] = acc[m] + dot(lo, x4(m, k)) + dot(hi, x4(m, k + 16u));
-                        }
-                    }
+            // Several rows (then MAX_M ≤ 8): x's units stay in registers, read once for all rows.
+            var xs: array<array<vec4<f32>, 8>, 8>;
+            var sums: array<f32, 8>;
+            for (var m = 0u; m < MAX_M; m = m + 1u) {
+                if (m < p.m) {
+                    xs[m] = x_unit(m, j);
+                    sums[m] = x_sum(xs[m]);
+                }
+            }
+            for (var r = 0u; r < RPI; r = r + 1u) {
+                let u = unit(min(row0 + r, last), j);
+                for (var m = 0u; m < MAX_M; m = m + 1u) {
+                    acc[r * MAX_M + m] = acc[r * MAX_M + m] + unit_dot(u, xs[m], sums[m]);
                 }
             }
         }
     }
 
-    for (var m = 0u; m < MAX_M; m = m + 1u) {
-        red[m * WG + lid] = acc[m];
-    }
-    workgroupBarrier();
-    for (var s = threads / 2u; s > 0u; s = s >> 1u) {
-        if (t < s) {
-            for (var m = 0u; m < MAX_M; m = m + 1u) {
-                red[m * WG + lid] = red[m * WG + lid] + red[m * WG + lid + s];
-            }
+    if (threads > 1u) {
+        for (var i = 0u; i < RPI * MAX_M; i = i + 1u) {
+            red[i * WG + lid] = acc[i];
         }
         workgroupBarrier();
-    }
-    if (t == 0u && live) {
-        var b = 0.0;
-        if (p.has_bias != 0u) {
-            b = bias[n];
+        for (var s = threads / 2u; s > 0u; s = s >> 1u) {
+            if (t < s) {
+                for (var i = 0u; i < RPI * MAX_M; i = i + 1u) {
+                    red[i * WG + lid] = red[i * WG + lid] + red[i * WG + lid + s];
+                }
+            }
+            workgroupBarrier();
         }
-        for (var m = 0u; m < MAX_M; m = m + 1u) {
-            if (m < p.m) {
-                y[m * p.n + n] = red[m * WG + lid] + b;
+        for (var i = 0u; i < RPI * MAX_M; i = i + 1u) {
+            acc[i] = red[i * WG + lid];
+        }
+    }
+    if (t == 0u) {
+        for (var r = 0u; r < RPI; r = r + 1u) {
+            let local_row = row0 + r;
+            let n = p.w_row0 + local_row;
+            if (local_row < rows_here) {
+                var b = 0.0;
+                if (p.has_bias != 0u) {
+                    b = bias[n];
+                }
+                for (var m = 0u; m < MAX_M; m = m + 1u) {
+                    if (m < p.m) {
+                        y[m * p.n + n] = acc[r * MAX_M + m] + b;
+                    }
+                }
             }
         }
     }

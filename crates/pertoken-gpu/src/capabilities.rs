@@ -31,6 +31,10 @@ pub struct Capabilities {
     pub max_storage_buffers_per_stage: u32,
     /// Alignment, in bytes, of a storage binding's offset into its buffer.
     pub min_storage_offset_alignment: u32,
+    /// The adapter runs shaders on the CPU (llvmpipe, SwiftShader, WARP). There, an invocation's
+    /// memory loads run one lane at a time, so kernels that reuse each load win over kernels that
+    /// spread loads across invocations; heuristics pick different variants.
+    pub cpu: bool,
 }
 
 /// The range of subgroup sizes an adapter may use.
@@ -81,6 +85,7 @@ impl Capabilities {
             max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
         }
     }
 

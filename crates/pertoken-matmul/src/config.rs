@@ -129,8 +129,16 @@ impl TiledLayout {
 pub struct GemvConfig {
     /// Invocations per workgroup (at most; fewer when many rows of x need registers).
     pub wg: u32,
-    /// Rows of the weight (outputs) per workgroup; `wg / rows` invocations split each row's K.
+    /// Rows of the weight (outputs) per workgroup.
     pub rows: u32,
+    /// Rows of the weight per invocation: each load of x serves this many rows. The
+    /// `wg · rpi / rows` invocations of a group of `rpi` rows split its K.
+    #[serde(default = "one")]
+    pub rpi: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Most rows of x the GEMV kernel takes; more go to the tiled kernel.
@@ -146,7 +154,8 @@ impl GemvConfig {
 
     /// The workgroup size used for `m` rows of x.
     pub fn workgroup_size(&self, m: usize) -> u32 {
-        self.wg.min(GEMV_REDUCE_SLOTS / Self::max_m(m))
+        self.wg
+            .min(GEMV_REDUCE_SLOTS / (Self::max_m(m) * self.rpi.max(1)))
     }
 
     /// Whether the shader can run this configuration for `m` rows of x.
@@ -154,8 +163,11 @@ impl GemvConfig {
         let wg = self.workgroup_size(m);
         (1..=GEMV_MAX_M).contains(&m)
             && self.rows >= 1
-            && wg.is_multiple_of(self.rows)
-            && (wg / self.rows).is_power_of_two()
+            && self.rpi >= 1
+            && self.rpi * Self::max_m(m) <= GEMV_MAX_M as u32
+            && self.rows.is_multiple_of(self.rpi)
+            && (wg * self.rpi).is_multiple_of(self.rows)
+            && (wg * self.rpi / self.rows).is_power_of_two()
     }
 
     /// Whether this adapter can run it.
@@ -171,36 +183,113 @@ impl GemvConfig {
         w_format: u32,
         w_vec: bool,
         x_f16: bool,
-    ) -> [(&'static str, f64); 6] {
+        x_vec: bool,
+    ) -> [(&'static str, f64); 8] {
         [
             ("W_FMT", f64::from(w_format)),
             ("W_VEC", f64::from(u8::from(w_vec))),
             ("X_F16", f64::from(u8::from(x_f16))),
+            ("X_VEC", f64::from(u8::from(x_vec))),
             ("MAX_M", f64::from(Self::max_m(m))),
             ("WG", f64::from(self.workgroup_size(m))),
             ("ROWS", f64::from(self.rows)),
+            ("RPI", f64::from(self.rpi)),
         ]
     }
 }
 
 impl std::fmt::Display for GemvConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "wg{}/rows{}", self.wg, self.rows)
+        if self.rpi > 1 {
+            write!(f, "wg{}/rows{}/rpi{}", self.wg, self.rows, self.rpi)
+        } else {
+            write!(f, "wg{}/rows{}", self.wg, self.rows)
+        }
     }
 }
 
 /// The candidate configurations of the GEMV kernel.
 pub const GEMV_CANDIDATES: &[GemvConfig] = &[
-    GemvConfig { wg: 256, rows: 4 },
-    GemvConfig { wg: 256, rows: 2 },
-    GemvConfig { wg: 256, rows: 8 },
-    GemvConfig { wg: 128, rows: 4 },
-    GemvConfig { wg: 64, rows: 2 },
-    GemvConfig { wg: 256, rows: 1 },
-    GemvConfig { wg: 256, rows: 32 },
-    GemvConfig { wg: 256, rows: 64 },
-    GemvConfig { wg: 64, rows: 16 },
-    GemvConfig { wg: 64, rows: 64 },
+    GemvConfig {
+        wg: 256,
+        rows: 4,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 256,
+        rows: 2,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 256,
+        rows: 8,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 128,
+        rows: 4,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 2,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 256,
+        rows: 1,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 256,
+        rows: 32,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 256,
+        rows: 64,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 16,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 64,
+        rpi: 1,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 128,
+        rpi: 2,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 256,
+        rpi: 4,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 512,
+        rpi: 8,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 1024,
+        rpi: 16,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 32,
+        rpi: 4,
+    },
+    GemvConfig {
+        wg: 256,
+        rows: 16,
+        rpi: 4,
+    },
 ];
 
 /// The candidate configurations of the tiled kernel, for the heuristic and for tuning.

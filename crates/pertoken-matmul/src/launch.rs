@@ -231,9 +231,13 @@ pub(crate) fn gemv(
         return Err(Error::Unsupported {
             op,
             reason: format!(
-                "GEMV configuration {cfg} cannot run {m} rows of x on this adapter (at most {} \
-                 rows; workgroup {} invocations)",
-                crate::GEMV_MAX_M,
+                "GEMV configuration {cfg} cannot run {m} rows of x on this adapter (it takes at \
+                 most {} rows; workgroup {} invocations); use a configuration with fewer rows of w \
+                 per invocation, or select_linear's choice",
+                (1..=crate::GEMV_MAX_M)
+                    .filter(|&m| cfg.fits(gpu.capabilities(), m))
+                    .max()
+                    .unwrap_or(0),
                 cfg.workgroup_size(m)
             ),
         });
@@ -243,7 +247,14 @@ pub(crate) fn gemv(
         DType::F16 => k % 8 == 0,
         _ => false,
     };
-    let constants = cfg.constants(m, format_code(p.b_dtype), w_vec, p.a_dtype == DType::F16);
+    let x_vec = k % 8 == 0;
+    let constants = cfg.constants(
+        m,
+        format_code(p.b_dtype),
+        w_vec,
+        p.a_dtype == DType::F16,
+        x_vec,
+    );
     let max_groups = gpu.capabilities().max_workgroups_per_dimension;
     for win in row_windows(op, gpu, w, n, row_bytes(p.b_dtype, k))? {
         let params: [u32; 8] = [

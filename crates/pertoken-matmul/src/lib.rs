@@ -12,7 +12,9 @@
 //! Three kernels: [`Kernel::Naive`], one invocation per output, kept as the f32 baseline;
 //! [`Kernel::Tiled`], register-blocked tiles staged in workgroup memory (prefill and square
 //! shapes); and [`Kernel::Gemv`], split-K with workgroup reductions for linear layers on up to
-//! [`GEMV_MAX_M`] rows (decode), where the weights' bytes are the whole cost. [`select`] and
+//! [`GEMV_MAX_M`] rows (decode), where the weights' bytes are the whole cost, and optionally
+//! several weight rows per invocation (each load of x serves all of them: what counts on CPU
+//! adapters such as llvmpipe, where loads run lane by lane). [`select`] and
 //! [`select_linear`] pick one from the shape and the adapter's
 //! [`Capabilities`](pertoken_gpu::Capabilities).
 //!
@@ -85,6 +87,30 @@ pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
         .map_or(Kernel::Naive, |c| Kernel::Tiled(*c))
 }
 
+/// The GEMV heuristic's order on CPU adapters: most rows per invocation first.
+const GEMV_CANDIDATES_CPU: &[GemvConfig] = &[
+    GemvConfig {
+        wg: 64,
+        rows: 512,
+        rpi: 8,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 256,
+        rpi: 4,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 128,
+        rpi: 2,
+    },
+    GemvConfig {
+        wg: 64,
+        rows: 64,
+        rpi: 1,
+    },
+];
+
 /// Fewest workgroups [`select`] accepts before it shrinks the tile.
 pub const MIN_WORKGROUPS: usize = 4;
 
@@ -92,10 +118,19 @@ pub const MIN_WORKGROUPS: usize = 4;
 /// the tiled kernel for more.
 pub fn select_linear(caps: &Capabilities, problem: &Problem) -> Kernel {
     let m = problem.shape.m;
-    if m <= GEMV_MAX_M
-        && let Some(c) = GEMV_CANDIDATES.iter().find(|c| c.fits(caps, m))
-    {
-        return Kernel::Gemv(*c);
+    if m <= GEMV_MAX_M {
+        // GPUs: split-K across invocations, so every row's loads coalesce (the first candidate).
+        // CPU adapters: one invocation per group of rows, as many rows as registers allow, so
+        // each (lane-by-lane) load of x serves them all (measured on llvmpipe: BENCHMARKS.md).
+        let cpu_order = GEMV_CANDIDATES_CPU.iter();
+        let found = if caps.cpu {
+            cpu_order.chain(GEMV_CANDIDATES).find(|c| c.fits(caps, m))
+        } else {
+            GEMV_CANDIDATES.iter().find(|c| c.fits(caps, m))
+        };
+        if let Some(c) = found {
+            return Kernel::Gemv(*c);
+        }
     }
     match select(caps, problem.shape) {
         // The naive kernel does not read [N, K] weights: the smallest tile is the fallback.

@@ -13,10 +13,12 @@ fn every_candidate_is_valid_and_its_constants_validate_with_naga() {
         }
     }
     for cfg in GEMV_CANDIDATES {
-        for m in 1..=GEMV_MAX_M {
+        for m in (1..=GEMV_MAX_M).filter(|&m| cfg.is_valid(m)) {
             for fmt in 0..4 {
-                for (w_vec, x_f16) in [(false, false), (true, false), (false, true), (true, true)] {
-                    pertoken_shaders::validate(&MATMUL_GEMV, &cfg.constants(m, fmt, w_vec, x_f16))
+                for flags in 0..8 {
+                    let (w_vec, x_f16, x_vec) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+                    let constants = cfg.constants(m, fmt, w_vec, x_f16, x_vec);
+                    pertoken_shaders::validate(&MATMUL_GEMV, &constants)
                         .unwrap_or_else(|e| panic!("{cfg} m={m}: {e}"));
                 }
             }
@@ -44,6 +46,7 @@ fn caps() -> Capabilities {
         max_workgroups_per_dimension: 65535,
         max_storage_buffers_per_stage: 8,
         min_storage_offset_alignment: 256,
+        cpu: false,
     }
 }
 
@@ -133,15 +136,49 @@ fn invalid_configs_are_rejected() {
 #[test]
 fn gemv_configs() {
     for cfg in GEMV_CANDIDATES {
+        // Every candidate runs one row of x; those with one row per invocation run all.
+        assert!(cfg.is_valid(1), "{cfg}");
         for m in 1..=GEMV_MAX_M {
-            assert!(cfg.is_valid(m), "{cfg} m={m}");
-            assert!(cfg.workgroup_size(m) * GemvConfig::max_m(m) <= GEMV_REDUCE_SLOTS);
+            let valid = cfg.is_valid(m);
+            assert_eq!(valid, cfg.rpi * GemvConfig::max_m(m) <= 16, "{cfg} m={m}");
+            assert!(cfg.workgroup_size(m) * GemvConfig::max_m(m) * cfg.rpi <= GEMV_REDUCE_SLOTS);
         }
         assert!(!cfg.is_valid(GEMV_MAX_M + 1));
     }
-    assert!(!GemvConfig { wg: 256, rows: 3 }.is_valid(1));
+    assert!(
+        !GemvConfig {
+            wg: 256,
+            rows: 3,
+            rpi: 1
+        }
+        .is_valid(1)
+    );
+    assert!(
+        !GemvConfig {
+            wg: 64,
+            rows: 6,
+            rpi: 4
+        }
+        .is_valid(1)
+    );
+    assert!(
+        !GemvConfig {
+            wg: 64,
+            rows: 64,
+            rpi: 4
+        }
+        .is_valid(8)
+    );
     assert_eq!(GemvConfig::max_m(5), 8);
-    assert_eq!(GemvConfig { wg: 256, rows: 4 }.workgroup_size(16), 128);
+    assert_eq!(
+        GemvConfig {
+            wg: 256,
+            rows: 4,
+            rpi: 1
+        }
+        .workgroup_size(16),
+        128
+    );
 }
 
 #[test]
@@ -162,4 +199,17 @@ fn linear_selection_uses_gemv_for_decode() {
     assert!(matches!(select_linear(&caps(), &p(1)), Kernel::Gemv(_)));
     assert!(matches!(select_linear(&caps(), &p(16)), Kernel::Gemv(_)));
     assert!(matches!(select_linear(&caps(), &p(17)), Kernel::Tiled(_)));
+    // CPU adapters: as many rows per invocation as the rows of x leave registers for.
+    let cpu = Capabilities {
+        cpu: true,
+        ..caps()
+    };
+    let rpi = |m| match select_linear(&cpu, &p(m)) {
+        Kernel::Gemv(c) => c.rpi,
+        k => panic!("{k} for m = {m}"),
+    };
+    assert_eq!(
+        [rpi(1), rpi(2), rpi(3), rpi(4), rpi(8), rpi(16)],
+        [8, 8, 4, 4, 2, 1]
+    );
 }

@@ -17,10 +17,11 @@ use crate::{
     check_matmul, linear_into, matmul_into, select, select_linear,
 };
 
-/// Version of the cache file's format; a file with another is ignored.
-pub const CACHE_VERSION: u32 = 1;
+/// Version of the cache file's format and of the candidate sets its winners were chosen from; a
+/// file with another is ignored. 2: GEMV candidates with several rows per invocation.
+pub const CACHE_VERSION: u32 = 2;
 /// The cache file's name inside the cache directory.
-pub const CACHE_FILE: &str = "tune-v1.json";
+pub const CACHE_FILE: &str = "tune-v2.json";
 
 /// Where the tuning cache lives, from the environment; `None` when no directory can be found.
 pub fn default_cache_dir() -> Option<PathBuf> {
@@ -363,7 +364,8 @@ mod tests {
         }
         assert!(!is_candidate(Kernel::Gemv(crate::GemvConfig {
             wg: 8,
-            rows: 8
+            rows: 8,
+            rpi: 1
         })));
     }
 }

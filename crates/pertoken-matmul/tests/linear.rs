@@ -9,7 +9,8 @@ use ndarray::ArrayView2;
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, GpuOptions, Tensor};
 use pertoken_matmul::{
-    GEMV_CANDIDATES, Kernel, TileConfig, check_linear, linear, linear_into, matmul, select_linear,
+    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, TileConfig, check_linear, linear, linear_into, matmul,
+    select_linear,
 };
 use pertoken_reference::{
     QuantFormat, Tolerance, compare, dequantize, quantize, random::uniform_f32,
@@ -127,7 +128,14 @@ fn selected_kernels_match_reference_in_every_format() {
 fn every_gemv_config_matches_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
     for cfg in GEMV_CANDIDATES {
-        assert_all(&gpu, &cases(&[1, 5, 16]), Some(Kernel::Gemv(*cfg)));
+        // 1, 5 and 16 rows of x where the configuration takes them, else its largest (with
+        // several rows of w per invocation, fewer rows of x fit in registers).
+        let most = (1..=GEMV_MAX_M).filter(|&m| cfg.is_valid(m)).max().unwrap();
+        let ms: Vec<usize> = [1, 5, 16, most]
+            .into_iter()
+            .filter(|&m| cfg.is_valid(m))
+            .collect();
+        assert_all(&gpu, &cases(&ms), Some(Kernel::Gemv(*cfg)));
     }
 }
 

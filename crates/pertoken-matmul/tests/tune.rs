@@ -2,7 +2,7 @@
 
 use pertoken_gpu::Tensor;
 use pertoken_gpu::testing::gpu_or_skip;
-use pertoken_matmul::tune::{CACHE_FILE, candidates};
+use pertoken_matmul::tune::{CACHE_FILE, CACHE_VERSION, candidates};
 use pertoken_matmul::{Choice, TuneMode, Tuner, check_linear, linear_with, select_linear};
 use pertoken_reference::random::uniform_f32;
 
@@ -83,7 +83,7 @@ fn stale_versions_and_unknown_kernels_are_not_trusted() {
     let p = check_linear(&x, &w, None).unwrap();
     let key = "linear|f32|f32|b1|m2|k64|n128";
     let file = format!(
-        r#"{{"version": 1, "adapters": {{ {fp:?}: {{ {key:?}: {{"gemv": {{"wg": 7, "rows": 7}}}} }} }} }}"#,
+        r#"{{"version": {CACHE_VERSION}, "adapters": {{ {fp:?}: {{ {key:?}: {{"gemv": {{"wg": 7, "rows": 7}}}} }} }} }}"#,
         fp = gpu.fingerprint()
     );
     std::fs::write(&path, file).unwrap();
