@@ -61,8 +61,7 @@ pub const ATTENTION_DECODE: Shader = Shader {
     name: "attention/decode",
     source: concat!(
         include_str!("../attention/params.wgsl"),
-        include_str!("../attention/decode.wgsl"),
-        include_str!("../attention/rows.wgsl")
+        include_str!("../attention/decode.wgsl")
     ),
     entry_point: "main",
 };

@@ -7,6 +7,12 @@
 //! same), accumulation is f32, the output is f32. [`Kernel::Naive`] materializes the scores and is
 //! kept as the bench baseline (f32 only).
 //!
+//! One query per head (decode) runs a dedicated split-KV kernel where the adapter has subgroups
+//! of at least [`DECODE_TEAM`] invocations and the head dimension is a multiple of 8 up to
+//! [`DECODE_MAX_HEAD_DIM`]: teams of invocations split each K/V row (contiguous reads), read every
+//! key once for up to [`DECODE_MAX_HEADS`] query heads of a group, and sum scores with subgroup
+//! shuffles; [`decode_plan`] sizes the splits. Otherwise decode runs the flash kernel.
+//!
 //! Known limit: Mesa's llvmpipe (lavapipe) stops any shader loop after 65535 iterations in one
 //! invocation, so on that adapter the flash kernel is wrong beyond about 1000 keys at head_dim 128
 //! (and the naive one beyond 65535 / head_dim keys). `pertoken bench` verifies every result and
@@ -17,7 +23,7 @@
 //! output `[n_heads, q_len, head_dim]`. With `causal`, query `i` attends keys
 //! `j ≤ i + (kv_len − q_len)`: the queries are the last `q_len` positions.
 
-use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
+use pertoken_gpu::{Capabilities, DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::{
     ATTENTION_COMBINE, ATTENTION_DECODE, ATTENTION_FLASH, ATTENTION_NAIVE_PV,
     ATTENTION_NAIVE_SCORES, ATTENTION_NAIVE_SOFTMAX,
@@ -207,6 +213,65 @@ pub fn plan(s: &AttentionShape, bkv: usize, max_binding: u64) -> Split {
     }
 }
 
+/// Most query heads one decode workgroup takes (they share each K and V load).
+pub const DECODE_MAX_HEADS: usize = 4;
+/// Largest head dimension the decode kernel holds in registers (larger ones, and those not a
+/// multiple of 8, run the flash kernel).
+pub const DECODE_MAX_HEAD_DIM: usize = 128;
+
+/// Invocations per team of the decode kernel: they split a row, and sum a score with subgroup
+/// shuffles, so the adapter's subgroups must hold at least this many.
+pub const DECODE_TEAM: u32 = 8;
+
+/// Whether the single-query decode kernel runs this shape on this adapter: one query, a head
+/// dimension that is a multiple of 8 up to [`DECODE_MAX_HEAD_DIM`], and subgroups of at least
+/// [`DECODE_TEAM`] invocations. Otherwise the flash kernel runs it.
+pub fn decode_kernel_applies(s: &AttentionShape, caps: &Capabilities) -> bool {
+    s.q_len == 1
+        && s.head_dim.is_multiple_of(8)
+        && s.head_dim <= DECODE_MAX_HEAD_DIM
+        && caps.subgroups.is_some_and(|g| g.min >= DECODE_TEAM)
+}
+
+/// The decode kernel's workgroup: one team on CPU adapters (measured on llvmpipe: a workgroup of
+/// one subgroup ran 4096-key decode in about half the time of one of eight), eight on GPUs.
+fn decode_workgroup(caps: &Capabilities) -> u32 {
+    if caps.cpu {
+        DECODE_TEAM
+    } else {
+        8 * DECODE_TEAM
+    }
+}
+
+/// The decode kernel's plan: how many query heads a workgroup takes (the largest divisor of the
+/// group size up to [`DECODE_MAX_HEADS`]) and the split of the keys. GPUs get ≥ 256 workgroups of
+/// ≥ 256 keys each where the context allows; CPU adapters (`cpu`) ≥ 32 workgroups of ≥ 1024 keys,
+/// since each workgroup ends in a merge whose cost there is worth amortizing over many keys.
+/// Partial results stay within `max_binding` bytes; at most 64 splits.
+pub fn decode_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> (usize, Split) {
+    let group = s.n_heads / s.n_kv_heads.max(1);
+    let heads = (1..=DECODE_MAX_HEADS.min(group))
+        .rev()
+        .find(|g| group.is_multiple_of(*g))
+        .unwrap_or(1);
+    let base = s.n_kv_heads * (group / heads);
+    let (target, min_keys): (usize, usize) = if cpu { (32, 1024) } else { (256, 256) };
+    let per_split_bytes = (s.n_heads * s.head_dim * 4) as u64;
+    let fit = (max_binding / per_split_bytes.max(1)).max(1) as usize;
+    let splits = target
+        .div_ceil(base.max(1))
+        .min(s.kv_len.div_ceil(min_keys))
+        .min(64)
+        .min(fit)
+        .max(1);
+    let chunk = s.kv_len.div_ceil(splits).max(1);
+    let split = Split {
+        chunk: u32::try_from(chunk).unwrap_or(u32::MAX),
+        splits: u32::try_from(s.kv_len.div_ceil(chunk)).unwrap_or(u32::MAX),
+    };
+    (heads, split)
+}
+
 /// Attention with the flash kernel.
 pub fn attention(
     gpu: &Gpu,
@@ -323,9 +388,30 @@ pub(crate) fn flash(
     causal: bool,
     scale: f32,
 ) -> Result<()> {
+    let wg = decode_workgroup(gpu.capabilities());
+    flash_decode_wg(gpu, [q, k, v, out], s, kv_stride, causal, scale, wg)
+}
+
+/// [`flash`] with the decode kernel's workgroup size given (tests run both sizes on any
+/// adapter: the merge of several teams runs only with more than one).
+fn flash_decode_wg(
+    gpu: &Gpu,
+    [q, k, v, out]: [&Tensor; 4],
+    s: &AttentionShape,
+    kv_stride: usize,
+    causal: bool,
+    scale: f32,
+    decode_wg: u32,
+) -> Result<()> {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let bkv = (512 / s.head_dim.div_ceil(4)).min(32);
-    let split = plan(s, bkv, gpu.capabilities().max_storage_binding);
+    let caps = gpu.capabilities();
+    let decode = decode_kernel_applies(s, caps);
+    let (heads, split) = if decode {
+        decode_plan(s, caps.cpu, caps.max_storage_binding)
+    } else {
+        (1, plan(s, bkv, caps.max_storage_binding))
+    };
     let params = params(s, kv_stride, causal, scale, split);
     let f16 = q.dtype() == DType::F16;
     let part_o = Tensor::zeros(
@@ -345,15 +431,21 @@ pub(crate) fn flash(
         (&part_o).into(),
         (&part_ml).into(),
     ];
-    if s.q_len == 1 {
-        // Decode: the workgroup's invocations divide each split's keys.
+    if decode {
+        // One query per head: the workgroup's invocations divide each split's keys, and each
+        // reads a key once for `heads` query heads.
         gpu.launch(&Launch {
             op: OP,
             shader: &ATTENTION_DECODE,
-            constants: &[("F16", f64::from(u8::from(f16)))],
+            constants: &[
+                ("F16", f64::from(u8::from(f16))),
+                ("C8", (s.head_dim / 8) as f64),
+                ("GB", heads as f64),
+                ("WG", f64::from(decode_wg)),
+            ],
             bindings: &bindings,
             params: bytemuck::cast_slice(&params),
-            workgroups: [u(s.n_heads), split.splits, 1],
+            workgroups: [u(s.n_heads / heads), split.splits, 1],
         })?;
     } else {
         gpu.launch(&Launch {
@@ -401,12 +493,94 @@ mod tests {
         }
         pertoken_shaders::validate(&ATTENTION_COMBINE, &[]).unwrap();
         for f16 in [0.0, 1.0] {
-            pertoken_shaders::validate(&ATTENTION_DECODE, &[("F16", f16)]).unwrap();
+            for c8 in 1..=DECODE_MAX_HEAD_DIM / 8 {
+                for gb in 1..=DECODE_MAX_HEADS {
+                    for wg in [DECODE_TEAM, 8 * DECODE_TEAM] {
+                        let constants = [
+                            ("F16", f16),
+                            ("C8", c8 as f64),
+                            ("GB", gb as f64),
+                            ("WG", f64::from(wg)),
+                        ];
+                        pertoken_shaders::validate(&ATTENTION_DECODE, &constants).unwrap();
+                    }
+                }
+            }
         }
         pertoken_shaders::validate(&pertoken_shaders::ATTENTION_APPEND, &[]).unwrap();
         pertoken_shaders::validate(&ATTENTION_NAIVE_SCORES, &[]).unwrap();
         pertoken_shaders::validate(&ATTENTION_NAIVE_SOFTMAX, &[]).unwrap();
         pertoken_shaders::validate(&ATTENTION_NAIVE_PV, &[]).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+    use pertoken_gpu::testing::gpu_or_skip;
+    use pertoken_reference::random::uniform_f32;
+
+    fn shape(n_heads: usize, n_kv_heads: usize, head_dim: usize, kv_len: usize) -> AttentionShape {
+        AttentionShape {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            q_len: 1,
+            kv_len,
+        }
+    }
+
+    /// Both decode workgroup sizes (one team; eight teams, merged in workgroup memory) against
+    /// the f64 reference, whatever the adapter's own choice.
+    #[test]
+    fn one_and_eight_teams_match_the_reference() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        if !decode_kernel_applies(&shape(8, 2, 64, 1), gpu.capabilities()) {
+            return;
+        }
+        for (n_heads, n_kv_heads, d) in [(8, 2, 128), (6, 2, 64), (4, 4, 40)] {
+            for kv_len in [1usize, 7, 9, 300, 2100] {
+                for dtype in [DType::F32, DType::F16] {
+                    for wg in [DECODE_TEAM, 8 * DECODE_TEAM] {
+                        let s = shape(n_heads, n_kv_heads, d, kv_len);
+                        let seed = (kv_len * 10 + d) as u64;
+                        let up = |seed: u64, shape: &[usize]| {
+                            let n = shape.iter().product();
+                            let v: Vec<f32> =
+                                uniform_f32(seed, n).iter().map(|x| 2.0 * x).collect();
+                            Tensor::from_f32_as(&gpu, &v, shape, dtype).unwrap()
+                        };
+                        let (q, qv) = up(seed, &[n_heads, 1, d]);
+                        let (k, kv) = up(seed + 1, &[n_kv_heads, kv_len, d]);
+                        let (v, vv) = up(seed + 2, &[n_kv_heads, kv_len, d]);
+                        let out = Tensor::zeros(&gpu, &[n_heads, 1, d], DType::F32).unwrap();
+                        out.fill(f32::NAN).unwrap();
+                        let scale = 1.0 / (d as f32).sqrt();
+                        flash_decode_wg(&gpu, [&q, &k, &v, &out], &s, kv_len, true, scale, wg)
+                            .unwrap();
+                        let shape = pertoken_reference::AttentionShape {
+                            n_heads,
+                            n_kv_heads,
+                            head_dim: d,
+                            q_len: 1,
+                            kv_len,
+                            causal: true,
+                        };
+                        let want =
+                            pertoken_reference::attention(&qv, &kv, &vv, shape, f64::from(scale))
+                                .unwrap();
+                        let tol = pertoken_reference::Tolerance {
+                            abs: 2e-5,
+                            rel: 2e-5,
+                        }
+                        .for_reduction(kv_len, 1.0);
+                        let got = out.to_vec::<f32>().unwrap();
+                        let cmp = pertoken_reference::compare(&got, &want, tol);
+                        assert!(cmp.passed(), "{s:?} {dtype} wg {wg}: {cmp}");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -446,5 +620,35 @@ mod plan_tests {
         // Partial results must fit the binding limit: 1 split when even two would not.
         let p = plan(&shape(32, 2048, 2048), 16, 40 << 20);
         assert_eq!(p.splits, 1);
+    }
+
+    #[test]
+    fn decode_plan_groups_heads_and_covers_every_key() {
+        let gqa = |n_heads, n_kv_heads, kv_len| AttentionShape {
+            n_heads,
+            n_kv_heads,
+            head_dim: 128,
+            q_len: 1,
+            kv_len,
+        };
+        // 32 heads over 8 KV heads: 4 heads per workgroup, 8 workgroups per split.
+        let (heads, p) = decode_plan(&gqa(32, 8, 4096), false, 1 << 30);
+        assert_eq!((heads, p.splits, p.chunk), (4, 16, 256));
+        let (heads, p) = decode_plan(&gqa(32, 8, 4096), true, 1 << 30);
+        assert_eq!((heads, p.splits, p.chunk), (4, 4, 1024));
+        // Group sizes 6 and 7: the largest divisor up to 4.
+        assert_eq!(decode_plan(&gqa(12, 2, 100), false, 1 << 30).0, 3);
+        assert_eq!(decode_plan(&gqa(7, 1, 100), false, 1 << 30).0, 1);
+        for kv in [1usize, 63, 64, 65, 1000, 5000, 100_000] {
+            for cpu in [false, true] {
+                let (_, p) = decode_plan(&gqa(8, 2, kv), cpu, 1 << 30);
+                assert!(p.splits >= 1 && p.splits <= 64, "{kv}: {p:?}");
+                assert!(
+                    (p.splits as usize - 1) * (p.chunk as usize) < kv,
+                    "{kv}: {p:?}"
+                );
+                assert!(p.splits as usize * p.chunk as usize >= kv, "{kv}: {p:?}");
+            }
+        }
     }
 }

@@ -158,6 +158,34 @@ fn prefill_causal_square_and_decode_shapes() {
 }
 
 #[test]
+fn decode_with_head_dims_the_decode_kernel_does_not_take() {
+    // Not a multiple of 8: one query runs the flash kernel instead. Also group sizes 3 and 6,
+    // whose workgroups take 3 heads each.
+    let Some(gpu) = gpu_or_skip() else { return };
+    for (heads, d) in [
+        ((4, 2), 36),
+        ((8, 8), 20),
+        ((6, 2), 64),
+        ((12, 2), 120),
+        ((6, 1), 8),
+    ] {
+        for kv_len in [1, 9, 300] {
+            for f16 in [false, true] {
+                let c = Case {
+                    heads,
+                    d,
+                    q_len: 1,
+                    kv_len,
+                    causal: true,
+                    f16,
+                };
+                run(&gpu, c, Kernel::Flash).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
 fn large_logits_do_not_overflow() {
     let Some(gpu) = gpu_or_skip() else { return };
     // Scores around ±200: exp without the running max would overflow f32.
