@@ -56,12 +56,12 @@ pub const ATTENTION_FLASH: Shader = Shader {
     entry_point: "main",
 };
 
-/// Split-KV attention for one query per head (decode): the workgroup divides the keys.
-pub const ATTENTION_DECODE: Shader = Shader {
-    name: "attention/decode",
+/// Attention by teams of invocations that split each row (decode and prefill, with subgroups).
+pub const ATTENTION_TEAMS: Shader = Shader {
+    name: "attention/teams",
     source: concat!(
         include_str!("../attention/params.wgsl"),
-        include_str!("../attention/decode.wgsl")
+        include_str!("../attention/teams.wgsl")
     ),
     entry_point: "main",
 };
@@ -120,7 +120,7 @@ pub const ALL: &[Shader] = &[
     MATMUL_GEMV,
     COPY,
     ATTENTION_FLASH,
-    ATTENTION_DECODE,
+    ATTENTION_TEAMS,
     ATTENTION_COMBINE,
     ATTENTION_APPEND,
     ATTENTION_NAIVE_SCORES,

@@ -7,11 +7,13 @@
 //! same), accumulation is f32, the output is f32. [`Kernel::Naive`] materializes the scores and is
 //! kept as the bench baseline (f32 only).
 //!
-//! One query per head (decode) runs a dedicated split-KV kernel where the adapter has subgroups
-//! of at least [`DECODE_TEAM`] invocations and the head dimension is a multiple of 8 up to
-//! [`DECODE_MAX_HEAD_DIM`]: teams of invocations split each K/V row (contiguous reads), read every
-//! key once for up to [`DECODE_MAX_HEADS`] query heads of a group, and sum scores with subgroup
-//! shuffles; [`decode_plan`] sizes the splits. Otherwise decode runs the flash kernel.
+//! Where the adapter has subgroups of at least [`TEAM`] invocations and the head dimension is a
+//! multiple of 8 up to [`TEAM_MAX_HEAD_DIM`], [`Kernel::Flash`] runs the team kernel instead, for
+//! prefill and decode alike: teams of invocations split each K/V row (contiguous reads), read
+//! every key once for up to [`TEAM_MAX_ROWS`] query rows (the heads of a GQA group, or
+//! consecutive positions), and sum scores with subgroup shuffles; [`team_plan`] divides the work
+//! (splitting the keys of a single query between teams and workgroups, split-KV, for decode).
+//! Elsewhere the tiled flash kernel runs.
 //!
 //! Known limit: Mesa's llvmpipe (lavapipe) stops any shader loop after 65535 iterations in one
 //! invocation, so on that adapter the flash kernel is wrong beyond about 1000 keys at head_dim 128
@@ -25,8 +27,8 @@
 
 use pertoken_gpu::{Capabilities, DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::{
-    ATTENTION_COMBINE, ATTENTION_DECODE, ATTENTION_FLASH, ATTENTION_NAIVE_PV,
-    ATTENTION_NAIVE_SCORES, ATTENTION_NAIVE_SOFTMAX,
+    ATTENTION_COMBINE, ATTENTION_FLASH, ATTENTION_NAIVE_PV, ATTENTION_NAIVE_SCORES,
+    ATTENTION_NAIVE_SOFTMAX, ATTENTION_TEAMS,
 };
 
 mod cache;
@@ -213,63 +215,88 @@ pub fn plan(s: &AttentionShape, bkv: usize, max_binding: u64) -> Split {
     }
 }
 
-/// Most query heads one decode workgroup takes (they share each K and V load).
-pub const DECODE_MAX_HEADS: usize = 4;
-/// Largest head dimension the decode kernel holds in registers (larger ones, and those not a
+/// Query rows (heads × positions) one team of the team kernel holds.
+pub const TEAM_MAX_ROWS: usize = 4;
+/// Largest head dimension the team kernel holds in registers (larger ones, and those not a
 /// multiple of 8, run the flash kernel).
-pub const DECODE_MAX_HEAD_DIM: usize = 128;
-
-/// Invocations per team of the decode kernel: they split a row, and sum a score with subgroup
+pub const TEAM_MAX_HEAD_DIM: usize = 128;
+/// Invocations per team of the team kernel: they split a row, and sum a score with subgroup
 /// shuffles, so the adapter's subgroups must hold at least this many.
-pub const DECODE_TEAM: u32 = 8;
+pub const TEAM: u32 = 8;
 
-/// Whether the single-query decode kernel runs this shape on this adapter: one query, a head
-/// dimension that is a multiple of 8 up to [`DECODE_MAX_HEAD_DIM`], and subgroups of at least
-/// [`DECODE_TEAM`] invocations. Otherwise the flash kernel runs it.
-pub fn decode_kernel_applies(s: &AttentionShape, caps: &Capabilities) -> bool {
-    s.q_len == 1
-        && s.head_dim.is_multiple_of(8)
-        && s.head_dim <= DECODE_MAX_HEAD_DIM
-        && caps.subgroups.is_some_and(|g| g.min >= DECODE_TEAM)
+/// Whether the team kernel runs this shape on this adapter: a head dimension that is a multiple
+/// of 8 up to [`TEAM_MAX_HEAD_DIM`], and subgroups of at least [`TEAM`] invocations. Otherwise
+/// the flash kernel runs it.
+pub fn team_kernel_applies(s: &AttentionShape, caps: &Capabilities) -> bool {
+    s.head_dim.is_multiple_of(8)
+        && s.head_dim <= TEAM_MAX_HEAD_DIM
+        && caps.subgroups.is_some_and(|g| g.min >= TEAM)
 }
 
-/// The decode kernel's workgroup: one team on CPU adapters (measured on llvmpipe: a workgroup of
-/// one subgroup ran 4096-key decode in about half the time of one of eight), eight on GPUs.
-fn decode_workgroup(caps: &Capabilities) -> u32 {
-    if caps.cpu {
-        DECODE_TEAM
-    } else {
-        8 * DECODE_TEAM
-    }
+/// How the team kernel divides a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamPlan {
+    /// Query heads per team (sharing their KV head's loads): the largest divisor of the group
+    /// size up to [`TEAM_MAX_ROWS`].
+    pub heads: u32,
+    /// Query positions per team; `heads · queries ≤ TEAM_MAX_ROWS`.
+    pub queries: u32,
+    /// Invocations per workgroup: one team on CPU adapters (on llvmpipe a workgroup of one
+    /// subgroup ran 4096-key decode in about half the time of one of eight), eight on GPUs.
+    pub workgroup: u32,
+    /// Teams of a workgroup that split the keys of the same queries (the rest take other
+    /// queries): all of them when there are too few queries to go round.
+    pub key_teams: u32,
+    /// The split of the keys between workgroups.
+    pub split: Split,
+    /// Workgroups in x (KV head × head part), y (query block); z is `split.splits`.
+    pub groups: [u32; 2],
 }
 
-/// The decode kernel's plan: how many query heads a workgroup takes (the largest divisor of the
-/// group size up to [`DECODE_MAX_HEADS`]) and the split of the keys. GPUs get ≥ 256 workgroups of
-/// ≥ 256 keys each where the context allows; CPU adapters (`cpu`) ≥ 32 workgroups of ≥ 1024 keys,
-/// since each workgroup ends in a merge whose cost there is worth amortizing over many keys.
-/// Partial results stay within `max_binding` bytes; at most 64 splits.
-pub fn decode_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> (usize, Split) {
+/// The team kernel's plan. Splits: GPUs get ≥ 256 workgroups of ≥ 256 keys each where the
+/// context allows, CPU adapters (`cpu`) ≥ 32 of ≥ 1024 keys (each split ends in a merge); at most
+/// 64, with partial results within `max_binding` bytes, and never more than 65535 keys per
+/// invocation (llvmpipe stops longer loops).
+pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
+    let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let group = s.n_heads / s.n_kv_heads.max(1);
-    let heads = (1..=DECODE_MAX_HEADS.min(group))
+    let heads = (1..=TEAM_MAX_ROWS.min(group))
         .rev()
         .find(|g| group.is_multiple_of(*g))
         .unwrap_or(1);
-    let base = s.n_kv_heads * (group / heads);
+    let queries = (TEAM_MAX_ROWS / heads).min(s.q_len).max(1);
+    let teams = if cpu { 1 } else { 8 };
+    let blocks = s.q_len.div_ceil(queries);
+    let key_teams = if blocks >= teams {
+        1
+    } else {
+        teams / blocks.next_power_of_two().min(teams)
+    };
+    let gy = blocks.div_ceil(teams / key_teams);
+    let gx = s.n_kv_heads * (group / heads);
     let (target, min_keys): (usize, usize) = if cpu { (32, 1024) } else { (256, 256) };
-    let per_split_bytes = (s.n_heads * s.head_dim * 4) as u64;
+    let per_split_bytes = (s.n_heads * s.q_len * s.head_dim * 4) as u64;
     let fit = (max_binding / per_split_bytes.max(1)).max(1) as usize;
+    let loop_limit = s.kv_len.div_ceil(65535 * key_teams);
     let splits = target
-        .div_ceil(base.max(1))
+        .div_ceil((gx * gy).max(1))
         .min(s.kv_len.div_ceil(min_keys))
         .min(64)
         .min(fit)
+        .max(loop_limit)
         .max(1);
     let chunk = s.kv_len.div_ceil(splits).max(1);
-    let split = Split {
-        chunk: u32::try_from(chunk).unwrap_or(u32::MAX),
-        splits: u32::try_from(s.kv_len.div_ceil(chunk)).unwrap_or(u32::MAX),
-    };
-    (heads, split)
+    TeamPlan {
+        heads: u(heads),
+        queries: u(queries),
+        workgroup: TEAM * u(teams),
+        key_teams: u(key_teams),
+        split: Split {
+            chunk: u(chunk),
+            splits: u(s.kv_len.div_ceil(chunk)),
+        },
+        groups: [u(gx), u(gy)],
+    }
 }
 
 /// Attention with the flash kernel.
@@ -388,29 +415,33 @@ pub(crate) fn flash(
     causal: bool,
     scale: f32,
 ) -> Result<()> {
-    let wg = decode_workgroup(gpu.capabilities());
-    flash_decode_wg(gpu, [q, k, v, out], s, kv_stride, causal, scale, wg)
+    let plan = team_plan(
+        s,
+        gpu.capabilities().cpu,
+        gpu.capabilities().max_storage_binding,
+    );
+    flash_plan(gpu, [q, k, v, out], s, kv_stride, causal, scale, plan)
 }
 
-/// [`flash`] with the decode kernel's workgroup size given (tests run both sizes on any
-/// adapter: the merge of several teams runs only with more than one).
-fn flash_decode_wg(
+/// [`flash`] with the team kernel's plan given (tests run GPU plans on any adapter: the merge
+/// of several key teams runs only with more than one).
+fn flash_plan(
     gpu: &Gpu,
     [q, k, v, out]: [&Tensor; 4],
     s: &AttentionShape,
     kv_stride: usize,
     causal: bool,
     scale: f32,
-    decode_wg: u32,
+    team: TeamPlan,
 ) -> Result<()> {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let bkv = (512 / s.head_dim.div_ceil(4)).min(32);
     let caps = gpu.capabilities();
-    let decode = decode_kernel_applies(s, caps);
-    let (heads, split) = if decode {
-        decode_plan(s, caps.cpu, caps.max_storage_binding)
+    let teams = team_kernel_applies(s, caps);
+    let split = if teams {
+        team.split
     } else {
-        (1, plan(s, bkv, caps.max_storage_binding))
+        plan(s, bkv, caps.max_storage_binding)
     };
     let params = params(s, kv_stride, causal, scale, split);
     let f16 = q.dtype() == DType::F16;
@@ -431,21 +462,21 @@ fn flash_decode_wg(
         (&part_o).into(),
         (&part_ml).into(),
     ];
-    if decode {
-        // One query per head: the workgroup's invocations divide each split's keys, and each
-        // reads a key once for `heads` query heads.
+    if teams {
         gpu.launch(&Launch {
             op: OP,
-            shader: &ATTENTION_DECODE,
+            shader: &ATTENTION_TEAMS,
             constants: &[
                 ("F16", f64::from(u8::from(f16))),
                 ("C8", (s.head_dim / 8) as f64),
-                ("GB", heads as f64),
-                ("WG", f64::from(decode_wg)),
+                ("GB", f64::from(team.heads)),
+                ("QB", f64::from(team.queries)),
+                ("KT", f64::from(team.key_teams)),
+                ("WG", f64::from(team.workgroup)),
             ],
             bindings: &bindings,
             params: bytemuck::cast_slice(&params),
-            workgroups: [u(s.n_heads / heads), split.splits, 1],
+            workgroups: [team.groups[0], team.groups[1], split.splits],
         })?;
     } else {
         gpu.launch(&Launch {
@@ -493,16 +524,18 @@ mod tests {
         }
         pertoken_shaders::validate(&ATTENTION_COMBINE, &[]).unwrap();
         for f16 in [0.0, 1.0] {
-            for c8 in 1..=DECODE_MAX_HEAD_DIM / 8 {
-                for gb in 1..=DECODE_MAX_HEADS {
-                    for wg in [DECODE_TEAM, 8 * DECODE_TEAM] {
+            for c8 in 1..=TEAM_MAX_HEAD_DIM / 8 {
+                for (gb, qb) in [(1, 1), (1, 4), (2, 2), (4, 1), (3, 1)] {
+                    for (wg, kt) in [(TEAM, 1), (8 * TEAM, 1), (8 * TEAM, 8), (8 * TEAM, 2)] {
                         let constants = [
                             ("F16", f16),
                             ("C8", c8 as f64),
-                            ("GB", gb as f64),
+                            ("GB", f64::from(gb)),
+                            ("QB", f64::from(qb)),
+                            ("KT", f64::from(kt)),
                             ("WG", f64::from(wg)),
                         ];
-                        pertoken_shaders::validate(&ATTENTION_DECODE, &constants).unwrap();
+                        pertoken_shaders::validate(&ATTENTION_TEAMS, &constants).unwrap();
                     }
                 }
             }
@@ -515,54 +548,75 @@ mod tests {
 }
 
 #[cfg(test)]
-mod decode_tests {
+mod team_tests {
     use super::*;
     use pertoken_gpu::testing::gpu_or_skip;
     use pertoken_reference::random::uniform_f32;
 
-    fn shape(n_heads: usize, n_kv_heads: usize, head_dim: usize, kv_len: usize) -> AttentionShape {
-        AttentionShape {
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            q_len: 1,
-            kv_len,
-        }
-    }
-
-    /// Both decode workgroup sizes (one team; eight teams, merged in workgroup memory) against
-    /// the f64 reference, whatever the adapter's own choice.
+    /// The CPU and the GPU plans (one team per workgroup; eight, splitting keys or queries) run
+    /// on whatever adapter the tests have, against the f64 reference: otherwise the merge of
+    /// several key teams would run only on GPUs.
     #[test]
-    fn one_and_eight_teams_match_the_reference() {
+    fn cpu_and_gpu_plans_match_the_reference() {
         let Some(gpu) = gpu_or_skip() else { return };
-        if !decode_kernel_applies(&shape(8, 2, 64, 1), gpu.capabilities()) {
+        let probe = AttentionShape {
+            n_heads: 1,
+            n_kv_heads: 1,
+            head_dim: 8,
+            q_len: 1,
+            kv_len: 1,
+        };
+        if !team_kernel_applies(&probe, gpu.capabilities()) {
             return;
         }
-        for (n_heads, n_kv_heads, d) in [(8, 2, 128), (6, 2, 64), (4, 4, 40)] {
-            for kv_len in [1usize, 7, 9, 300, 2100] {
+        let cases = [
+            (
+                (8, 2, 128),
+                &[
+                    (1usize, 1usize),
+                    (1, 9),
+                    (1, 300),
+                    (1, 2100),
+                    (3, 40),
+                    (70, 70),
+                ][..],
+            ),
+            ((6, 2, 64), &[(1, 7), (2, 300), (17, 17)][..]),
+            ((4, 4, 40), &[(1, 1), (1, 500), (5, 33)][..]),
+            ((1, 1, 8), &[(1, 3), (9, 9)][..]),
+        ];
+        for ((n_heads, n_kv_heads, d), lens) in cases {
+            for &(q_len, kv_len) in lens {
                 for dtype in [DType::F32, DType::F16] {
-                    for wg in [DECODE_TEAM, 8 * DECODE_TEAM] {
-                        let s = shape(n_heads, n_kv_heads, d, kv_len);
-                        let seed = (kv_len * 10 + d) as u64;
+                    for cpu in [true, false] {
+                        let s = AttentionShape {
+                            n_heads,
+                            n_kv_heads,
+                            head_dim: d,
+                            q_len,
+                            kv_len,
+                        };
+                        let plan = team_plan(&s, cpu, gpu.capabilities().max_storage_binding);
+                        let seed = (kv_len * 10 + d + q_len) as u64;
                         let up = |seed: u64, shape: &[usize]| {
                             let n = shape.iter().product();
                             let v: Vec<f32> =
                                 uniform_f32(seed, n).iter().map(|x| 2.0 * x).collect();
                             Tensor::from_f32_as(&gpu, &v, shape, dtype).unwrap()
                         };
-                        let (q, qv) = up(seed, &[n_heads, 1, d]);
+                        let (q, qv) = up(seed, &[n_heads, q_len, d]);
                         let (k, kv) = up(seed + 1, &[n_kv_heads, kv_len, d]);
                         let (v, vv) = up(seed + 2, &[n_kv_heads, kv_len, d]);
-                        let out = Tensor::zeros(&gpu, &[n_heads, 1, d], DType::F32).unwrap();
+                        let out = Tensor::zeros(&gpu, &[n_heads, q_len, d], DType::F32).unwrap();
                         out.fill(f32::NAN).unwrap();
                         let scale = 1.0 / (d as f32).sqrt();
-                        flash_decode_wg(&gpu, [&q, &k, &v, &out], &s, kv_len, true, scale, wg)
-                            .unwrap();
+                        let tensors = [&q, &k, &v, &out];
+                        flash_plan(&gpu, tensors, &s, kv_len, true, scale, plan).unwrap();
                         let shape = pertoken_reference::AttentionShape {
                             n_heads,
                             n_kv_heads,
                             head_dim: d,
-                            q_len: 1,
+                            q_len,
                             kv_len,
                             causal: true,
                         };
@@ -576,7 +630,7 @@ mod decode_tests {
                         .for_reduction(kv_len, 1.0);
                         let got = out.to_vec::<f32>().unwrap();
                         let cmp = pertoken_reference::compare(&got, &want, tol);
-                        assert!(cmp.passed(), "{s:?} {dtype} wg {wg}: {cmp}");
+                        assert!(cmp.passed(), "{s:?} {dtype} {plan:?}: {cmp}");
                     }
                 }
             }
@@ -623,31 +677,49 @@ mod plan_tests {
     }
 
     #[test]
-    fn decode_plan_groups_heads_and_covers_every_key() {
-        let gqa = |n_heads, n_kv_heads, kv_len| AttentionShape {
+    fn team_plan_groups_rows_and_covers_every_key() {
+        let gqa = |n_heads, n_kv_heads, q_len, kv_len| AttentionShape {
             n_heads,
             n_kv_heads,
             head_dim: 128,
-            q_len: 1,
+            q_len,
             kv_len,
         };
-        // 32 heads over 8 KV heads: 4 heads per workgroup, 8 workgroups per split.
-        let (heads, p) = decode_plan(&gqa(32, 8, 4096), false, 1 << 30);
-        assert_eq!((heads, p.splits, p.chunk), (4, 16, 256));
-        let (heads, p) = decode_plan(&gqa(32, 8, 4096), true, 1 << 30);
-        assert_eq!((heads, p.splits, p.chunk), (4, 4, 1024));
+        // Decode, 32 heads over 8 KV heads: 4 heads per team; on GPUs eight teams split the keys
+        // of a workgroup, and 16 splits of 256 keys give 128 workgroups.
+        let p = team_plan(&gqa(32, 8, 1, 4096), false, 1 << 30);
+        assert_eq!(
+            (p.heads, p.queries, p.workgroup, p.key_teams),
+            (4, 1, 64, 8)
+        );
+        assert_eq!((p.split.splits, p.split.chunk, p.groups), (16, 256, [8, 1]));
+        let p = team_plan(&gqa(32, 8, 1, 4096), true, 1 << 30);
+        assert_eq!(
+            (p.workgroup, p.key_teams, p.split.splits, p.split.chunk),
+            (8, 1, 4, 1024)
+        );
+        // Prefill: teams take queries; multi-head attention puts 4 positions in a team.
+        let p = team_plan(&gqa(32, 8, 1024, 1024), false, 1 << 30);
+        assert_eq!((p.key_teams, p.groups, p.split.splits), (1, [8, 128], 1));
+        let p = team_plan(&gqa(8, 8, 1024, 1024), false, 1 << 30);
+        assert_eq!((p.heads, p.queries, p.groups), (1, 4, [8, 32]));
+        // A few queries: teams split between queries and keys.
+        assert_eq!(team_plan(&gqa(8, 8, 8, 100), false, 1 << 30).key_teams, 4);
         // Group sizes 6 and 7: the largest divisor up to 4.
-        assert_eq!(decode_plan(&gqa(12, 2, 100), false, 1 << 30).0, 3);
-        assert_eq!(decode_plan(&gqa(7, 1, 100), false, 1 << 30).0, 1);
-        for kv in [1usize, 63, 64, 65, 1000, 5000, 100_000] {
+        assert_eq!(team_plan(&gqa(12, 2, 1, 100), false, 1 << 30).heads, 3);
+        assert_eq!(team_plan(&gqa(7, 1, 1, 100), false, 1 << 30).heads, 1);
+        for kv in [1usize, 63, 64, 65, 1000, 5000, 100_000, 300_000] {
             for cpu in [false, true] {
-                let (_, p) = decode_plan(&gqa(8, 2, kv), cpu, 1 << 30);
-                assert!(p.splits >= 1 && p.splits <= 64, "{kv}: {p:?}");
-                assert!(
-                    (p.splits as usize - 1) * (p.chunk as usize) < kv,
-                    "{kv}: {p:?}"
-                );
-                assert!(p.splits as usize * p.chunk as usize >= kv, "{kv}: {p:?}");
+                for q_len in [1, 3, 100] {
+                    let p = team_plan(&gqa(8, 2, q_len, kv), cpu, 1 << 30).split;
+                    assert!(p.splits >= 1 && p.splits <= 64, "{kv}: {p:?}");
+                    assert!(
+                        (p.splits as usize - 1) * (p.chunk as usize) < kv,
+                        "{kv}: {p:?}"
+                    );
+                    assert!(p.splits as usize * p.chunk as usize >= kv, "{kv}: {p:?}");
+                    assert!(p.chunk < 65536, "{kv}: {p:?}");
+                }
             }
         }
     }

@@ -1,0 +1,265 @@
+// Fused attention by teams, for adapters with subgroups of at least TEAM invocations: decode and
+// prefill. A team of TEAM consecutive invocations owns R = GB·QB query rows — GB query heads that
+// read the same KV head (grouped-query attention) times QB consecutive query positions — and
+// walks keys one at a time, reading each key's K and V rows once for all R rows. The lanes of a
+// team split the head dimension: lane i holds 8-element pieces i, i + TEAM, … of every row, so a
+// row is read contiguously; a score is the team's partial dot products summed by
+// subgroupShuffleXor within the team (never across teams, so any subgroup size ≥ TEAM works).
+// Each lane keeps its pieces of the R queries and outputs in registers, and each row's running
+// max m and sum l (the same in every lane of the team: the butterfly adds the same terms in every
+// lane). Online softmax with one exponential per key and row: exp(−|s − m|) is either the rescale
+// of the past (s raises the max) or the key's weight.
+//
+// A workgroup of WG invocations has WG/TEAM teams: KT of them split the keys of the same queries
+// (decode: one query, many keys) and are merged in workgroup memory at the end; the rest take the
+// next queries (prefill). Workgroup (x, y, z): x picks the KV head and which GB of its query heads,
+// y the block of queries, z the split of the keys, [z·chunk, (z+1)·chunk). Each workgroup writes
+// unnormalized partial outputs with their (m, l) per (split, head, query), for combine.wgsl: the
+// same partial layout as flash.wgsl. Causal: query i attends keys j ≤ i + (kv_len − q_len); a
+// workgroup stops at its last query's last key.
+//
+// q is [n_heads, q_len, D]; k and v are [n_kv_heads, kv_stride, D]; f32, or f16 pairs (F16), read
+// 8 elements at a time; accumulation is f32. D = 8·C8 is a constant, and every loop over the
+// register arrays runs to exactly their length (guarded by r < GB·QB and the piece < C8),
+// indexing them by its own counter: compilers (NIR's) then unroll it whatever its size, and the
+// arrays stay in registers rather than in memory indexed at run time (lane by lane on llvmpipe).
+//
+// Constraints the launcher guarantees: subgroups of ≥ TEAM invocations made of consecutive local
+// invocation indices; C8 ≤ TEAM·PIECES; GB·QB ≤ MAX_R; GB divides n_heads / n_kv_heads; WG/TEAM
+// ≤ 8, a multiple of KT; every split has a key; (chunk / KT) < 65536 (llvmpipe's loop limit).
+
+@group(0) @binding(0) var<storage, read> q: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> k: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> v: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> part_o: array<f32>;
+@group(0) @binding(4) var<storage, read_write> part_ml: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+override F16: bool = false;
+override C8: u32 = 16u;
+override GB: u32 = 1u;
+override QB: u32 = 1u;
+override KT: u32 = 1u;
+override WG: u32 = 64u;
+
+const TEAM: u32 = 8u;
+// Most 8-element pieces of a row per lane, and most rows per team.
+const PIECES: u32 = 2u;
+const MAX_R: u32 = 4u;
+
+var<workgroup> red_m: array<f32, 8>; // [team]
+var<workgroup> red_l: array<f32, 8>;
+var<workgroup> red_o: array<vec4<f32>, 256>; // [team][2·C8]
+
+// Elements e .. e+8 of q (buf 0), k (1) or v (2); e is a multiple of 8.
+fn ld8(buf: u32, e: u32) -> array<vec4<f32>, 2> {
+    if (F16) {
+        var w: vec4<u32>;
+        if (buf == 0u) {
+            w = q[e >> 3u];
+        } else if (buf == 1u) {
+            w = k[e >> 3u];
+        } else {
+            w = v[e >> 3u];
+        }
+        return array<vec4<f32>, 2>(
+            vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)),
+            vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)),
+        );
+    }
+    let i = e >> 2u;
+    var a: vec4<u32>;
+    var b: vec4<u32>;
+    if (buf == 0u) {
+        a = q[i];
+        b = q[i + 1u];
+    } else if (buf == 1u) {
+        a = k[i];
+        b = k[i + 1u];
+    } else {
+        a = v[i];
+        b = v[i + 1u];
+    }
+    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(a), bitcast<vec4<f32>>(b));
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let lane = lid % TEAM;
+    let team = lid / TEAM;
+    let kt = team % KT;
+    let qt = team / KT;
+    let q_teams = WG / TEAM / KT;
+    let rows = GB * QB;
+    let group = p.n_heads / p.n_kv_heads;
+    let parts = group / GB;
+    let kvh = wid.x / parts;
+    let h0 = kvh * group + (wid.x % parts) * GB;
+    let i_wg = wid.y * q_teams * QB;
+    let i0 = i_wg + qt * QB;
+    let z = wid.z;
+    let d = C8 * 8u;
+    let offset = p.kv_len - min(p.q_len, p.kv_len);
+    let k_begin = z * p.chunk;
+    var k_end = min(k_begin + p.chunk, p.kv_len);
+    if (p.causal != 0u) {
+        k_end = min(k_end, min(i_wg + q_teams * QB, p.q_len) + offset);
+    }
+
+    // Row r is head h0 + r % GB at query position i0 + r / GB (clamped: rows past the last query
+    // compute on its data and are never written).
+    var qr: array<array<array<vec4<f32>, 2>, 2>, 4>; // [MAX_R][PIECES]
+    var acc: array<array<array<vec4<f32>, 2>, 2>, 4>;
+    var m: array<f32, 4>;
+    var l: array<f32, 4>;
+    var last: array<u32, 4>; // last key row r attends
+    for (var r = 0u; r < MAX_R; r = r + 1u) {
+        let i = min(i0 + r / GB, p.q_len - 1u);
+        last[r] = select(0xffffffffu, i + offset, p.causal != 0u);
+        for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
+            let c = lane + pc * TEAM;
+            if (r < rows && c < C8) {
+                let x = ld8(0u, ((h0 + r % GB) * p.q_len + i) * d + 8u * c);
+                qr[r][pc][0] = x[0] * p.scale;
+                qr[r][pc][1] = x[1] * p.scale;
+            }
+            acc[r][pc][0] = vec4<f32>(0.0);
+            acc[r][pc][1] = vec4<f32>(0.0);
+        }
+        m[r] = -3.0e38;
+        l[r] = 0.0;
+    }
+
+    // The loop's control flow is uniform over the workgroup (keys a row may not see are
+    // masked), so the shuffles always have their whole team.
+    for (var j0 = k_begin; j0 < k_end; j0 = j0 + KT) {
+        let j = min(j0 + kt, k_end - 1u);
+        let live = j0 + kt < k_end;
+        let row = (kvh * p.kv_stride + j) * d;
+        var sv: array<vec4<f32>, 4>;
+        for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
+            let c = lane + pc * TEAM;
+            if (c < C8) {
+                let kk = ld8(1u, row + 8u * c);
+                for (var r = 0u; r < MAX_R; r = r + 1u) {
+                    if (r < rows) {
+                        sv[r] = fma(qr[r][pc][0], kk[0], fma(qr[r][pc][1], kk[1], sv[r]));
+                    }
+                }
+            }
+        }
+        var pj: array<f32, 4>;
+        var corr: array<f32, 4>;
+        for (var r = 0u; r < MAX_R; r = r + 1u) {
+            if (r < rows) {
+                var s = sv[r].x + sv[r].y + sv[r].z + sv[r].w;
+                s = s + subgroupShuffleXor(s, 4u);
+                s = s + subgroupShuffleXor(s, 2u);
+                s = s + subgroupShuffleXor(s, 1u);
+                let ok = live && j <= last[r];
+                let e = exp(-abs(s - m[r]));
+                let raises = s > m[r];
+                corr[r] = select(1.0, e, raises && ok);
+                pj[r] = select(0.0, select(e, 1.0, raises), ok);
+                l[r] = l[r] * corr[r] + pj[r];
+                m[r] = select(m[r], max(m[r], s), ok);
+            }
+        }
+        for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
+            let c = lane + pc * TEAM;
+            if (c < C8) {
+                let vv = ld8(2u, row + 8u * c);
+                for (var r = 0u; r < MAX_R; r = r + 1u) {
+                    if (r < rows) {
+                        acc[r][pc][0] = fma(vec4<f32>(pj[r]), vv[0], acc[r][pc][0] * corr[r]);
+                        acc[r][pc][1] = fma(vec4<f32>(pj[r]), vv[1], acc[r][pc][1] * corr[r]);
+                    }
+                }
+            }
+        }
+    }
+
+    if (KT == 1u) {
+        // Each team writes its own rows.
+        for (var r = 0u; r < MAX_R; r = r + 1u) {
+            let i = i0 + r / GB;
+            if (r < rows && i < p.q_len) {
+                let slot = (z * p.n_heads + h0 + r % GB) * p.q_len + i;
+                for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
+                    let c = lane + pc * TEAM;
+                    if (c < C8) {
+                        for (var x = 0u; x < 4u; x = x + 1u) {
+                            part_o[slot * d + 8u * c + x] = acc[r][pc][0][x];
+                            part_o[slot * d + 8u * c + 4u + x] = acc[r][pc][1][x];
+                        }
+                    }
+                }
+                if (lane == 0u) {
+                    part_ml[slot * 2u] = m[r];
+                    part_ml[slot * 2u + 1u] = l[r];
+                }
+            }
+        }
+        return;
+    }
+
+    // The KT teams of a query team split its keys: merge them, row by row — their max, then
+    // every team rescaled to it. A team that saw no key has l = 0 and contributes nothing.
+    for (var r = 0u; r < MAX_R; r = r + 1u) {
+        if (r < rows) {
+            if (lane == 0u) {
+                red_m[team] = select(-3.0e38, m[r], l[r] > 0.0);
+            }
+            workgroupBarrier();
+            var wm = -3.0e38;
+            for (var u = 0u; u < KT; u = u + 1u) {
+                wm = max(wm, red_m[qt * KT + u]);
+            }
+            let w = select(0.0, exp(m[r] - wm), l[r] > 0.0);
+            if (lane == 0u) {
+                red_l[team] = l[r] * w;
+            }
+            for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
+                let c = lane + pc * TEAM;
+                if (c < C8) {
+                    red_o[team * 2u * C8 + 2u * c] = acc[r][pc][0] * w;
+                    red_o[team * 2u * C8 + 2u * c + 1u] = acc[r][pc][1] * w;
+                }
+            }
+            workgroupBarrier();
+            for (var col = lid; col < q_teams * 2u * C8; col = col + WG) {
+                let t = col / (2u * C8);
+                let cc = col % (2u * C8);
+                let i = i_wg + t * QB + r / GB;
+                if (i < p.q_len) {
+                    var sum = vec4<f32>(0.0);
+                    for (var u = 0u; u < KT; u = u + 1u) {
+                        sum = sum + red_o[(t * KT + u) * 2u * C8 + cc];
+                    }
+                    let slot = (z * p.n_heads + h0 + r % GB) * p.q_len + i;
+                    for (var x = 0u; x < 4u; x = x + 1u) {
+                        part_o[slot * d + cc * 4u + x] = sum[x];
+                    }
+                }
+            }
+            if (lid < q_teams) {
+                let i = i_wg + lid * QB + r / GB;
+                if (i < p.q_len) {
+                    var wl = 0.0;
+                    var wmax = -3.0e38;
+                    for (var u = 0u; u < KT; u = u + 1u) {
+                        wl = wl + red_l[lid * KT + u];
+                        wmax = max(wmax, red_m[lid * KT + u]);
+                    }
+                    let slot = (z * p.n_heads + h0 + r % GB) * p.q_len + i;
+                    part_ml[slot * 2u] = wmax;
+                    part_ml[slot * 2u + 1u] = wl;
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+}
