@@ -54,7 +54,20 @@ pub(crate) fn bench(
     )?;
 
     let mut rows = Vec::new();
-    for (kernel, name) in [(Kernel::Flash, "flash"), (Kernel::Naive, "naive")] {
+    // Which fused kernel Kernel::Flash runs here (pertoken_attention's crate docs).
+    let fused = pertoken_attention::AttentionShape {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: d,
+        q_len: seq,
+        kv_len: seq,
+    };
+    let flash = if pertoken_attention::team_kernel_applies(&fused, gpu.capabilities()) {
+        "flash/teams"
+    } else {
+        "flash/tiled"
+    };
+    for (kernel, name) in [(Kernel::Flash, flash), (Kernel::Naive, "naive")] {
         let out = match attention_with(gpu, &tq, &tk, &tv, options, kernel) {
             Ok(o) => o,
             Err(e @ GpuError::TooLarge { .. }) => {

@@ -380,7 +380,7 @@ fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
         args.head_dim
     );
     println!(
-        "{:>6} {:<6} {:>11} {:>9} {:>9}  verified",
+        "{:>6} {:<11} {:>11} {:>9} {:>9}  verified",
         "seq", "kernel", "time (ms)", "GFLOP/s", "speedup"
     );
     let mut failures = 0;
@@ -396,7 +396,7 @@ fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
             }
             match &r.seconds {
                 Ok(t) => println!(
-                    "{:>6} {:<6} {:>11.3} {:>9.2} {:>9}  {}",
+                    "{:>6} {:<11} {:>11.3} {:>9.2} {:>9}  {}",
                     r.seq,
                     r.kernel,
                     t * 1e3,
@@ -407,7 +407,7 @@ fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
                         Err(e) => format!("NO: {e}"),
                     }
                 ),
-                Err(e) => println!("{:>6} {:<6} {e}", r.seq, r.kernel),
+                Err(e) => println!("{:>6} {:<11} {e}", r.seq, r.kernel),
             }
         }
     }
