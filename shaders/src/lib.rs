@@ -31,6 +31,13 @@ pub const MATMUL_TILED: Shader = Shader {
     entry_point: "main",
 };
 
+/// Matmul by one subgroup of 8 per workgroup, A shared through shuffles (CPU adapters).
+pub const MATMUL_TEAM: Shader = Shader {
+    name: "matmul/team",
+    source: include_str!("../matmul/team.wgsl"),
+    entry_point: "main",
+};
+
 /// Decode-path linear (GEMV for a few rows), f32/f16/Q8_0/Q4_0 weights.
 pub const MATMUL_GEMV: Shader = Shader {
     name: "matmul/gemv",
@@ -118,6 +125,7 @@ pub const ALL: &[Shader] = &[
     MATMUL_NAIVE,
     MATMUL_TILED,
     MATMUL_GEMV,
+    MATMUL_TEAM,
     COPY,
     ATTENTION_FLASH,
     ATTENTION_TEAMS,

@@ -345,6 +345,70 @@ pub const TILE_CANDIDATES: &[TileConfig] = &[
     },
 ];
 
+/// One configuration of the subgroup-team kernel (`matmul/team.wgsl`): a workgroup is one
+/// subgroup of exactly [`TEAM_SUBGROUP`] invocations and computes `tm` rows × `8·tn` columns of C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TeamConfig {
+    /// Rows of C per workgroup: 8, 16, 24 or 32.
+    pub tm: u32,
+    /// Columns of C per invocation: 4 or 8.
+    pub tn: u32,
+}
+
+/// Subgroup size the team kernel needs, exactly (it is also its workgroup size).
+pub const TEAM_SUBGROUP: u32 = 8;
+
+impl TeamConfig {
+    /// Whether the shader can run this configuration.
+    pub fn is_valid(&self) -> bool {
+        matches!(self.tm, 8 | 16 | 24 | 32) && matches!(self.tn, 4 | 8)
+    }
+
+    /// Columns of C one workgroup computes.
+    pub fn columns(&self) -> u32 {
+        TEAM_SUBGROUP * self.tn
+    }
+
+    /// Whether this adapter can run it: subgroups of exactly [`TEAM_SUBGROUP`] invocations.
+    pub fn fits(&self, caps: &Capabilities) -> bool {
+        self.is_valid()
+            && caps
+                .subgroups
+                .is_some_and(|g| g.min == TEAM_SUBGROUP && g.max == TEAM_SUBGROUP)
+    }
+
+    /// The shader's override constants for this configuration and `layout` (its B format is
+    /// 0 f32 or 1 f16).
+    pub fn constants(&self, layout: &TiledLayout) -> [(&'static str, f64); 8] {
+        let flag = |b: bool| f64::from(u8::from(b));
+        [
+            ("TM", f64::from(self.tm)),
+            ("TN", f64::from(self.tn)),
+            ("A_F16", flag(layout.a_f16)),
+            ("A_VEC4", flag(layout.a_vec4)),
+            ("B_F16", flag(layout.b_format == 1)),
+            ("B_TRANS", flag(layout.b_trans)),
+            ("B_VEC4", flag(layout.b_vec4)),
+            ("C_VEC4", flag(layout.c_vec4)),
+        ]
+    }
+}
+
+impl std::fmt::Display for TeamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.tm, self.columns())
+    }
+}
+
+/// The candidate configurations of the team kernel.
+pub const TEAM_CANDIDATES: &[TeamConfig] = &[
+    TeamConfig { tm: 32, tn: 8 },
+    TeamConfig { tm: 32, tn: 4 },
+    TeamConfig { tm: 16, tn: 8 },
+    TeamConfig { tm: 16, tn: 4 },
+    TeamConfig { tm: 8, tn: 4 },
+];
+
 /// A matmul kernel and its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -355,6 +419,9 @@ pub enum Kernel {
     Tiled(TileConfig),
     /// Split-K matrix-vector kernel for a few rows of x (linear only).
     Gemv(GemvConfig),
+    /// One subgroup of 8 per workgroup, A shared through shuffles (f32/f16 operands; for CPU
+    /// adapters).
+    Team(TeamConfig),
 }
 
 impl std::fmt::Display for Kernel {
@@ -363,6 +430,7 @@ impl std::fmt::Display for Kernel {
             Kernel::Naive => f.write_str("naive"),
             Kernel::Tiled(c) => write!(f, "tiled {c}"),
             Kernel::Gemv(c) => write!(f, "gemv {c}"),
+            Kernel::Team(c) => write!(f, "team {c}"),
         }
     }
 }

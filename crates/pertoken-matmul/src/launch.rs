@@ -1,9 +1,12 @@
 //! Launching each kernel, including the split of weights over the storage-binding limit.
 
 use pertoken_gpu::{Binding, DType, Error, Gpu, Launch, Result, Tensor};
-use pertoken_shaders::{MATMUL_GEMV, MATMUL_NAIVE, MATMUL_TILED};
+use pertoken_shaders::{MATMUL_GEMV, MATMUL_NAIVE, MATMUL_TEAM, MATMUL_TILED};
 
-use crate::{GemvConfig, NAIVE_WORKGROUP, Problem, TILED_WORKGROUP_BYTES, TileConfig, TiledLayout};
+use crate::{
+    GemvConfig, NAIVE_WORKGROUP, Problem, TILED_WORKGROUP_BYTES, TeamConfig, TileConfig,
+    TiledLayout,
+};
 
 /// A window of whole rows of a row-major tensor, bindable on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +206,97 @@ pub(crate) fn tiled(
             workgroups: [
                 u32_of(w.rows.div_ceil(cfg.bn as usize)),
                 u32_of(m.div_ceil(cfg.bm as usize)),
+                u32_of(p.batch),
+            ],
+        })?;
+    }
+    Ok(())
+}
+
+pub(crate) fn team(
+    gpu: &Gpu,
+    p: &Problem,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    cfg: TeamConfig,
+) -> Result<()> {
+    let op = if p.b_trans { "linear" } else { "matmul" };
+    if !cfg.fits(gpu.capabilities()) {
+        return Err(Error::Unsupported {
+            op,
+            reason: format!(
+                "team configuration {cfg} needs subgroups of exactly {} invocations ({})",
+                crate::TEAM_SUBGROUP,
+                if cfg.is_valid() {
+                    "this adapter's differ"
+                } else {
+                    "and 8, 16, 24 or 32 rows"
+                }
+            ),
+        });
+    }
+    if p.b_dtype.is_quantized() {
+        return Err(Error::Unsupported {
+            op,
+            reason: format!(
+                "the team kernel reads f32 and f16 weights, not {}; use a tiled kernel",
+                p.b_dtype
+            ),
+        });
+    }
+    let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
+    let layout = TiledLayout {
+        a_f16: p.a_dtype == DType::F16,
+        a_vec4: k % 4 == 0,
+        b_format: format_code(p.b_dtype),
+        b_trans: p.b_trans,
+        b_vec4: if p.b_trans { k % 4 == 0 } else { n % 4 == 0 },
+        c_vec4: n % 4 == 0,
+    };
+    let constants = cfg.constants(&layout);
+    let windows = if p.b_trans {
+        row_windows(op, gpu, b, n, row_bytes(p.b_dtype, k))?
+    } else {
+        vec![Window {
+            offset: 0,
+            size: b.buffer().size(),
+            row0: 0,
+            rows: n,
+        }]
+    };
+    let a_bs = if p.a_batched { m * k } else { 0 };
+    let b_bs = if p.b_batched { k * n } else { 0 };
+    for w in windows {
+        let params: [u32; 12] = [
+            u32_of(m),
+            u32_of(n),
+            u32_of(k),
+            u32_of(w.row0),
+            u32_of(w.rows),
+            u32::from(bias.is_some()),
+            u32_of(a_bs),
+            u32_of(b_bs),
+            u32_of(m * n),
+            0,
+            0,
+            0,
+        ];
+        gpu.launch(&Launch {
+            op,
+            shader: &MATMUL_TEAM,
+            constants: &constants,
+            bindings: &[
+                a.into(),
+                Binding::window(b, w.offset, w.size),
+                bias.unwrap_or(a).into(),
+                out.into(),
+            ],
+            params: bytemuck::cast_slice(&params),
+            workgroups: [
+                u32_of(m.div_ceil(cfg.tm as usize)),
+                u32_of(w.rows.div_ceil(cfg.columns() as usize)),
                 u32_of(p.batch),
             ],
         })?;

@@ -9,12 +9,15 @@
 //! Outputs are f32; accumulation is always f32. Every `M, N, K ≥ 1` works; quantized weights need
 //! `K % 32 == 0`, as their format does.
 //!
-//! Three kernels: [`Kernel::Naive`], one invocation per output, kept as the f32 baseline;
+//! Four kernels: [`Kernel::Naive`], one invocation per output, kept as the f32 baseline;
 //! [`Kernel::Tiled`], register-blocked tiles staged in workgroup memory (prefill and square
 //! shapes); and [`Kernel::Gemv`], split-K with workgroup reductions for linear layers on up to
 //! [`GEMV_MAX_M`] rows (decode), where the weights' bytes are the whole cost, and optionally
 //! several weight rows per invocation (each load of x serves all of them: what counts on CPU
-//! adapters such as llvmpipe, where loads run lane by lane). [`select`] and
+//! adapters such as llvmpipe, where loads run lane by lane); and [`Kernel::Team`], for adapters
+//! whose subgroups are exactly 8 wide: one subgroup per workgroup, B read straight from memory,
+//! A passed between lanes by subgroup shuffles, no workgroup memory (f32 and f16 operands; the
+//! fastest on llvmpipe by 2–4×). [`select`] and
 //! [`select_linear`] pick one from the shape and the adapter's
 //! [`Capabilities`](pertoken_gpu::Capabilities).
 //!
@@ -31,7 +34,8 @@ pub mod tune;
 
 pub use config::{
     GEMV_CANDIDATES, GEMV_MAX_M, GEMV_REDUCE_SLOTS, GemvConfig, Kernel, NAIVE_WORKGROUP,
-    TILE_CANDIDATES, TILED_MAX_TILE, TILED_WORKGROUP_BYTES, TileConfig, TiledLayout,
+    TEAM_CANDIDATES, TEAM_SUBGROUP, TILE_CANDIDATES, TILED_MAX_TILE, TILED_WORKGROUP_BYTES,
+    TeamConfig, TileConfig, TiledLayout,
 };
 pub use problem::{MatmulShape, Problem, check_linear, check_matmul};
 pub use tune::{Choice, TuneMode, Tuner};
@@ -43,7 +47,11 @@ pub fn check(a: &Tensor, b: &Tensor) -> Result<MatmulShape> {
     Ok(check_matmul(a, b)?.shape)
 }
 
-/// The tiled configuration the heuristic picks for `shape` on an adapter with `caps`.
+/// The kernel the heuristic picks for `shape` on an adapter with `caps`.
+///
+/// CPU adapters whose subgroups are exactly 8 wide (llvmpipe) get the team kernel, with as many
+/// rows per workgroup as M fills (measured on llvmpipe at 1024³ and 2048³: 2.3–3.7× the best
+/// tiled configuration; BENCHMARKS.md). Otherwise the tiled kernel:
 ///
 /// The tiled kernel beats the naive one at every size we measured from 32³ up (see
 /// BENCHMARKS.md). The tile is the largest of 128×128, 64×64 and 32×32 that gives at least
@@ -51,6 +59,9 @@ pub fn check(a: &Tensor, b: &Tensor) -> Result<MatmulShape> {
 /// output in 128×128 tiles computes 1.8× the elements it needs). The naive kernel remains for
 /// adapters whose limits no tile configuration fits.
 pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
+    if let Some(c) = team_for(caps, shape.m) {
+        return Kernel::Team(c);
+    }
     const LARGE: TileConfig = TileConfig {
         bm: 128,
         bn: 128,
@@ -87,6 +98,18 @@ pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
         .map_or(Kernel::Naive, |c| Kernel::Tiled(*c))
 }
 
+/// The team configuration for `m` rows on a CPU adapter that runs the team kernel: 8, 16 or 32
+/// rows per workgroup, the fewest that cover min(m, 32); 4 columns per invocation.
+fn team_for(caps: &Capabilities, m: usize) -> Option<TeamConfig> {
+    let tm = match m {
+        0..=8 => 8,
+        9..=16 => 16,
+        _ => 32,
+    };
+    let c = TeamConfig { tm, tn: 4 };
+    (caps.cpu && c.fits(caps)).then_some(c)
+}
+
 /// The GEMV heuristic's order on CPU adapters: most rows per invocation first.
 const GEMV_CANDIDATES_CPU: &[GemvConfig] = &[
     GemvConfig {
@@ -115,7 +138,7 @@ const GEMV_CANDIDATES_CPU: &[GemvConfig] = &[
 pub const MIN_WORKGROUPS: usize = 4;
 
 /// The kernel the heuristic picks for a linear layer: GEMV for up to [`GEMV_MAX_M`] rows of x,
-/// the tiled kernel for more.
+/// for more the team kernel where [`select`] would pick it (f32 and f16 weights), else tiled.
 pub fn select_linear(caps: &Capabilities, problem: &Problem) -> Kernel {
     let m = problem.shape.m;
     if m <= GEMV_MAX_M {
@@ -132,9 +155,15 @@ pub fn select_linear(caps: &Capabilities, problem: &Problem) -> Kernel {
             return Kernel::Gemv(*c);
         }
     }
+    if !problem.b_dtype.is_quantized()
+        && let Some(c) = team_for(caps, problem.shape.m)
+    {
+        return Kernel::Team(c);
+    }
     match select(caps, problem.shape) {
-        // The naive kernel does not read [N, K] weights: the smallest tile is the fallback.
-        Kernel::Naive | Kernel::Gemv(_) => Kernel::Tiled(TileConfig {
+        // The naive kernel does not read [N, K] weights (and the team kernel no quantized ones):
+        // the smallest tile is the fallback.
+        Kernel::Naive | Kernel::Gemv(_) | Kernel::Team(_) => Kernel::Tiled(TileConfig {
             bm: 32,
             bn: 32,
             bk: 16,
@@ -174,6 +203,7 @@ pub fn matmul_into(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor, kernel: Kern
     match kernel {
         Kernel::Naive => launch::naive(gpu, &p, a, b, out),
         Kernel::Tiled(cfg) => launch::tiled(gpu, &p, a, b, None, out, cfg),
+        Kernel::Team(cfg) => launch::team(gpu, &p, a, b, None, out, cfg),
         Kernel::Gemv(_) => Err(Error::Unsupported {
             op: "matmul",
             reason: "the GEMV kernel reads [N, K] weights: use linear(x, w)".into(),
@@ -223,6 +253,7 @@ pub fn linear_into(
     match kernel {
         Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg),
         Kernel::Tiled(cfg) => launch::tiled(gpu, &p, x, w, bias, out, cfg),
+        Kernel::Team(cfg) => launch::team(gpu, &p, x, w, bias, out, cfg),
         Kernel::Naive => Err(Error::Unsupported {
             op: "linear",
             reason: "the naive kernel is the [M,K]·[K,N] f32 baseline; use a tiled or GEMV kernel"

@@ -24,6 +24,13 @@ fn every_candidate_is_valid_and_its_constants_validate_with_naga() {
             }
         }
     }
+    for cfg in TEAM_CANDIDATES {
+        assert!(cfg.is_valid(), "{cfg}");
+        for layout in TiledLayout::all().iter().filter(|l| l.b_format < 2) {
+            pertoken_shaders::validate(&pertoken_shaders::MATMUL_TEAM, &cfg.constants(layout))
+                .unwrap_or_else(|e| panic!("{cfg} {layout:?}: {e}"));
+        }
+    }
     let [wx, wy] = NAIVE_WORKGROUP;
     pertoken_shaders::validate(
         &MATMUL_NAIVE,
@@ -53,7 +60,7 @@ fn caps() -> Capabilities {
 fn tile(kernel: Kernel) -> (u32, u32) {
     match kernel {
         Kernel::Tiled(c) => (c.bm, c.bn),
-        Kernel::Naive | Kernel::Gemv(_) => (0, 0),
+        Kernel::Naive | Kernel::Gemv(_) | Kernel::Team(_) => (0, 0),
     }
 }
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use pertoken_gpu::{DType, Gpu, Result, Tensor};
 
 use crate::{
-    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, Problem, TILE_CANDIDATES, TileConfig, check_linear,
-    check_matmul, linear_into, matmul_into, select, select_linear,
+    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, Problem, TEAM_CANDIDATES, TILE_CANDIDATES, TileConfig,
+    check_linear, check_matmul, linear_into, matmul_into, select, select_linear,
 };
 
 /// Version of the cache file's format and of the candidate sets its winners were chosen from; a
@@ -300,6 +300,7 @@ fn is_candidate(kernel: Kernel) -> bool {
         Kernel::Naive => true,
         Kernel::Tiled(c) => TILE_CANDIDATES.contains(&c),
         Kernel::Gemv(c) => GEMV_CANDIDATES.contains(&c),
+        Kernel::Team(c) => TEAM_CANDIDATES.contains(&c),
     }
 }
 
@@ -321,6 +322,14 @@ pub fn candidates(gpu: &Gpu, p: &Problem) -> Vec<Kernel> {
             .filter(|c: &&TileConfig| c.fits(caps))
             .map(|c| Kernel::Tiled(*c)),
     );
+    if !p.b_dtype.is_quantized() {
+        out.extend(
+            TEAM_CANDIDATES
+                .iter()
+                .filter(|c| c.fits(caps))
+                .map(|c| Kernel::Team(*c)),
+        );
+    }
     out
 }
 

@@ -9,8 +9,8 @@ use ndarray::ArrayView2;
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, GpuOptions, Tensor};
 use pertoken_matmul::{
-    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, TileConfig, check_linear, linear, linear_into, matmul,
-    select_linear,
+    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, TEAM_CANDIDATES, TeamConfig, TileConfig, check_linear,
+    linear, linear_into, matmul, select_linear,
 };
 use pertoken_reference::{
     QuantFormat, Tolerance, compare, dequantize, quantize, random::uniform_f32,
@@ -170,6 +170,21 @@ fn tiled_kernel_matches_reference_for_small_and_large_m() {
 }
 
 #[test]
+fn every_team_candidate_matches_reference_for_f32_and_f16_weights() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let float_weights: Vec<Case> = cases(&[1, 9, 33, 70])
+        .into_iter()
+        .filter(|c| !c.w.is_quantized())
+        .collect();
+    for cfg in TEAM_CANDIDATES
+        .iter()
+        .filter(|c| c.fits(gpu.capabilities()))
+    {
+        assert_all(&gpu, &float_weights, Some(Kernel::Team(*cfg)));
+    }
+}
+
+#[test]
 fn decode_shapes_at_realistic_k() {
     let Some(gpu) = gpu_or_skip() else { return };
     for w in ALL_W {
@@ -306,6 +321,10 @@ fn weights_over_the_binding_limit_are_split_along_n() {
             })),
         )
         .unwrap();
+        let team = TeamConfig { tm: 16, tn: 8 };
+        if team.fits(gpu.capabilities()) {
+            run(&gpu, c, Some(Kernel::Team(team))).unwrap();
+        }
     }
 }
 

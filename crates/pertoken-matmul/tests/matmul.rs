@@ -5,7 +5,9 @@
 
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, Tensor};
-use pertoken_matmul::{Kernel, TILE_CANDIDATES, matmul, matmul_into, matmul_with, select};
+use pertoken_matmul::{
+    Kernel, TEAM_CANDIDATES, TILE_CANDIDATES, matmul, matmul_into, matmul_with, select,
+};
 use pertoken_reference::{Tolerance, compare, matmul_f32, random::uniform_f32};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
@@ -99,6 +101,17 @@ fn every_tile_candidate_matches_reference_on_edge_cases() {
 }
 
 #[test]
+fn every_team_candidate_matches_reference_on_edge_cases() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for cfg in TEAM_CANDIDATES
+        .iter()
+        .filter(|c| c.fits(gpu.capabilities()))
+    {
+        run_all(&gpu, Some(Kernel::Team(*cfg)));
+    }
+}
+
+#[test]
 fn proptest_sweep_matches_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
     let config = Config {
@@ -110,6 +123,7 @@ fn proptest_sweep_matches_reference() {
     let kernels: Vec<Option<Kernel>> = std::iter::once(None)
         .chain(std::iter::once(Some(Kernel::Naive)))
         .chain(TILE_CANDIDATES.iter().map(|c| Some(Kernel::Tiled(*c))))
+        .chain(TEAM_CANDIDATES.iter().map(|c| Some(Kernel::Team(*c))))
         .collect();
     let mut runner = TestRunner::new(config);
     runner
@@ -118,6 +132,7 @@ fn proptest_sweep_matches_reference() {
             |(m, k, n, ki)| {
                 let kernel = kernels[ki].filter(|k| match k {
                     Kernel::Tiled(c) => c.fits(gpu.capabilities()),
+                    Kernel::Team(c) => c.fits(gpu.capabilities()),
                     Kernel::Naive | Kernel::Gemv(_) => true,
                 });
                 check_case(&gpu, m, k, n, kernel).map_err(TestCaseError::fail)
