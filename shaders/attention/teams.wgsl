@@ -28,14 +28,13 @@
 // invocation indices; C8 ≤ TEAM·PIECES; GB·QB ≤ MAX_R; GB divides n_heads / n_kv_heads; WG/TEAM
 // ≤ 8, a multiple of KT; every split has a key; (chunk / KT) < 65536 (llvmpipe's loop limit).
 
-@group(0) @binding(0) var<storage, read> q: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> k: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> v: array<vec4<u32>>;
+// The q, k and v bindings (0, 1, 2), the F16 constant and ld8 come from a prelude:
+// teams_packed.wgsl binds 32-bit words (f32, or f16 pairs unpacked with unpack2x16float), and
+// teams_f16.wgsl binds f16 values with shader-f16, for f16 inputs on adapters that have it.
 @group(0) @binding(3) var<storage, read_write> part_o: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part_ml: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-override F16: bool = false;
 override C8: u32 = 16u;
 override GB: u32 = 1u;
 override QB: u32 = 1u;
@@ -50,38 +49,6 @@ const MAX_R: u32 = 4u;
 var<workgroup> red_m: array<f32, 8>; // [team]
 var<workgroup> red_l: array<f32, 8>;
 var<workgroup> red_o: array<vec4<f32>, 256>; // [team][2·C8]
-
-// Elements e .. e+8 of q (buf 0), k (1) or v (2); e is a multiple of 8.
-fn ld8(buf: u32, e: u32) -> array<vec4<f32>, 2> {
-    if (F16) {
-        var w: vec4<u32>;
-        if (buf == 0u) {
-            w = q[e >> 3u];
-        } else if (buf == 1u) {
-            w = k[e >> 3u];
-        } else {
-            w = v[e >> 3u];
-        }
-        return array<vec4<f32>, 2>(
-            vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)),
-            vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)),
-        );
-    }
-    let i = e >> 2u;
-    var a: vec4<u32>;
-    var b: vec4<u32>;
-    if (buf == 0u) {
-        a = q[i];
-        b = q[i + 1u];
-    } else if (buf == 1u) {
-        a = k[i];
-        b = k[i + 1u];
-    } else {
-        a = v[i];
-        b = v[i + 1u];
-    }
-    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(a), bitcast<vec4<f32>>(b));
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(

@@ -38,7 +38,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+// The weight binding (1) and its accessors w_word, w_vec4 and w_f16x8 come from a prelude:
+// gemv_packed.wgsl binds 32-bit words (every format; f16 unpacked with unpack2x16float), and
+// gemv_f16.wgsl binds f16 values with shader-f16, for f16 weights on adapters that have it.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -56,10 +58,6 @@ override RPI: u32 = 1u;
 override UNIT: u32 = select(select(1u, 8u, W_VEC), 32u, W_FMT >= 2u);
 
 var<workgroup> red: array<f32, 2048>;
-
-fn w_word(i: u32) -> u32 {
-    return w[i >> 2u][i & 3u];
-}
 
 fn x_word(i: u32) -> u32 {
     return x[i >> 2u][i & 3u];
@@ -121,14 +119,14 @@ fn unit(row: u32, j: u32) -> Unit {
     if (W_FMT == 0u) {
         if (W_VEC) {
             let b = row * (p.k / 4u) + 2u * j;
-            u.v[0] = bitcast<vec4<f32>>(w[b]);
-            u.v[1] = bitcast<vec4<f32>>(w[b + 1u]);
+            u.v[0] = bitcast<vec4<f32>>(w_vec4(b));
+            u.v[1] = bitcast<vec4<f32>>(w_vec4(b + 1u));
         } else {
             u.v[0].x = bitcast<f32>(w_word(row * p.k + j));
         }
     } else if (W_FMT == 1u) {
         if (W_VEC) {
-            let h = f16x8(w[row * (p.k / 8u) + j]);
+            let h = w_f16x8(row * (p.k / 8u) + j);
             u.v[0] = h[0];
             u.v[1] = h[1];
         } else {

@@ -4,7 +4,9 @@
 //! nowhere else. Tile and workgroup sizes are WGSL `override` constants: the kernel crates pass
 //! them when they build a pipeline, and [`validate`] checks a shader with a given set of them
 //! through naga, with no GPU needed. WGSL has no includes: the attention shaders share
-//! `attention/params.wgsl` (and `rows.wgsl`) by `concat!` here, the one template step.
+//! `attention/params.wgsl` (and `rows.wgsl`) by `concat!` here, the one template step; the same
+//! step gives a kernel with f16 inputs a second prelude that binds them as f16 (`enable f16;`,
+//! for adapters with shader-f16) beside the packed-u32 one that works everywhere.
 
 /// One WGSL shader: its source, entry point and the override constants it declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,10 +40,23 @@ pub const MATMUL_TEAM: Shader = Shader {
     entry_point: "main",
 };
 
-/// Decode-path linear (GEMV for a few rows), f32/f16/Q8_0/Q4_0 weights.
+/// Decode-path linear (GEMV for a few rows), f32/f16/Q8_0/Q4_0 weights as 32-bit words.
 pub const MATMUL_GEMV: Shader = Shader {
     name: "matmul/gemv",
-    source: include_str!("../matmul/gemv.wgsl"),
+    source: concat!(
+        include_str!("../matmul/gemv_packed.wgsl"),
+        include_str!("../matmul/gemv.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`MATMUL_GEMV`] for f16 weights loaded as f16 (adapters with shader-f16).
+pub const MATMUL_GEMV_F16: Shader = Shader {
+    name: "matmul/gemv-f16",
+    source: concat!(
+        include_str!("../matmul/gemv_f16.wgsl"),
+        include_str!("../matmul/gemv.wgsl")
+    ),
     entry_point: "main",
 };
 
@@ -63,10 +78,23 @@ pub const ATTENTION_FLASH: Shader = Shader {
     entry_point: "main",
 };
 
-/// Attention by teams of invocations that split each row (decode and prefill, with subgroups).
+/// Attention by teams of invocations that split each row (decode and prefill, with subgroups);
+/// q, k, v as 32-bit words.
 pub const ATTENTION_TEAMS: Shader = Shader {
     name: "attention/teams",
     source: concat!(
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/teams_packed.wgsl"),
+        include_str!("../attention/teams.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`ATTENTION_TEAMS`] for f16 q, k, v loaded as f16 (adapters with shader-f16).
+pub const ATTENTION_TEAMS_F16: Shader = Shader {
+    name: "attention/teams-f16",
+    source: concat!(
+        include_str!("../attention/teams_f16.wgsl"),
         include_str!("../attention/params.wgsl"),
         include_str!("../attention/teams.wgsl")
     ),
@@ -125,10 +153,12 @@ pub const ALL: &[Shader] = &[
     MATMUL_NAIVE,
     MATMUL_TILED,
     MATMUL_GEMV,
+    MATMUL_GEMV_F16,
     MATMUL_TEAM,
     COPY,
     ATTENTION_FLASH,
     ATTENTION_TEAMS,
+    ATTENTION_TEAMS_F16,
     ATTENTION_COMBINE,
     ATTENTION_APPEND,
     ATTENTION_NAIVE_SCORES,

@@ -28,7 +28,7 @@
 use pertoken_gpu::{Capabilities, DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::{
     ATTENTION_COMBINE, ATTENTION_FLASH, ATTENTION_NAIVE_PV, ATTENTION_NAIVE_SCORES,
-    ATTENTION_NAIVE_SOFTMAX, ATTENTION_TEAMS,
+    ATTENTION_NAIVE_SOFTMAX, ATTENTION_TEAMS, ATTENTION_TEAMS_F16,
 };
 
 mod cache;
@@ -465,7 +465,12 @@ fn flash_plan(
     if teams {
         gpu.launch(&Launch {
             op: OP,
-            shader: &ATTENTION_TEAMS,
+            // f16 inputs load as f16 where the adapter has shader-f16.
+            shader: if f16 && caps.shader_f16 {
+                &ATTENTION_TEAMS_F16
+            } else {
+                &ATTENTION_TEAMS
+            },
             constants: &[
                 ("F16", f64::from(u8::from(f16))),
                 ("C8", (s.head_dim / 8) as f64),
@@ -536,6 +541,9 @@ mod tests {
                             ("WG", f64::from(wg)),
                         ];
                         pertoken_shaders::validate(&ATTENTION_TEAMS, &constants).unwrap();
+                        if f16 == 1.0 {
+                            pertoken_shaders::validate(&ATTENTION_TEAMS_F16, &constants).unwrap();
+                        }
                     }
                 }
             }

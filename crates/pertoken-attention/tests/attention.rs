@@ -2,7 +2,7 @@
 
 use pertoken_attention::{AttentionOptions, Kernel, attention_into};
 use pertoken_gpu::testing::gpu_or_skip;
-use pertoken_gpu::{DType, Error, Gpu, Tensor};
+use pertoken_gpu::{DType, Error, Gpu, GpuOptions, Tensor};
 use pertoken_reference::{AttentionShape, Tolerance, attention, compare, random::uniform_f32};
 
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +130,24 @@ fn flash_f32_matches_reference() {
 fn flash_f16_matches_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
     assert_all(&gpu, &cases(true), Kernel::Flash);
+}
+
+/// The packed-u32 f16 path, which adapters without shader-f16 run: a device created without it.
+#[test]
+fn flash_f16_without_shader_f16_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let packed = Gpu::new(&GpuOptions {
+        shader_f16: false,
+        ..GpuOptions::from_env().unwrap()
+    })
+    .unwrap();
+    assert!(!packed.capabilities().shader_f16);
+    // The default device uses shader-f16 where the adapter has it: then both paths ran.
+    if gpu.capabilities().shader_f16 {
+        eprintln!("f16 runs with shader-f16 in the other tests, packed here");
+    }
+    let cs: Vec<Case> = cases(true).into_iter().step_by(3).collect();
+    assert_all(&packed, &cs, Kernel::Flash);
 }
 
 #[test]

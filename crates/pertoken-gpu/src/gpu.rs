@@ -80,7 +80,10 @@ impl Gpu {
             Err(e) => return Err(e),
         };
         let info = adapter.get_info();
-        let features = wanted_features(adapter.features());
+        let mut features = wanted_features(adapter.features());
+        if !options.shader_f16 {
+            features.remove(wgpu::Features::SHADER_F16);
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

@@ -13,6 +13,10 @@ pub struct GpuOptions {
     /// tensors as they would on an adapter with that limit: tests use it to cover the split
     /// paths at small sizes.
     pub max_storage_binding: Option<u64>,
+    /// Use the adapter's `shader-f16` feature where it has one (the default). With `false` the
+    /// device is created without it and every f16 kernel takes its packed-u32 path, as on an
+    /// adapter without f16 in shaders: tests use it to cover both paths on one adapter.
+    pub shader_f16: bool,
 }
 
 impl Default for GpuOptions {
@@ -21,17 +25,35 @@ impl Default for GpuOptions {
             backends: wgpu::Backends::all(),
             adapter: None,
             max_storage_binding: None,
+            shader_f16: true,
         }
     }
 }
 
 impl GpuOptions {
-    /// Options from the environment: `PERTOKEN_ADAPTER` (a substring of the adapter name) and
-    /// `WGPU_BACKEND` (a comma-separated list: `vulkan`, `metal`, `dx12`, `gl`).
+    /// Options from the environment: `PERTOKEN_ADAPTER` (a substring of the adapter name),
+    /// `WGPU_BACKEND` (a comma-separated list: `vulkan`, `metal`, `dx12`, `gl`) and
+    /// `PERTOKEN_SHADER_F16` (`0` to leave shader-f16 off).
     ///
-    /// An empty variable counts as unset; a backend list naming no known backend is an error.
+    /// An empty variable counts as unset; a backend list naming no known backend, or a
+    /// `PERTOKEN_SHADER_F16` other than `0` or `1`, is an error.
     pub fn from_env() -> Result<Self> {
         let mut options = GpuOptions::default();
+        if let Some(v) = env_nonempty("PERTOKEN_SHADER_F16") {
+            options.shader_f16 = match v.trim() {
+                "0" => false,
+                "1" => true,
+                other => {
+                    return Err(Error::InvalidOption {
+                        name: "PERTOKEN_SHADER_F16",
+                        value: other.to_owned(),
+                        reason: "use 0 (leave shader-f16 off) or 1 (use it where the adapter \
+                                 has it)"
+                            .into(),
+                    });
+                }
+            };
+        }
         if let Some(name) = env_nonempty("PERTOKEN_ADAPTER") {
             options.adapter = Some(name);
         }

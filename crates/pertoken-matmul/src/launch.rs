@@ -1,7 +1,7 @@
 //! Launching each kernel, including the split of weights over the storage-binding limit.
 
 use pertoken_gpu::{Binding, DType, Error, Gpu, Launch, Result, Tensor};
-use pertoken_shaders::{MATMUL_GEMV, MATMUL_NAIVE, MATMUL_TEAM, MATMUL_TILED};
+use pertoken_shaders::{MATMUL_GEMV, MATMUL_GEMV_F16, MATMUL_NAIVE, MATMUL_TEAM, MATMUL_TILED};
 
 use crate::{
     GemvConfig, NAIVE_WORKGROUP, Problem, TILED_WORKGROUP_BYTES, TeamConfig, TileConfig,
@@ -365,7 +365,12 @@ pub(crate) fn gemv(
         let gx = groups.min(max_groups);
         gpu.launch(&Launch {
             op,
-            shader: &MATMUL_GEMV,
+            // f16 weights load as f16 where the adapter has shader-f16.
+            shader: if p.b_dtype == DType::F16 && gpu.capabilities().shader_f16 {
+                &MATMUL_GEMV_F16
+            } else {
+                &MATMUL_GEMV
+            },
             constants: &constants,
             bindings: &[
                 x.into(),

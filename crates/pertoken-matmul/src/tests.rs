@@ -20,6 +20,10 @@ fn every_candidate_is_valid_and_its_constants_validate_with_naga() {
                     let constants = cfg.constants(m, fmt, w_vec, x_f16, x_vec);
                     pertoken_shaders::validate(&MATMUL_GEMV, &constants)
                         .unwrap_or_else(|e| panic!("{cfg} m={m}: {e}"));
+                    if fmt == 1 {
+                        pertoken_shaders::validate(&pertoken_shaders::MATMUL_GEMV_F16, &constants)
+                            .unwrap_or_else(|e| panic!("f16 {cfg} m={m}: {e}"));
+                    }
                 }
             }
         }
