@@ -27,7 +27,10 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         "selected: {} ({:?}, {:?})",
         a.name, a.backend, a.device_type
     );
-    println!("  shader f16:            {}", yes_no(c.shader_f16));
+    println!(
+        "  shader f16 in use:     {} (PERTOKEN_SHADER_F16=0|1; default: where the adapter has it, except on CPU adapters)",
+        yes_no(c.shader_f16)
+    );
     match c.subgroups {
         Some(s) => println!("  subgroups:             yes, size {}..={}", s.min, s.max),
         None => println!("  subgroups:             no"),

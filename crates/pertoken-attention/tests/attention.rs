@@ -137,17 +137,33 @@ fn flash_f16_matches_reference() {
 fn flash_f16_without_shader_f16_matches_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
     let packed = Gpu::new(&GpuOptions {
-        shader_f16: false,
+        shader_f16: Some(false),
         ..GpuOptions::from_env().unwrap()
     })
     .unwrap();
     assert!(!packed.capabilities().shader_f16);
-    // The default device uses shader-f16 where the adapter has it: then both paths ran.
-    if gpu.capabilities().shader_f16 {
-        eprintln!("f16 runs with shader-f16 in the other tests, packed here");
-    }
     let cs: Vec<Case> = cases(true).into_iter().step_by(3).collect();
     assert_all(&packed, &cs, Kernel::Flash);
+    drop(gpu);
+}
+
+/// The shader-f16 path wherever the adapter has the feature (by default CPU adapters use the
+/// packed path, so this is the test that runs it there).
+#[test]
+fn flash_f16_with_shader_f16_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    drop(gpu);
+    let native = Gpu::new(&GpuOptions {
+        shader_f16: Some(true),
+        ..GpuOptions::from_env().unwrap()
+    })
+    .unwrap();
+    if !native.capabilities().shader_f16 {
+        eprintln!("skipped: the adapter has no shader-f16");
+        return;
+    }
+    let cs: Vec<Case> = cases(true).into_iter().step_by(3).collect();
+    assert_all(&native, &cs, Kernel::Flash);
 }
 
 #[test]

@@ -6,7 +6,9 @@
 /// created with the adapter's own limits, not WebGPU's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Capabilities {
-    /// `f16` in shaders (`enable f16;`).
+    /// `f16` in shaders (`enable f16;`) is on for this device, so f16 kernels load f16 as f16:
+    /// the adapter has it and [`GpuOptions::shader_f16`](crate::GpuOptions::shader_f16) asked
+    /// for it (by default, every adapter but CPU ones).
     pub shader_f16: bool,
     /// Subgroup operations, with the adapter's smallest and largest subgroup size. Never assume
     /// 32: lavapipe has 8, AMD 32 or 64, Intel 8 to 32.

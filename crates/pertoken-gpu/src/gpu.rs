@@ -81,7 +81,10 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let mut features = wanted_features(adapter.features());
-        if !options.shader_f16 {
+        // shader-f16 by default everywhere but on CPU adapters, where 16-bit loads run lane by
+        // lane and the packed path measured faster (BENCHMARKS.md).
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        if !options.shader_f16.unwrap_or(!cpu) {
             features.remove(wgpu::Features::SHADER_F16);
         }
         let limits = adapter.limits();

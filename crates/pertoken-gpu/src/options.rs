@@ -13,10 +13,13 @@ pub struct GpuOptions {
     /// tensors as they would on an adapter with that limit: tests use it to cover the split
     /// paths at small sizes.
     pub max_storage_binding: Option<u64>,
-    /// Use the adapter's `shader-f16` feature where it has one (the default). With `false` the
-    /// device is created without it and every f16 kernel takes its packed-u32 path, as on an
-    /// adapter without f16 in shaders: tests use it to cover both paths on one adapter.
-    pub shader_f16: bool,
+    /// Whether f16 kernels load f16 as f16 (`enable f16;`) where the adapter has shader-f16.
+    /// `None`, the default: yes, except on CPU adapters, where 16-bit loads run lane by lane
+    /// and the packed-u32 path measured faster. `Some(false)` creates the device without the
+    /// feature, so every f16 kernel takes its packed-u32 path, as on an adapter without f16 in
+    /// shaders; `Some(true)` uses it wherever the adapter has it. Tests use both to cover both
+    /// paths on one adapter.
+    pub shader_f16: Option<bool>,
 }
 
 impl Default for GpuOptions {
@@ -25,7 +28,7 @@ impl Default for GpuOptions {
             backends: wgpu::Backends::all(),
             adapter: None,
             max_storage_binding: None,
-            shader_f16: true,
+            shader_f16: None,
         }
     }
 }
@@ -33,7 +36,7 @@ impl Default for GpuOptions {
 impl GpuOptions {
     /// Options from the environment: `PERTOKEN_ADAPTER` (a substring of the adapter name),
     /// `WGPU_BACKEND` (a comma-separated list: `vulkan`, `metal`, `dx12`, `gl`) and
-    /// `PERTOKEN_SHADER_F16` (`0` to leave shader-f16 off).
+    /// `PERTOKEN_SHADER_F16` (`0` or `1`: [`GpuOptions::shader_f16`]; unset for the default).
     ///
     /// An empty variable counts as unset; a backend list naming no known backend, or a
     /// `PERTOKEN_SHADER_F16` other than `0` or `1`, is an error.
@@ -41,14 +44,14 @@ impl GpuOptions {
         let mut options = GpuOptions::default();
         if let Some(v) = env_nonempty("PERTOKEN_SHADER_F16") {
             options.shader_f16 = match v.trim() {
-                "0" => false,
-                "1" => true,
+                "0" => Some(false),
+                "1" => Some(true),
                 other => {
                     return Err(Error::InvalidOption {
                         name: "PERTOKEN_SHADER_F16",
                         value: other.to_owned(),
-                        reason: "use 0 (leave shader-f16 off) or 1 (use it where the adapter \
-                                 has it)"
+                        reason: "use 0 (leave shader-f16 off) or 1 (use it wherever the \
+                                 adapter has it), or leave it unset for the default"
                             .into(),
                     });
                 }

@@ -184,29 +184,35 @@ fn every_team_candidate_matches_reference_for_f32_and_f16_weights() {
     }
 }
 
-/// The packed-u32 f16 path, which adapters without shader-f16 run: a device created without it.
+/// Both f16 paths on one adapter: packed u32 (adapters without shader-f16, and CPU adapters by
+/// default) and f16 loads (where the adapter has shader-f16).
 #[test]
-fn f16_weights_without_shader_f16_match_reference() {
+fn f16_weights_with_and_without_shader_f16_match_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
     drop(gpu);
-    let packed = Gpu::new(&GpuOptions {
-        shader_f16: false,
-        ..GpuOptions::from_env().unwrap()
-    })
-    .unwrap();
-    assert!(!packed.capabilities().shader_f16);
-    let f16_weights: Vec<Case> = cases(&[1, 5, 16, 33])
-        .into_iter()
-        .filter(|c| c.w == DType::F16)
-        .collect();
-    assert_all(&packed, &f16_weights, None);
-    for cfg in [GEMV_CANDIDATES[0], GEMV_CANDIDATES[12]] {
-        let ms: Vec<usize> = [1, 2].into_iter().filter(|&m| cfg.is_valid(m)).collect();
-        let cs: Vec<Case> = cases(&ms)
+    for shader_f16 in [false, true] {
+        let g = Gpu::new(&GpuOptions {
+            shader_f16: Some(shader_f16),
+            ..GpuOptions::from_env().unwrap()
+        })
+        .unwrap();
+        if g.capabilities().shader_f16 != shader_f16 {
+            eprintln!("skipped shader_f16 = {shader_f16}: the adapter has no shader-f16");
+            continue;
+        }
+        let f16_weights: Vec<Case> = cases(&[1, 5, 16, 33])
             .into_iter()
             .filter(|c| c.w == DType::F16)
             .collect();
-        assert_all(&packed, &cs, Some(Kernel::Gemv(cfg)));
+        assert_all(&g, &f16_weights, None);
+        for cfg in [GEMV_CANDIDATES[0], GEMV_CANDIDATES[12]] {
+            let ms: Vec<usize> = [1, 2].into_iter().filter(|&m| cfg.is_valid(m)).collect();
+            let cs: Vec<Case> = cases(&ms)
+                .into_iter()
+                .filter(|c| c.w == DType::F16)
+                .collect();
+            assert_all(&g, &cs, Some(Kernel::Gemv(cfg)));
+        }
     }
 }
 
