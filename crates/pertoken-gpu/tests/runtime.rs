@@ -137,6 +137,7 @@ fn copy_kernel_copies_and_measures_bandwidth() {
     let bw = pertoken_gpu::measure_bandwidth(&gpu, 1 << 20, 3).unwrap();
     assert_eq!(bw.bytes, 1 << 20);
     assert!(bw.bytes_per_second() > 0.0 && bw.bytes_per_second().is_finite());
+    assert!(bw.best_seconds > 0.0 && bw.best_seconds <= bw.seconds);
 }
 
 #[test]
