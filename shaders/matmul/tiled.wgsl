@@ -45,7 +45,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
+// The B binding (1) and its accessors b_word, b_vec4, b_f16 and b_f16x4 come from a prelude:
+// tiled_packed.wgsl binds 32-bit words (every format; f16 unpacked with unpack2x16float), and
+// tiled_f16.wgsl binds f16 values with shader-f16, for f16 B on adapters that have it.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -74,10 +76,6 @@ fn a_word(i: u32) -> u32 {
     return a[i >> 2u][i & 3u];
 }
 
-fn b_word(i: u32) -> u32 {
-    return b[i >> 2u][i & 3u];
-}
-
 // Element e of a packed f32 or f16 array, from its 32-bit words.
 fn a1(e: u32) -> f32 {
     if (A_F16) {
@@ -100,20 +98,16 @@ fn a4(e: u32) -> vec4<f32> {
 
 fn b1(e: u32) -> f32 {
     if (B_FMT == 1u) {
-        return unpack2x16float(b_word(e >> 1u))[e & 1u];
+        return b_f16(e);
     }
     return bitcast<f32>(b_word(e));
 }
 
 fn b4(e: u32) -> vec4<f32> {
     if (B_FMT == 1u) {
-        let v = b[e >> 3u];
-        if ((e & 4u) == 0u) {
-            return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
-        }
-        return vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
+        return b_f16x4(e);
     }
-    return bitcast<vec4<f32>>(b[e >> 2u]);
+    return bitcast<vec4<f32>>(b_vec4(e >> 2u));
 }
 
 // A little-endian u32 of b at a byte offset that is a multiple of 2.

@@ -29,7 +29,20 @@ pub const MATMUL_NAIVE: Shader = Shader {
 /// Register-blocked, workgroup-tiled f32 matmul.
 pub const MATMUL_TILED: Shader = Shader {
     name: "matmul/tiled",
-    source: include_str!("../matmul/tiled.wgsl"),
+    source: concat!(
+        include_str!("../matmul/tiled_packed.wgsl"),
+        include_str!("../matmul/tiled.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`MATMUL_TILED`] for f16 B loaded as f16 (adapters with shader-f16).
+pub const MATMUL_TILED_F16: Shader = Shader {
+    name: "matmul/tiled-f16",
+    source: concat!(
+        include_str!("../matmul/tiled_f16.wgsl"),
+        include_str!("../matmul/tiled.wgsl")
+    ),
     entry_point: "main",
 };
 
@@ -152,6 +165,7 @@ pub const ATTENTION_NAIVE_PV: Shader = Shader {
 pub const ALL: &[Shader] = &[
     MATMUL_NAIVE,
     MATMUL_TILED,
+    MATMUL_TILED_F16,
     MATMUL_GEMV,
     MATMUL_GEMV_F16,
     MATMUL_TEAM,

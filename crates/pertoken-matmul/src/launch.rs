@@ -1,7 +1,9 @@
 //! Launching each kernel, including the split of weights over the storage-binding limit.
 
 use pertoken_gpu::{Binding, DType, Error, Gpu, Launch, Result, Tensor};
-use pertoken_shaders::{MATMUL_GEMV, MATMUL_GEMV_F16, MATMUL_NAIVE, MATMUL_TEAM, MATMUL_TILED};
+use pertoken_shaders::{
+    MATMUL_GEMV, MATMUL_GEMV_F16, MATMUL_NAIVE, MATMUL_TEAM, MATMUL_TILED, MATMUL_TILED_F16,
+};
 
 use crate::{
     GemvConfig, NAIVE_WORKGROUP, Problem, TILED_WORKGROUP_BYTES, TeamConfig, TileConfig,
@@ -194,7 +196,12 @@ pub(crate) fn tiled(
         ];
         gpu.launch(&Launch {
             op,
-            shader: &MATMUL_TILED,
+            // f16 B loads as f16 where the adapter has shader-f16.
+            shader: if p.b_dtype == DType::F16 && gpu.capabilities().shader_f16 {
+                &MATMUL_TILED_F16
+            } else {
+                &MATMUL_TILED
+            },
             constants: &constants,
             bindings: &[
                 a.into(),

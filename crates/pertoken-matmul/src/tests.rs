@@ -10,6 +10,13 @@ fn every_candidate_is_valid_and_its_constants_validate_with_naga() {
         for layout in TiledLayout::all() {
             pertoken_shaders::validate(&MATMUL_TILED, &cfg.constants(&layout))
                 .unwrap_or_else(|e| panic!("{cfg} {layout:?}: {e}"));
+            if layout.b_format == 1 {
+                pertoken_shaders::validate(
+                    &pertoken_shaders::MATMUL_TILED_F16,
+                    &cfg.constants(&layout),
+                )
+                .unwrap_or_else(|e| panic!("f16 {cfg} {layout:?}: {e}"));
+            }
         }
     }
     for cfg in GEMV_CANDIDATES {

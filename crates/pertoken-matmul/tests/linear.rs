@@ -10,7 +10,7 @@ use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, GpuOptions, Tensor};
 use pertoken_matmul::{
     GEMV_CANDIDATES, GEMV_MAX_M, Kernel, TEAM_CANDIDATES, TeamConfig, TileConfig, check_linear,
-    linear, linear_into, matmul, select_linear,
+    linear, linear_into, matmul, matmul_with, select_linear,
 };
 use pertoken_reference::{
     QuantFormat, Tolerance, compare, dequantize, quantize, random::uniform_f32,
@@ -212,6 +212,26 @@ fn f16_weights_with_and_without_shader_f16_match_reference() {
                 .filter(|c| c.w == DType::F16)
                 .collect();
             assert_all(&g, &cs, Some(Kernel::Gemv(cfg)));
+        }
+        // The tiled kernel's f16 B, as a weight [N, K] here and as [K, N] in matmul below.
+        let tiled = Kernel::Tiled(TileConfig {
+            bm: 32,
+            bn: 32,
+            bk: 16,
+            tm: 4,
+            tn: 4,
+        });
+        assert_all(&g, &f16_weights, Some(tiled));
+        for (m, k, n) in [(33, 40, 21), (17, 64, 64), (5, 7, 3)] {
+            let (a, av) = upload(&g, &uniform_f32(20, m * k), &[m, k], DType::F32);
+            let (b, bv) = upload(&g, &uniform_f32(21, k * n), &[k, n], DType::F16);
+            let got = matmul_with(&g, &a, &b, tiled)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            let want = pertoken_reference::matmul_f32(&av, &bv, m, k, n);
+            let cmp = compare(&got, &want, Tolerance::F32.for_reduction(k, 1.0));
+            assert!(cmp.passed(), "shader_f16 {shader_f16} {m}x{k}x{n}: {cmp}");
         }
     }
 }
