@@ -60,5 +60,40 @@ fn linear(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, linear);
+/// One decode token (M = 1) through a 7–8B model's weight shapes at full size, f16 against Q4_0
+/// in one group per shape: whether the format with 3.6× fewer bytes is faster per token on this
+/// adapter. `cargo bench --bench linear -- decode_token`.
+fn decode_per_token(c: &mut Criterion) {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for (k, n) in [(4096, 4096), (4096, 14336), (14336, 4096)] {
+        decode_shape(c, &gpu, k, n);
+    }
+}
+
+fn decode_shape(c: &mut Criterion, gpu: &Gpu, k: usize, n: usize) {
+    let mut group = c.benchmark_group(format!("decode_token/{k}x{n}"));
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(30);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    let x = Tensor::from_slice(gpu, &uniform_f32(1, k), &[1, k]).expect("x");
+    let out = Tensor::zeros(gpu, &[1, n], DType::F32).expect("out");
+    for dtype in [DType::F16, DType::Q4_0] {
+        let w = weights(gpu, k, n, dtype);
+        let p = check_linear(&x, &w, None).expect("shapes");
+        let kernel: Kernel = select_linear(gpu.capabilities(), &p);
+        let run = || linear_into(gpu, &x, &w, None, &out, kernel);
+        run().expect("warm-up");
+        gpu.sync().expect("sync");
+        group.bench_function(
+            BenchmarkId::new(dtype.to_string(), kernel.to_string()),
+            |b| {
+                b.iter_custom(|iters| common::gpu_time(gpu, &run, iters));
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, linear, decode_per_token);
 criterion_main!(benches);
