@@ -17,8 +17,9 @@
 // llvmpipe. Every index into acc is a constant, so acc lives in registers. Rows ≥ TM compile
 // away (TM is a pipeline constant).
 //
-// Formats: A is f32, or f16 pairs (A_F16); B is f32, or f16 pairs (B_F16). Buffers are bound as
-// arrays of vec4 (the runtime pads every tensor to 16 bytes). A_VEC4 (K % 4 == 0: rows of A start
+// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16 pairs, 2 Q8_0, 3 Q4_0; the
+// quantized formats only with B_TRANS, dequantized 4 weights at a time by quant_b.wgsl's q4_of.
+// Buffers are bound as arrays of vec4 (the runtime pads every tensor to 16 bytes). A_VEC4 (K % 4 == 0: rows of A start
 // on 4-element boundaries) and B_VEC4 (rows of B — of W with B_TRANS — start on 4-element
 // boundaries) load four elements at a time; otherwise one by one. Every load and store is
 // bounds-checked, so any M, N, K ≥ 1 is valid. A leading batch dimension runs as workgroup_id.z.
@@ -54,7 +55,7 @@ override TM: u32 = 32u;
 override TN: u32 = 4u;
 override A_F16: bool = false;
 override A_VEC4: bool = false;
-override B_F16: bool = false;
+override B_FMT: u32 = 0u;
 override B_TRANS: bool = false;
 override B_VEC4: bool = false;
 override C_VEC4: bool = false;
@@ -89,14 +90,14 @@ fn a4(e: u32) -> vec4<f32> {
 }
 
 fn b1(e: u32) -> f32 {
-    if (B_F16) {
+    if (B_FMT == 1u) {
         return unpack2x16float(b_word(e >> 1u))[e & 1u];
     }
     return bitcast<f32>(b_word(e));
 }
 
 fn b4(e: u32) -> vec4<f32> {
-    if (B_F16) {
+    if (B_FMT == 1u) {
         let v = b[e >> 3u];
         if ((e & 4u) == 0u) {
             return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
@@ -143,7 +144,11 @@ fn b_block(b_base: u32, k: u32, col: u32) -> array<vec4<f32>, 4> {
         for (var n = 0u; n < 4u; n = n + 1u) {
             wt[n] = vec4<f32>(0.0);
             if (col + n < p.b_cols) {
-                wt[n] = row4_b(b_base + (col + n) * p.k, k, p.k);
+                if (B_FMT >= 2u) {
+                    wt[n] = q4_of(col + n, k);
+                } else {
+                    wt[n] = row4_b(b_base + (col + n) * p.k, k, p.k);
+                }
             }
         }
         for (var kk = 0u; kk < 4u; kk = kk + 1u) {

@@ -31,7 +31,8 @@ pub const MATMUL_TILED: Shader = Shader {
     name: "matmul/tiled",
     source: concat!(
         include_str!("../matmul/tiled_packed.wgsl"),
-        include_str!("../matmul/tiled.wgsl")
+        include_str!("../matmul/tiled.wgsl"),
+        include_str!("../matmul/quant_b.wgsl")
     ),
     entry_point: "main",
 };
@@ -41,7 +42,8 @@ pub const MATMUL_TILED_F16: Shader = Shader {
     name: "matmul/tiled-f16",
     source: concat!(
         include_str!("../matmul/tiled_f16.wgsl"),
-        include_str!("../matmul/tiled.wgsl")
+        include_str!("../matmul/tiled.wgsl"),
+        include_str!("../matmul/quant_b.wgsl")
     ),
     entry_point: "main",
 };
@@ -49,7 +51,10 @@ pub const MATMUL_TILED_F16: Shader = Shader {
 /// Matmul by one subgroup of 8 per workgroup, A shared through shuffles (CPU adapters).
 pub const MATMUL_TEAM: Shader = Shader {
     name: "matmul/team",
-    source: include_str!("../matmul/team.wgsl"),
+    source: concat!(
+        include_str!("../matmul/team.wgsl"),
+        include_str!("../matmul/quant_b.wgsl")
+    ),
     entry_point: "main",
 };
 

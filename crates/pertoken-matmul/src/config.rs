@@ -377,8 +377,7 @@ impl TeamConfig {
                 .is_some_and(|g| g.min == TEAM_SUBGROUP && g.max == TEAM_SUBGROUP)
     }
 
-    /// The shader's override constants for this configuration and `layout` (its B format is
-    /// 0 f32 or 1 f16).
+    /// The shader's override constants for this configuration and `layout`.
     pub fn constants(&self, layout: &TiledLayout) -> [(&'static str, f64); 8] {
         let flag = |b: bool| f64::from(u8::from(b));
         [
@@ -386,7 +385,7 @@ impl TeamConfig {
             ("TN", f64::from(self.tn)),
             ("A_F16", flag(layout.a_f16)),
             ("A_VEC4", flag(layout.a_vec4)),
-            ("B_F16", flag(layout.b_format == 1)),
+            ("B_FMT", f64::from(layout.b_format)),
             ("B_TRANS", flag(layout.b_trans)),
             ("B_VEC4", flag(layout.b_vec4)),
             ("C_VEC4", flag(layout.c_vec4)),

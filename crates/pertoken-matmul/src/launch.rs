@@ -244,15 +244,6 @@ pub(crate) fn team(
             ),
         });
     }
-    if p.b_dtype.is_quantized() {
-        return Err(Error::Unsupported {
-            op,
-            reason: format!(
-                "the team kernel reads f32 and f16 weights, not {}; use a tiled kernel",
-                p.b_dtype
-            ),
-        });
-    }
     let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
     let layout = TiledLayout {
         a_f16: p.a_dtype == DType::F16,

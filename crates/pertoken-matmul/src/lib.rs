@@ -16,8 +16,8 @@
 //! several weight rows per invocation (each load of x serves all of them: what counts on CPU
 //! adapters such as llvmpipe, where loads run lane by lane); and [`Kernel::Team`], for adapters
 //! whose subgroups are exactly 8 wide: one subgroup per workgroup, B read straight from memory,
-//! A passed between lanes by subgroup shuffles, no workgroup memory (f32 and f16 operands; the
-//! fastest on llvmpipe by 2–4×). [`select`] and
+//! A passed between lanes by subgroup shuffles, no workgroup memory (every format; the fastest
+//! on llvmpipe by 2–5×). [`select`] and
 //! [`select_linear`] pick one from the shape and the adapter's
 //! [`Capabilities`](pertoken_gpu::Capabilities).
 //!
@@ -138,9 +138,17 @@ const GEMV_CANDIDATES_CPU: &[GemvConfig] = &[
 pub const MIN_WORKGROUPS: usize = 4;
 
 /// The kernel the heuristic picks for a linear layer: GEMV for up to [`GEMV_MAX_M`] rows of x,
-/// for more the team kernel where [`select`] would pick it (f32 and f16 weights), else tiled.
+/// for more the team kernel where [`select`] would pick it, else tiled.
 pub fn select_linear(caps: &Capabilities, problem: &Problem) -> Kernel {
     let m = problem.shape.m;
+    // CPU adapters with the team kernel: it beats every GEMV from 5 rows of x on (its time hardly
+    // grows with M; measured on llvmpipe at 4096×4096 f16: 12.6 against 21.5 ms at M = 8, 15.2
+    // against 66.9 at M = 16, but 11.7 against 8.3 at M = 4).
+    if m > 4
+        && let Some(c) = team_for(caps, m)
+    {
+        return Kernel::Team(c);
+    }
     if m <= GEMV_MAX_M {
         // GPUs: split-K across invocations, so every row's loads coalesce (the first candidate).
         // CPU adapters: one invocation per group of rows, as many rows as registers allow, so
@@ -155,14 +163,11 @@ pub fn select_linear(caps: &Capabilities, problem: &Problem) -> Kernel {
             return Kernel::Gemv(*c);
         }
     }
-    if !problem.b_dtype.is_quantized()
-        && let Some(c) = team_for(caps, problem.shape.m)
-    {
+    if let Some(c) = team_for(caps, problem.shape.m) {
         return Kernel::Team(c);
     }
     match select(caps, problem.shape) {
-        // The naive kernel does not read [N, K] weights (and the team kernel no quantized ones):
-        // the smallest tile is the fallback.
+        // The naive kernel does not read [N, K] weights: the smallest tile is the fallback.
         Kernel::Naive | Kernel::Gemv(_) | Kernel::Team(_) => Kernel::Tiled(TileConfig {
             bm: 32,
             bn: 32,

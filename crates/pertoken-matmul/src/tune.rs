@@ -18,10 +18,11 @@ use crate::{
 };
 
 /// Version of the cache file's format and of the candidate sets its winners were chosen from; a
-/// file with another is ignored. 2: GEMV candidates with several rows per invocation.
-pub const CACHE_VERSION: u32 = 2;
+/// file with another is ignored. 2: GEMV candidates with several rows per invocation; 3: the team
+/// kernel, for quantized weights too.
+pub const CACHE_VERSION: u32 = 3;
 /// The cache file's name inside the cache directory.
-pub const CACHE_FILE: &str = "tune-v2.json";
+pub const CACHE_FILE: &str = "tune-v3.json";
 
 /// Where the tuning cache lives, from the environment; `None` when no directory can be found.
 pub fn default_cache_dir() -> Option<PathBuf> {
@@ -322,14 +323,12 @@ pub fn candidates(gpu: &Gpu, p: &Problem) -> Vec<Kernel> {
             .filter(|c: &&TileConfig| c.fits(caps))
             .map(|c| Kernel::Tiled(*c)),
     );
-    if !p.b_dtype.is_quantized() {
-        out.extend(
-            TEAM_CANDIDATES
-                .iter()
-                .filter(|c| c.fits(caps))
-                .map(|c| Kernel::Team(*c)),
-        );
-    }
+    out.extend(
+        TEAM_CANDIDATES
+            .iter()
+            .filter(|c| c.fits(caps))
+            .map(|c| Kernel::Team(*c)),
+    );
     out
 }
 

@@ -170,17 +170,13 @@ fn tiled_kernel_matches_reference_for_small_and_large_m() {
 }
 
 #[test]
-fn every_team_candidate_matches_reference_for_f32_and_f16_weights() {
+fn every_team_candidate_matches_reference_in_every_format() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let float_weights: Vec<Case> = cases(&[1, 9, 33, 70])
-        .into_iter()
-        .filter(|c| !c.w.is_quantized())
-        .collect();
     for cfg in TEAM_CANDIDATES
         .iter()
         .filter(|c| c.fits(gpu.capabilities()))
     {
-        assert_all(&gpu, &float_weights, Some(Kernel::Team(*cfg)));
+        assert_all(&gpu, &cases(&[1, 9, 33, 70]), Some(Kernel::Team(*cfg)));
     }
 }
 
@@ -373,8 +369,19 @@ fn weights_over_the_binding_limit_are_split_along_n() {
             })),
         )
         .unwrap();
-        let team = TeamConfig { tm: 16, tn: 8 };
-        if team.fits(gpu.capabilities()) {
+    }
+    // The team kernel, every format, through 8 KiB windows.
+    let team = TeamConfig { tm: 16, tn: 8 };
+    if team.fits(gpu.capabilities()) {
+        for w in ALL_W {
+            let c = Case {
+                m: 20,
+                k: 64,
+                n: 100,
+                x: DType::F32,
+                w,
+                bias: true,
+            };
             run(&gpu, c, Some(Kernel::Team(team))).unwrap();
         }
     }
