@@ -109,7 +109,7 @@ fn main(
         var sv: array<vec4<f32>, 4>;
         for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
             let c = lane + pc * TEAM;
-            if (c < C8) {
+            if (C8 == TEAM * PIECES || c < C8) {
                 let kk = ld8(1u, row + 8u * c);
                 for (var r = 0u; r < MAX_R; r = r + 1u) {
                     if (r < rows) {
@@ -137,7 +137,7 @@ fn main(
         }
         for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
             let c = lane + pc * TEAM;
-            if (c < C8) {
+            if (C8 == TEAM * PIECES || c < C8) {
                 let vv = ld8(2u, row + 8u * c);
                 for (var r = 0u; r < MAX_R; r = r + 1u) {
                     if (r < rows) {
@@ -157,7 +157,7 @@ fn main(
                 let slot = (z * p.n_heads + h0 + r % GB) * p.q_len + i;
                 for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
                     let c = lane + pc * TEAM;
-                    if (c < C8) {
+                    if (C8 == TEAM * PIECES || c < C8) {
                         for (var x = 0u; x < 4u; x = x + 1u) {
                             part_o[slot * d + 8u * c + x] = acc[r][pc][0][x];
                             part_o[slot * d + 8u * c + 4u + x] = acc[r][pc][1][x];
@@ -191,7 +191,7 @@ fn main(
             }
             for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
                 let c = lane + pc * TEAM;
-                if (c < C8) {
+                if (C8 == TEAM * PIECES || c < C8) {
                     red_o[team * 2u * C8 + 2u * c] = acc[r][pc][0] * w;
                     red_o[team * 2u * C8 + 2u * c + 1u] = acc[r][pc][1] * w;
                 }
