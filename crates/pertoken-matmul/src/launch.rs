@@ -2,7 +2,7 @@
 
 use pertoken_gpu::{Binding, DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::{
-    MATMUL_GEMV, MATMUL_GEMV_F16, MATMUL_NAIVE, MATMUL_TEAM, MATMUL_TILED, MATMUL_TILED_F16,
+    MATMUL_GEMV, MATMUL_GEMV_F16, MATMUL_NAIVE, MATMUL_TEAM, MATMUL_TILED, MATMUL_TILED_F16, Shader,
 };
 
 use crate::{
@@ -153,8 +153,26 @@ pub(crate) fn tiled(
             ),
         });
     }
-    let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
-    let layout = TiledLayout {
+    let m = p.shape.m;
+    let constants = cfg.constants(&tile_layout(p));
+    // f16 B loads as f16 where the adapter has shader-f16.
+    let shader = if p.b_dtype == DType::F16 && gpu.capabilities().shader_f16 {
+        &MATMUL_TILED_F16
+    } else {
+        &MATMUL_TILED
+    };
+    per_window(gpu, op, p, [a, b, out], bias, shader, &constants, |cols| {
+        [
+            u32_of(cols.div_ceil(cfg.bn as usize)),
+            u32_of(m.div_ceil(cfg.bm as usize)),
+        ]
+    })
+}
+
+/// The operand layout the tile kernels (tiled, team) are specialized on.
+fn tile_layout(p: &Problem) -> TiledLayout {
+    let (n, k) = (p.shape.n, p.shape.k);
+    TiledLayout {
         a_f16: p.a_dtype == DType::F16,
         a_vec4: k % 4 == 0,
         b_format: format_code(p.b_dtype),
@@ -165,8 +183,25 @@ pub(crate) fn tiled(
             n % 4 == 0
         },
         c_vec4: n % 4 == 0,
-    };
-    let constants = cfg.constants(&layout);
+    }
+}
+
+/// Launches a tile kernel (the tiled kernel's binding and parameter layout) once per window of
+/// B that the adapter can bind: a weight [N, K] over the binding limit in several, anything else
+/// in one. `groups(cols)` gives the workgroups in x and y for a window of `cols` columns of C;
+/// z is the batch.
+#[allow(clippy::too_many_arguments)]
+fn per_window(
+    gpu: &Gpu,
+    op: &'static str,
+    p: &Problem,
+    [a, b, out]: [&Tensor; 3],
+    bias: Option<&Tensor>,
+    shader: &'static Shader,
+    constants: &[(&'static str, f64)],
+    groups: impl Fn(usize) -> [u32; 2],
+) -> Result<()> {
+    let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
     let windows = if p.b_trans {
         row_windows(op, gpu, b, n, row_bytes(p.b_dtype, k))?
     } else {
@@ -194,15 +229,11 @@ pub(crate) fn tiled(
             0,
             0,
         ];
+        let [gx, gy] = groups(w.rows);
         gpu.launch(&Launch {
             op,
-            // f16 B loads as f16 where the adapter has shader-f16.
-            shader: if p.b_dtype == DType::F16 && gpu.capabilities().shader_f16 {
-                &MATMUL_TILED_F16
-            } else {
-                &MATMUL_TILED
-            },
-            constants: &constants,
+            shader,
+            constants,
             bindings: &[
                 a.into(),
                 Binding::window(b, w.offset, w.size),
@@ -210,11 +241,7 @@ pub(crate) fn tiled(
                 out.into(),
             ],
             params: bytemuck::cast_slice(&params),
-            workgroups: [
-                u32_of(w.rows.div_ceil(cfg.bn as usize)),
-                u32_of(m.div_ceil(cfg.bm as usize)),
-                u32_of(p.batch),
-            ],
+            workgroups: [gx, gy, u32_of(p.batch)],
         })?;
     }
     Ok(())
@@ -244,62 +271,24 @@ pub(crate) fn team(
             ),
         });
     }
-    let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
-    let layout = TiledLayout {
-        a_f16: p.a_dtype == DType::F16,
-        a_vec4: k % 4 == 0,
-        b_format: format_code(p.b_dtype),
-        b_trans: p.b_trans,
-        b_vec4: if p.b_trans { k % 4 == 0 } else { n % 4 == 0 },
-        c_vec4: n % 4 == 0,
-    };
-    let constants = cfg.constants(&layout);
-    let windows = if p.b_trans {
-        row_windows(op, gpu, b, n, row_bytes(p.b_dtype, k))?
-    } else {
-        vec![Window {
-            offset: 0,
-            size: b.buffer().size(),
-            row0: 0,
-            rows: n,
-        }]
-    };
-    let a_bs = if p.a_batched { m * k } else { 0 };
-    let b_bs = if p.b_batched { k * n } else { 0 };
-    for w in windows {
-        let params: [u32; 12] = [
-            u32_of(m),
-            u32_of(n),
-            u32_of(k),
-            u32_of(w.row0),
-            u32_of(w.rows),
-            u32::from(bias.is_some()),
-            u32_of(a_bs),
-            u32_of(b_bs),
-            u32_of(m * n),
-            0,
-            0,
-            0,
-        ];
-        gpu.launch(&Launch {
-            op,
-            shader: &MATMUL_TEAM,
-            constants: &constants,
-            bindings: &[
-                a.into(),
-                Binding::window(b, w.offset, w.size),
-                bias.unwrap_or(a).into(),
-                out.into(),
-            ],
-            params: bytemuck::cast_slice(&params),
-            workgroups: [
+    let m = p.shape.m;
+    let constants = cfg.constants(&tile_layout(p));
+    // Workgroups walk down a strip of columns (x = row tile), so consecutive ones share B.
+    per_window(
+        gpu,
+        op,
+        p,
+        [a, b, out],
+        bias,
+        &MATMUL_TEAM,
+        &constants,
+        |cols| {
+            [
                 u32_of(m.div_ceil(cfg.tm as usize)),
-                u32_of(w.rows.div_ceil(cfg.columns() as usize)),
-                u32_of(p.batch),
-            ],
-        })?;
-    }
-    Ok(())
+                u32_of(cols.div_ceil(cfg.columns() as usize)),
+            ]
+        },
+    )
 }
 
 pub(crate) fn gemv(
