@@ -38,9 +38,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<u32>>;
-// The weight binding (1) and its accessors w_word, w_vec4 and w_f16x8 come from a prelude:
-// gemv_packed.wgsl binds 32-bit words (every format; f16 unpacked with unpack2x16float), and
-// gemv_f16.wgsl binds f16 values with shader-f16, for f16 weights on adapters that have it.
+// The weight binding (1, named b) and its accessors b_word, b_vec4 and b_f16x8 come from a
+// prelude: b_packed.wgsl binds 32-bit words (every format; f16 unpacked with unpack2x16float),
+// and b_f16.wgsl binds f16 values with shader-f16, for f16 weights on adapters that have it.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -118,20 +118,20 @@ fn unit(row: u32, j: u32) -> Unit {
     u.d = 1.0;
     if (W_FMT == 0u) {
         if (W_VEC) {
-            let b = row * (p.k / 4u) + 2u * j;
-            u.v[0] = bitcast<vec4<f32>>(w_vec4(b));
-            u.v[1] = bitcast<vec4<f32>>(w_vec4(b + 1u));
+            let i = row * (p.k / 4u) + 2u * j;
+            u.v[0] = bitcast<vec4<f32>>(b_vec4(i));
+            u.v[1] = bitcast<vec4<f32>>(b_vec4(i + 1u));
         } else {
-            u.v[0].x = bitcast<f32>(w_word(row * p.k + j));
+            u.v[0].x = bitcast<f32>(b_word(row * p.k + j));
         }
     } else if (W_FMT == 1u) {
         if (W_VEC) {
-            let h = w_f16x8(row * (p.k / 8u) + j);
+            let h = b_f16x8(row * (p.k / 8u) + j);
             u.v[0] = h[0];
             u.v[1] = h[1];
         } else {
             let e = row * p.k + j;
-            u.v[0].x = unpack2x16float(w_word(e >> 1u))[e & 1u];
+            u.v[0].x = unpack2x16float(b_word(e >> 1u))[e & 1u];
         }
     } else {
         // The block's bytes [off, off + size) lie in the aligned words a .. a + data_words; its
@@ -142,7 +142,7 @@ fn unit(row: u32, j: u32) -> Unit {
         let odd = (off & 2u) != 0u;
         var wd: array<u32, 9>;
         for (var i = 0u; i <= data_words; i = i + 1u) {
-            wd[i] = w_word(a + i);
+            wd[i] = b_word(a + i);
         }
         u.d = unpack2x16float(select(wd[0] & 0xffffu, wd[0] >> 16u, odd)).x;
         for (var i = 0u; i < data_words; i = i + 1u) {

@@ -18,7 +18,7 @@
 // away (TM is a pipeline constant).
 //
 // Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16 pairs, 2 Q8_0, 3 Q4_0; the
-// quantized formats only with B_TRANS, dequantized 4 weights at a time by quant_b.wgsl's q4_of.
+// quantized formats only with B_TRANS, dequantized 4 weights at a time by operands.wgsl's q4_of.
 // Buffers are bound as arrays of vec4 (the runtime pads every tensor to 16 bytes). A_VEC4 (K % 4 == 0: rows of A start
 // on 4-element boundaries) and B_VEC4 (rows of B — of W with B_TRANS — start on 4-element
 // boundaries) load four elements at a time; otherwise one by one. Every load and store is
@@ -46,7 +46,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
+// Binding 1 (B) and its accessors: the b_packed.wgsl prelude.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -62,50 +62,7 @@ override C_VEC4: bool = false;
 
 const TEAM: u32 = 8u;
 
-fn a_word(i: u32) -> u32 {
-    return a[i >> 2u][i & 3u];
-}
-
-fn b_word(i: u32) -> u32 {
-    return b[i >> 2u][i & 3u];
-}
-
-fn a1(e: u32) -> f32 {
-    if (A_F16) {
-        return unpack2x16float(a_word(e >> 1u))[e & 1u];
-    }
-    return bitcast<f32>(a_word(e));
-}
-
-// Elements e..e+4 (e a multiple of 4).
-fn a4(e: u32) -> vec4<f32> {
-    if (A_F16) {
-        let v = a[e >> 3u];
-        if ((e & 4u) == 0u) {
-            return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
-        }
-        return vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
-    }
-    return bitcast<vec4<f32>>(a[e >> 2u]);
-}
-
-fn b1(e: u32) -> f32 {
-    if (B_FMT == 1u) {
-        return unpack2x16float(b_word(e >> 1u))[e & 1u];
-    }
-    return bitcast<f32>(b_word(e));
-}
-
-fn b4(e: u32) -> vec4<f32> {
-    if (B_FMT == 1u) {
-        let v = b[e >> 3u];
-        if ((e & 4u) == 0u) {
-            return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
-        }
-        return vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
-    }
-    return bitcast<vec4<f32>>(b[e >> 2u]);
-}
+// a1, a4, b1, b4 and q4_of: operands.wgsl, which the index appends.
 
 // 4 consecutive elements of a row of `len` elements starting at element `row`, from `at` on,
 // zero past the row's end; `vec` when rows start on 4-element boundaries and len % 4 == 0.

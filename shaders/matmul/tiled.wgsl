@@ -45,9 +45,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-// The B binding (1) and its accessors b_word, b_vec4, b_f16 and b_f16x4 come from a prelude:
-// tiled_packed.wgsl binds 32-bit words (every format; f16 unpacked with unpack2x16float), and
-// tiled_f16.wgsl binds f16 values with shader-f16, for f16 B on adapters that have it.
+// The B binding (1) and its accessors come from a prelude: b_packed.wgsl binds 32-bit words
+// (every format; f16 unpacked with unpack2x16float), and b_f16.wgsl binds f16 values with
+// shader-f16, for f16 B on adapters that have it.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -72,46 +72,8 @@ var<workgroup> a_tile: array<vec4<f32>, 512>;
 // B tile: element (kk, n) lives at kk·BN + n.
 var<workgroup> b_tile: array<vec4<f32>, 512>;
 
-fn a_word(i: u32) -> u32 {
-    return a[i >> 2u][i & 3u];
-}
-
-// Element e of a packed f32 or f16 array, from its 32-bit words.
-fn a1(e: u32) -> f32 {
-    if (A_F16) {
-        return unpack2x16float(a_word(e >> 1u))[e & 1u];
-    }
-    return bitcast<f32>(a_word(e));
-}
-
-// Elements e..e+4 (e a multiple of 4).
-fn a4(e: u32) -> vec4<f32> {
-    if (A_F16) {
-        let v = a[e >> 3u];
-        if ((e & 4u) == 0u) {
-            return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
-        }
-        return vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
-    }
-    return bitcast<vec4<f32>>(a[e >> 2u]);
-}
-
-fn b1(e: u32) -> f32 {
-    if (B_FMT == 1u) {
-        return b_f16(e);
-    }
-    return bitcast<f32>(b_word(e));
-}
-
-fn b4(e: u32) -> vec4<f32> {
-    if (B_FMT == 1u) {
-        return b_f16x4(e);
-    }
-    return bitcast<vec4<f32>>(b_vec4(e >> 2u));
-}
-
-// q4_of (W[row, k..k+4] of a Q8_0 or Q4_0 weight, dequantized) comes from quant_b.wgsl, which
-// the index appends.
+// a1, a4, b1, b4 (elements of A and B as f32) and q4_of (4 weights of a Q8_0 or Q4_0 W,
+// dequantized) come from operands.wgsl, which the index appends.
 
 fn stage_a(lid: u32, base: u32, row0: u32, k0: u32) {
     if (A_VEC4) {

@@ -30,9 +30,9 @@ pub const MATMUL_NAIVE: Shader = Shader {
 pub const MATMUL_TILED: Shader = Shader {
     name: "matmul/tiled",
     source: concat!(
-        include_str!("../matmul/tiled_packed.wgsl"),
+        include_str!("../matmul/b_packed.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
-        include_str!("../matmul/quant_b.wgsl")
+        include_str!("../matmul/operands.wgsl")
     ),
     entry_point: "main",
 };
@@ -41,9 +41,9 @@ pub const MATMUL_TILED: Shader = Shader {
 pub const MATMUL_TILED_F16: Shader = Shader {
     name: "matmul/tiled-f16",
     source: concat!(
-        include_str!("../matmul/tiled_f16.wgsl"),
+        include_str!("../matmul/b_f16.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
-        include_str!("../matmul/quant_b.wgsl")
+        include_str!("../matmul/operands.wgsl")
     ),
     entry_point: "main",
 };
@@ -52,8 +52,9 @@ pub const MATMUL_TILED_F16: Shader = Shader {
 pub const MATMUL_TEAM: Shader = Shader {
     name: "matmul/team",
     source: concat!(
+        include_str!("../matmul/b_packed.wgsl"),
         include_str!("../matmul/team.wgsl"),
-        include_str!("../matmul/quant_b.wgsl")
+        include_str!("../matmul/operands.wgsl")
     ),
     entry_point: "main",
 };
@@ -62,7 +63,7 @@ pub const MATMUL_TEAM: Shader = Shader {
 pub const MATMUL_GEMV: Shader = Shader {
     name: "matmul/gemv",
     source: concat!(
-        include_str!("../matmul/gemv_packed.wgsl"),
+        include_str!("../matmul/b_packed.wgsl"),
         include_str!("../matmul/gemv.wgsl")
     ),
     entry_point: "main",
@@ -72,7 +73,7 @@ pub const MATMUL_GEMV: Shader = Shader {
 pub const MATMUL_GEMV_F16: Shader = Shader {
     name: "matmul/gemv-f16",
     source: concat!(
-        include_str!("../matmul/gemv_f16.wgsl"),
+        include_str!("../matmul/b_f16.wgsl"),
         include_str!("../matmul/gemv.wgsl")
     ),
     entry_point: "main",

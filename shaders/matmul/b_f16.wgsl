@@ -1,9 +1,9 @@
 enable f16;
 
-// Prelude of tiled.wgsl (the index prepends it) for f16 B on adapters with shader-f16: B bound as
-// f16 values and loaded as such. The launcher uses it for B_FMT = 1 only; the word accessors,
-// which the other formats' code paths name, repack f16 pairs so the module type-checks (and
-// stay correct should they run).
+// b_packed.wgsl's twin for f16 B on adapters with shader-f16 (the tiled and GEMV kernels): B
+// bound as f16 values and loaded as such. The launchers use it for f16 B only; the word
+// accessors, which the other formats' code paths name, repack f16 pairs so the module
+// type-checks (and stay correct should they run).
 
 @group(0) @binding(1) var<storage, read> b: array<vec4<f16>>;
 
@@ -26,4 +26,9 @@ fn b_f16(e: u32) -> f32 {
 // f16 elements e .. e+4 (e a multiple of 4), as f32.
 fn b_f16x4(e: u32) -> vec4<f32> {
     return vec4<f32>(b[e >> 2u]);
+}
+
+// f16 elements 8i .. 8i+8, as f32.
+fn b_f16x8(i: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(vec4<f32>(b[2u * i]), vec4<f32>(b[2u * i + 1u]));
 }
