@@ -131,13 +131,27 @@ impl Gpu {
         if let Some(m) = read(&self.inner.modules).get(shader.name) {
             return Ok(Arc::clone(m));
         }
-        let module = self.scoped(op, || {
-            self.inner
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                })
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(shader.name),
+            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+        };
+        // Every runtime check stays on except naga's loop bounding, which wraps each loop in a
+        // hidden iteration counter. That counter hides the trip count from the driver's
+        // compiler, so loops over register arrays stop unrolling and the arrays move to local
+        // memory (gfx-rs/wgpu#7698: 100x on some pipelines). On an H100 the GEMV, tiled matmul
+        // and attention kernels ran at 1-10% of the card's bandwidth and FP32 rate with it on.
+        let checks = wgpu::ShaderRuntimeChecks {
+            force_loop_bounding: false,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: the one check turned off guards against infinite loops, and these shaders are
+        // pertoken's own, compiled in (`pertoken_shaders`), never user input: every loop in them
+        // steps a u32 counter towards a bound fixed before the loop starts (bounds far below
+        // 2^32, which the binding limits guarantee, so no counter wraps) or halves a power of two
+        // to zero, so each terminates. Bounds, integer-division and other checks remain.
+        let module = self.scoped(op, || unsafe {
+            self.inner.device.create_shader_module_trusted(desc, checks)
         })?;
         let mut cache = write(&self.inner.modules);
         let entry = cache.entry(shader.name).or_insert_with(|| Arc::new(module));
