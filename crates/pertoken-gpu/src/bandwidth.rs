@@ -57,6 +57,8 @@ pub struct Bandwidth {
     /// Fastest copy, in seconds: the adapter's achievable bandwidth on a shared, noisy machine,
     /// and so the ceiling kernels are reported against.
     pub best_seconds: f64,
+    /// Copies per timed batch ([`Gpu::measure`]): more than one where a copy is short.
+    pub calls: u32,
     /// How the time was measured.
     pub method: TimingMethod,
 }
@@ -74,8 +76,9 @@ impl Bandwidth {
 }
 
 /// Measures the adapter's achievable bandwidth with the copy kernel: `bytes` (clamped to the
-/// storage-binding limit) copied `repeats` times after a warm-up; the copy is verified
-/// bit-for-bit before any time counts. Returns the median and the fastest run.
+/// storage-binding limit) copied in `repeats` timed batches after a warm-up ([`Gpu::measure`]);
+/// the copy is verified bit-for-bit before any time counts. Returns the median and the fastest
+/// time per copy.
 pub fn measure_bandwidth(gpu: &Gpu, bytes: u64, repeats: u32) -> Result<Bandwidth> {
     let bytes = bytes.min(gpu.capabilities().max_storage_binding) / 16 * 16;
     let words = (bytes / 4).max(4) as usize;
@@ -93,18 +96,12 @@ pub fn measure_bandwidth(gpu: &Gpu, bytes: u64, repeats: u32) -> Result<Bandwidt
             message: "the copy kernel's output differs from its input".into(),
         });
     }
-    let mut times = Vec::with_capacity(repeats.max(1) as usize);
-    let mut method = TimingMethod::WallClock;
-    for _ in 0..repeats.max(1) {
-        let ((), t) = gpu.time(|| copy(gpu, &src, &dst))?;
-        method = t.method;
-        times.push(t.seconds);
-    }
-    times.sort_by(f64::total_cmp);
+    let m = gpu.measure(repeats, &mut || copy(gpu, &src, &dst))?;
     Ok(Bandwidth {
         bytes: words as u64 * 4,
-        seconds: times[times.len() / 2],
-        best_seconds: times[0],
-        method,
+        seconds: m.median,
+        best_seconds: m.best,
+        calls: m.calls,
+        method: m.method,
     })
 }

@@ -33,7 +33,10 @@ pub use launch::{Binding, Launch};
 pub use options::{AdapterDescription, GpuOptions, adapters, adapters_on, parse_backends};
 pub use pertoken_shaders::Shader;
 pub use tensor::{BUFFER_ALIGN, Tensor};
-pub use timing::{MAX_TIMED_PASSES, Timing, TimingMethod};
+pub use timing::{
+    BATCH_SECONDS, MAX_BATCH_CALLS, MAX_TIMED_PASSES, Measured, Timing, TimingMethod,
+    calls_per_batch,
+};
 
 /// Re-exported so kernel crates and users name the same wgpu.
 pub use wgpu;

@@ -152,3 +152,121 @@ impl Gpu {
         ))
     }
 }
+
+/// GPU time a timed batch of calls should span at least: on a fast GPU one kernel takes
+/// microseconds, the same order as the gap between a pass's start timestamp and its first
+/// instruction, so a single timed call overstates it (an H100 showed ~0.3 ms on every GEMV).
+pub const BATCH_SECONDS: f64 = 2e-3;
+
+/// Most calls [`Gpu::time_calls`] puts in one batch.
+pub const MAX_BATCH_CALLS: u32 = 256;
+
+/// How many calls of work that took `single` (timed alone) to put in one timed batch: enough for
+/// [`BATCH_SECONDS`], at most [`MAX_BATCH_CALLS`] and what the timer's passes allow; 1 for work
+/// that is already that long (every kernel on a CPU adapter).
+pub fn calls_per_batch(single: &Timing) -> u32 {
+    let passes = single.passes.max(1);
+    let cap = (MAX_TIMED_PASSES / passes).clamp(1, MAX_BATCH_CALLS);
+    if single.seconds <= 0.0 || !single.seconds.is_finite() {
+        return cap;
+    }
+    let calls = (BATCH_SECONDS / single.seconds).ceil();
+    if calls >= f64::from(cap) {
+        cap
+    } else {
+        (calls as u32).max(1)
+    }
+}
+
+impl Gpu {
+    /// Times `calls` back-to-back calls of `f` (each recording the same launches) as one batch
+    /// and returns the time per call: what a sequence of kernels in one submission costs each,
+    /// as in a model's forward pass. Size `calls` with [`calls_per_batch`].
+    pub fn time_calls(&self, calls: u32, f: &mut dyn FnMut() -> Result<()>) -> Result<Timing> {
+        let calls = calls.max(1);
+        let ((), t) = self.time(|| {
+            for _ in 0..calls {
+                f()?;
+            }
+            Ok(())
+        })?;
+        Ok(Timing {
+            seconds: t.seconds / f64::from(calls),
+            wall_seconds: t.wall_seconds / f64::from(calls),
+            method: t.method,
+            passes: t.passes,
+        })
+    }
+}
+
+/// Per-call times of some work over several timed batches ([`Gpu::measure`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// Median seconds per call over the batches.
+    pub median: f64,
+    /// Fastest batch's seconds per call.
+    pub best: f64,
+    /// Calls per timed batch.
+    pub calls: u32,
+    /// How the batches were timed.
+    pub method: TimingMethod,
+}
+
+impl Gpu {
+    /// Times `f` once alone to size a batch ([`calls_per_batch`]), then `repeats` batches
+    /// ([`Gpu::time_calls`]); returns the median and fastest time per call. `f` should have run
+    /// once before (a warm-up compiles its pipelines).
+    pub fn measure(&self, repeats: u32, f: &mut dyn FnMut() -> Result<()>) -> Result<Measured> {
+        let ((), single) = self.time(&mut *f)?;
+        let calls = calls_per_batch(&single);
+        let mut times = Vec::with_capacity(repeats.max(1) as usize);
+        let mut method = single.method;
+        for _ in 0..repeats.max(1) {
+            let t = self.time_calls(calls, f)?;
+            method = t.method;
+            times.push(t.seconds);
+        }
+        times.sort_by(f64::total_cmp);
+        let mid = times.len() / 2;
+        let median = if times.len() % 2 == 1 {
+            times[mid]
+        } else {
+            (times[mid - 1] + times[mid]) / 2.0
+        };
+        Ok(Measured {
+            median,
+            best: times[0],
+            calls,
+            method,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn took(seconds: f64, passes: u32) -> Timing {
+        Timing {
+            seconds,
+            wall_seconds: seconds,
+            method: TimingMethod::Timestamp,
+            passes,
+        }
+    }
+
+    #[test]
+    fn batches_span_the_target_within_the_timer_limits() {
+        // A 10 µs kernel: 200 calls make 2 ms.
+        assert_eq!(calls_per_batch(&took(1e-5, 1)), 200);
+        // Work already longer than the target runs alone.
+        assert_eq!(calls_per_batch(&took(5e-3, 2)), 1);
+        // Very short work: capped by MAX_BATCH_CALLS, then by the passes the timer holds.
+        assert_eq!(calls_per_batch(&took(1e-9, 1)), MAX_BATCH_CALLS);
+        assert_eq!(calls_per_batch(&took(1e-9, 16)), MAX_TIMED_PASSES / 16);
+        assert_eq!(calls_per_batch(&took(1e-9, 2 * MAX_TIMED_PASSES)), 1);
+        // A timer that read nothing: the cap, never zero calls.
+        assert_eq!(calls_per_batch(&took(0.0, 4)), MAX_BATCH_CALLS);
+        assert_eq!(calls_per_batch(&took(f64::NAN, 0)), MAX_BATCH_CALLS);
+    }
+}

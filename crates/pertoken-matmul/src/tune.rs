@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pertoken_gpu::{DType, Gpu, Result, Tensor};
+use pertoken_gpu::{DType, Gpu, Result, Tensor, calls_per_batch};
 
 use crate::{
     GEMV_CANDIDATES, GEMV_MAX_M, Kernel, Problem, TEAM_CANDIDATES, TILE_CANDIDATES, TileConfig,
@@ -269,13 +269,15 @@ impl Tuner {
         let out = Tensor::zeros(&gpu, out_shape, DType::F32)?;
         let mut best: Option<(f64, Kernel)> = None;
         for kernel in candidates(&gpu, p) {
-            // Warm-up compiles the pipeline; a candidate that fails is skipped.
-            if run(&gpu, &out, kernel).and_then(|()| gpu.sync()).is_err() {
+            // Warm-up compiles the pipeline (host side, outside the GPU timestamps), and its time
+            // sizes the timed batches; a candidate that fails is skipped.
+            let Ok(((), single)) = gpu.time(|| run(&gpu, &out, kernel)) else {
                 continue;
-            }
+            };
+            let calls = calls_per_batch(&single);
             let mut times = Vec::with_capacity(3);
             for _ in 0..3 {
-                let ((), t) = gpu.time(|| run(&gpu, &out, kernel))?;
+                let t = gpu.time_calls(calls, &mut || run(&gpu, &out, kernel))?;
                 times.push(t.seconds);
                 // A candidate twice as slow as the best so far will not win: stop timing it.
                 if best.is_some_and(|(b, _)| t.seconds > 2.0 * b) {

@@ -1,10 +1,10 @@
 //! Causal prefill attention: flash against the naive baseline, verified on one KV-head group.
 
-use pertoken_attention::{AttentionOptions, Kernel, attention_with};
+use pertoken_attention::{AttentionOptions, Kernel, attention_into, attention_with};
 use pertoken_gpu::{Error as GpuError, Gpu, Tensor};
 use pertoken_reference::{AttentionShape, Tolerance, compare, random::uniform_f32};
 
-use super::{CliError, median};
+use super::CliError;
 
 pub(crate) struct AttentionRow {
     pub(crate) seq: usize,
@@ -93,15 +93,13 @@ pub(crate) fn bench(
         } else {
             Err(cmp.to_string())
         };
-        let mut times = Vec::new();
-        for _ in 0..repeats {
-            let (_, t) = gpu.time(|| attention_with(gpu, &tq, &tk, &tv, options, kernel))?;
-            times.push(t.seconds);
-        }
+        let m = gpu.measure(repeats, &mut || {
+            attention_into(gpu, &tq, &tk, &tv, &out, options, kernel)
+        })?;
         rows.push(AttentionRow {
             seq,
             kernel: name,
-            seconds: Ok(median(&mut times)),
+            seconds: Ok(m.median),
             flops,
             verified,
         });
@@ -160,16 +158,12 @@ pub(crate) fn bench_decode(
     } else {
         Err(cmp.to_string())
     };
-    let mut times = Vec::new();
-    for _ in 0..repeats {
-        let (_, t) = gpu.time(|| cache.attention(gpu, &q, options))?;
-        times.push(t.seconds);
-    }
+    let m = gpu.measure(repeats, &mut || cache.attention(gpu, &q, options).map(drop))?;
     let elem = dtype.block().1 as f64;
     Ok(DecodeRow {
         context,
         dtype,
-        seconds: median(&mut times),
+        seconds: m.median,
         bytes: 2.0 * (nkv * context * d) as f64 * elem + (nh * d) as f64 * (elem + 4.0),
         verified,
     })

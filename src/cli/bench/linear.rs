@@ -2,10 +2,10 @@
 
 use ndarray::ArrayView2;
 use pertoken_gpu::{DType, Gpu, Tensor};
-use pertoken_matmul::{Kernel, Tuner, check_linear, linear_with};
+use pertoken_matmul::{Kernel, Tuner, check_linear, linear_into, linear_with};
 use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
 
-use super::{CliError, median};
+use super::CliError;
 
 /// One measured linear shape.
 pub(crate) struct LinearRow {
@@ -91,18 +91,16 @@ pub(crate) fn bench_linear(
     } else {
         Err(cmp.to_string())
     };
-    let mut times = Vec::with_capacity(repeats as usize);
-    for _ in 0..repeats {
-        let (_, t) = gpu.time(|| linear_with(gpu, &x, &w.tensor, None, kernel))?;
-        times.push(t.seconds);
-    }
+    let timed = gpu.measure(repeats, &mut || {
+        linear_into(gpu, &x, &w.tensor, None, &y, kernel)
+    })?;
     Ok(LinearRow {
         m,
         k,
         n,
         dtype: w.tensor.dtype(),
         kernel: kernel.to_string(),
-        seconds: median(&mut times),
+        seconds: timed.median,
         bytes: p.min_bytes(),
         verified,
     })

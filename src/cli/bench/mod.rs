@@ -6,9 +6,10 @@ mod linear;
 use std::time::Instant;
 
 use ndarray::Array2;
-use pertoken_gpu::{DType, Gpu, Tensor, Timing};
+use pertoken_gpu::{DType, Gpu, Tensor};
 use pertoken_matmul::{
-    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, MatmulShape, TILE_CANDIDATES, TuneMode, Tuner, matmul_with,
+    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, MatmulShape, TILE_CANDIDATES, TuneMode, Tuner,
+    matmul_into, matmul_with,
 };
 use pertoken_reference::{Comparison, Tolerance, compare, random::uniform_array2};
 
@@ -141,10 +142,13 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         a.name, a.backend, a.device_type, a.driver, a.driver_info
     );
     println!(
-        "f32 matmul C[M,N] = A[M,K]·B[K,N]; median of {} runs after 1 warm-up; inputs uniform in \
-         [-1,1), seeded",
-        args.repeats
+        "times: median of {} timed batches after 1 warm-up, per call; a batch is one call, or \
+         back-to-back calls adding up to {} ms (at most {}) where one call is shorter",
+        args.repeats,
+        pertoken_gpu::BATCH_SECONDS * 1e3,
+        pertoken_gpu::MAX_BATCH_CALLS
     );
+    println!("f32 matmul C[M,N] = A[M,K]·B[K,N]; inputs uniform in [-1,1), seeded");
     println!();
 
     // The ceiling is the fastest of at least ten copies: on a shared machine a median taken
@@ -152,11 +156,12 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     let bw = pertoken_gpu::measure_bandwidth(&gpu, args.copy_bytes, args.repeats.max(10))?;
     let copy_rate = bw.best_bytes_per_second();
     println!(
-        "copy kernel: {:.1} MiB read + written in {:.3} ms (fastest of {}; median {:.3} ms) = \
-         {:.2} GB/s ({}); the bandwidth ceiling below",
+        "copy kernel: {:.1} MiB read + written in {:.3} ms (fastest of {} batches of {}; median \
+         {:.3} ms) = {:.2} GB/s ({}); the bandwidth ceiling below",
         bw.bytes as f64 / (1u64 << 20) as f64,
         bw.best_seconds * 1e3,
         args.repeats.max(10),
+        bw.calls,
         bw.seconds * 1e3,
         copy_rate * 1e-9,
         bw.method
@@ -456,18 +461,12 @@ fn bench_shape(
         let out = matmul_with(gpu, &ta, &tb, kernel)?;
         let got = out.to_vec::<f32>()?;
         let cmp = compare(&got, &expected, tolerance);
-        let mut times = Vec::with_capacity(repeats as usize);
-        let mut method = String::new();
-        for _ in 0..repeats {
-            let (_, t): (Tensor, Timing) = gpu.time(|| matmul_with(gpu, &ta, &tb, kernel))?;
-            method = t.method.to_string();
-            times.push(t.seconds);
-        }
+        let m = gpu.measure(repeats, &mut || matmul_into(gpu, &ta, &tb, &out, kernel))?;
         rows.push(Row {
             shape,
             kernel: kernel.to_string(),
-            seconds: median(&mut times),
-            method,
+            seconds: m.median,
+            method: m.method.to_string(),
             cmp,
             max_ref,
         });
