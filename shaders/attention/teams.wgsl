@@ -26,7 +26,7 @@
 //
 // Constraints the launcher guarantees: subgroups of ≥ TEAM invocations made of consecutive local
 // invocation indices; C8 ≤ TEAM·PIECES; GB·QB ≤ MAX_R; GB divides n_heads / n_kv_heads; WG/TEAM
-// ≤ 8, a multiple of KT; every split has a key; (chunk / KT) < 65536 (llvmpipe's loop limit).
+// ≤ 32, a multiple of KT; every split has a key; (chunk / KT) < 65536 (llvmpipe's loop limit).
 
 // The q, k and v bindings (0, 1, 2), the F16 constant and ld8 come from a prelude:
 // teams_packed.wgsl binds 32-bit words (f32, or f16 pairs unpacked with unpack2x16float), and
@@ -46,9 +46,9 @@ const TEAM: u32 = 8u;
 const PIECES: u32 = 2u;
 const MAX_R: u32 = 4u;
 
-var<workgroup> red_m: array<f32, 8>; // [team]
-var<workgroup> red_l: array<f32, 8>;
-var<workgroup> red_o: array<vec4<f32>, 256>; // [team][2·C8]
+var<workgroup> red_m: array<f32, WG / TEAM>; // [team]
+var<workgroup> red_l: array<f32, WG / TEAM>;
+var<workgroup> red_o: array<vec4<f32>, WG / TEAM * 2u * C8>; // [team][2·C8]
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
