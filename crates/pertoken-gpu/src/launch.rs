@@ -246,18 +246,12 @@ impl Gpu {
         let pending = &mut *pending;
         let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
         let timestamp_writes = match pending.recorder.as_mut() {
-            Some(r) => Some(r.next_pass(launch.op)?),
+            Some(r) => r.next_pass(launch.op)?,
             None => None,
         };
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(launch.op),
-            timestamp_writes: timestamp_writes.as_ref().map(|(qs, b, e)| {
-                wgpu::ComputePassTimestampWrites {
-                    query_set: qs,
-                    beginning_of_pass_write_index: Some(*b),
-                    end_of_pass_write_index: Some(*e),
-                }
-            }),
+            timestamp_writes,
         });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
