@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (scripts/gpu-pack.sh prepares .gpu-run/ first): what the driver
+# offers, the default `pertoken bench` (tuned) with attention, then the GPU test binaries. Logs
+# land in $OUT (the device tool's folder that comes back), else /tmp/gpu-out; the tail is a
+# summary. Usage, from the repository root there:
+#   bash .gpu-run/gpu-check.sh [bench seconds, default 150] [test seconds, default 120]
+set -u
+R=.gpu-run
+O=${OUT:-/tmp/gpu-out}
+mkdir -p "$O"
+bench_s=${1:-150}
+test_s=${2:-120}
+start=$(date +%s)
+
+{
+  echo "== nvidia-smi"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.draw,temperature.gpu --format=csv 2>&1
+  echo "== Vulkan ICD files"
+  ls -l /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1
+  . "$R/gpu-env.sh"
+  echo "== pertoken devices"
+  "$R/pertoken" devices 2>&1
+} >"$O/probe.log" 2>&1
+cat "$O/probe.log"
+. "$R/gpu-env.sh" >/dev/null
+export PERTOKEN_CACHE_DIR=/tmp/ptcache RUST_BACKTRACE=1
+
+echo "== bench (tuned, ${bench_s}s limit)"
+timeout "$bench_s" "$R/pertoken" bench --sizes 1024,2048,4096 --attention 512,1024,2048 \
+  --decode-context 512,4096,8192 --repeats 9 --json "$O/bench.json" >"$O/bench.log" 2>&1
+echo "bench exit $? after $(( $(date +%s) - start ))s"
+
+echo "== tests (${test_s}s limit)"
+mkdir -p /tmp/pertoken-tests && tar -xJf "$R/tests.tar.xz" -C /tmp/pertoken-tests
+deadline=$(( $(date +%s) + test_s ))
+for t in /tmp/pertoken-tests/*; do
+  left=$(( deadline - $(date +%s) ))
+  [ "$left" -gt 5 ] || { echo "$(basename "$t"): skipped, out of time"; continue; }
+  echo "=== $(basename "$t")" >>"$O/tests.log"
+  PERTOKEN_REQUIRE_GPU=1 timeout "$left" "$t" >/tmp/pertoken-test.log 2>&1
+  rc=$?
+  cat /tmp/pertoken-test.log >>"$O/tests.log"
+  echo "$(basename "$t"): exit $rc $(grep -E '^test result' /tmp/pertoken-test.log | tail -1)"
+done
+grep -h -E '^test .* FAILED|panicked' "$O/tests.log" | head -20
+nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv 2>&1
+echo "== bench log"
+cat "$O/bench.log"
+echo "total $(( $(date +%s) - start ))s"
