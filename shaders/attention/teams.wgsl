@@ -26,7 +26,7 @@
 //
 // Constraints the launcher guarantees: subgroups of ≥ TEAM invocations made of consecutive local
 // invocation indices; C8 ≤ TEAM·PIECES; GB·QB ≤ MAX_R; GB divides n_heads / n_kv_heads; WG/TEAM
-// ≤ 32, a multiple of KT; every split has a key; (chunk / KT) < 65536 (llvmpipe's loop limit).
+// ≤ 8, a multiple of KT; every split has a key; (chunk / KT) < 65536 (llvmpipe's loop limit).
 
 // The q, k and v bindings (0, 1, 2), the F16 constant and ld8 come from a prelude:
 // teams_packed.wgsl binds 32-bit words (f32, or f16 pairs unpacked with unpack2x16float), and

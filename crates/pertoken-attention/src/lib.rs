@@ -242,8 +242,8 @@ pub struct TeamPlan {
     /// Query positions per team; `heads · queries ≤ TEAM_MAX_ROWS`.
     pub queries: u32,
     /// Invocations per workgroup: one team on CPU adapters (on llvmpipe a workgroup of one
-    /// subgroup ran 4096-key decode in about half the time of one of eight); on GPUs 32 teams
-    /// for decode and a few queries (fewer than 8 blocks of them), 8 for prefill.
+    /// subgroup ran 4096-key decode in about half the time of one of eight), eight on GPUs (32
+    /// were no faster on an H100).
     pub workgroup: u32,
     /// Teams of a workgroup that split the keys of the same queries (the rest take other
     /// queries): all of them when there are too few queries to go round.
@@ -254,7 +254,7 @@ pub struct TeamPlan {
     pub groups: [u32; 2],
 }
 
-/// The team kernel's plan. Splits: GPUs get ≥ 256 workgroups with ≥ 4 keys per team where the
+/// The team kernel's plan. Splits: GPUs get ≥ 1024 workgroups with ≥ 4 keys per team where the
 /// context allows, CPU adapters (`cpu`) ≥ 32 of ≥ 1024 keys (each split ends in a merge); at most
 /// 64, with partial results within `max_binding` bytes, and never more than 65535 keys per
 /// invocation (llvmpipe stops longer loops).
@@ -267,16 +267,7 @@ pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
         .unwrap_or(1);
     let queries = (TEAM_MAX_ROWS / heads).min(s.q_len).max(1);
     let blocks = s.q_len.div_ceil(queries);
-    // GPUs hide each key's load latency with many teams in flight. Decode and a few queries get
-    // workgroups of 32 teams splitting the keys (merged in workgroup memory, far cheaper than
-    // more splits through the combine pass); prefill, 8 teams taking queries.
-    let teams = if cpu {
-        1
-    } else if blocks < 8 {
-        32
-    } else {
-        8
-    };
+    let teams = if cpu { 1 } else { 8 };
     let key_teams = if blocks >= teams {
         1
     } else {
@@ -284,11 +275,14 @@ pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
     };
     let gy = blocks.div_ceil(teams / key_teams);
     let gx = s.n_kv_heads * (group / heads);
-    // GPUs: at least 4 keys per team (a team's loop is latency-bound, one key at a time).
+    // GPUs hide each key's load latency with many teams in flight: ≥ 1024 workgroups where
+    // the context allows, down to 4 keys per team (an H100 sweep of 16 plans: 1–8 keys per team,
+    // 8 or 32 teams, 64 or 256 splits at most; this one was fastest or within 5% of it at
+    // 512, 4096 and 8192 keys).
     let (target, min_keys): (usize, usize) = if cpu {
         (32, 1024)
     } else {
-        (256, 4 * key_teams)
+        (1024, 4 * key_teams)
     };
     let per_split_bytes = (s.n_heads * s.q_len * s.head_dim * 4) as u64;
     let fit = (max_binding / per_split_bytes.max(1)).max(1) as usize;
@@ -546,14 +540,7 @@ mod tests {
         for f16 in [0.0, 1.0] {
             for c8 in 1..=TEAM_MAX_HEAD_DIM / 8 {
                 for (gb, qb) in [(1, 1), (1, 4), (2, 2), (4, 1), (3, 1)] {
-                    for (wg, kt) in [
-                        (TEAM, 1),
-                        (8 * TEAM, 1),
-                        (8 * TEAM, 8),
-                        (8 * TEAM, 2),
-                        (32 * TEAM, 32),
-                        (32 * TEAM, 4),
-                    ] {
+                    for (wg, kt) in [(TEAM, 1), (8 * TEAM, 1), (8 * TEAM, 8), (8 * TEAM, 2)] {
                         let constants = [
                             ("F16", f16),
                             ("C8", c8 as f64),
@@ -583,7 +570,7 @@ mod team_tests {
     use pertoken_gpu::testing::gpu_or_skip;
     use pertoken_reference::random::uniform_f32;
 
-    /// The CPU and the GPU plans (one team per workgroup; 8 or 32, splitting keys or queries) run
+    /// The CPU and the GPU plans (one team per workgroup; eight, splitting keys or queries) run
     /// on whatever adapter the tests have, against the f64 reference: otherwise the merge of
     /// several key teams would run only on GPUs.
     #[test]
@@ -715,14 +702,14 @@ mod plan_tests {
             q_len,
             kv_len,
         };
-        // Decode, 32 heads over 8 KV heads: 4 heads per team; on GPUs 32 teams split the keys
-        // of a workgroup, and 32 splits of 128 keys (4 per team) give 256 workgroups.
+        // Decode, 32 heads over 8 KV heads: 4 heads per team; on GPUs eight teams split the keys
+        // of a workgroup, and 64 splits of 64 keys (8 per team) give 512 workgroups.
         let p = team_plan(&gqa(32, 8, 1, 4096), false, 1 << 30);
         assert_eq!(
             (p.heads, p.queries, p.workgroup, p.key_teams),
-            (4, 1, 256, 32)
+            (4, 1, 64, 8)
         );
-        assert_eq!((p.split.splits, p.split.chunk, p.groups), (32, 128, [8, 1]));
+        assert_eq!((p.split.splits, p.split.chunk, p.groups), (64, 64, [8, 1]));
         let p = team_plan(&gqa(32, 8, 1, 4096), true, 1 << 30);
         assert_eq!(
             (p.workgroup, p.key_teams, p.split.splits, p.split.chunk),
@@ -734,8 +721,7 @@ mod plan_tests {
         let p = team_plan(&gqa(8, 8, 1024, 1024), false, 1 << 30);
         assert_eq!((p.heads, p.queries, p.groups), (1, 4, [8, 32]));
         // A few queries: teams split between queries and keys.
-        let p = team_plan(&gqa(8, 8, 8, 100), false, 1 << 30);
-        assert_eq!((p.workgroup, p.key_teams), (256, 16));
+        assert_eq!(team_plan(&gqa(8, 8, 8, 100), false, 1 << 30).key_teams, 4);
         // Group sizes 6 and 7: the largest divisor up to 4.
         assert_eq!(team_plan(&gqa(12, 2, 1, 100), false, 1 << 30).heads, 3);
         assert_eq!(team_plan(&gqa(7, 1, 1, 100), false, 1 << 30).heads, 1);
