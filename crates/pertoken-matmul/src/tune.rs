@@ -275,6 +275,7 @@ impl Tuner {
                 continue;
             };
             let calls = calls_per_batch(&single);
+            gpu.warm_up(calls, &mut || run(&gpu, &out, kernel))?;
             let mut times = Vec::with_capacity(3);
             for _ in 0..3 {
                 let t = gpu.time_calls(calls, &mut || run(&gpu, &out, kernel))?;
