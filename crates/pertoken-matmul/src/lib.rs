@@ -150,14 +150,35 @@ pub fn select_linear(caps: &Capabilities, problem: &Problem) -> Kernel {
         return Kernel::Team(c);
     }
     if m <= GEMV_MAX_M {
-        // GPUs: split-K across invocations, so every row's loads coalesce (the first candidate).
+        // GPUs: split-K across invocations, so every row's loads coalesce. An H100 sweep of
+        // every candidate (BENCHMARKS.md) put 4 weight rows per invocation in groups of 64
+        // invocations fastest or within 10% up to 4 rows of x (4096×4096, 4096×14336 and
+        // 14336×4096, f16 and Q4_0: 1.3–1.7× the first candidate at 4096×4096), and 2 weight
+        // rows per workgroup fastest at 16 rows of x.
         // CPU adapters: one invocation per group of rows, as many rows as registers allow, so
         // each (lane-by-lane) load of x serves them all (measured on llvmpipe: BENCHMARKS.md).
-        let cpu_order = GEMV_CANDIDATES_CPU.iter();
-        let found = if caps.cpu {
-            cpu_order.chain(GEMV_CANDIDATES).find(|c| c.fits(caps, m))
+        let gpu_first = if m <= 4 {
+            GemvConfig {
+                wg: 256,
+                rows: 16,
+                rpi: 4,
+            }
         } else {
-            GEMV_CANDIDATES.iter().find(|c| c.fits(caps, m))
+            GemvConfig {
+                wg: 256,
+                rows: 2,
+                rpi: 1,
+            }
+        };
+        let found = if caps.cpu {
+            GEMV_CANDIDATES_CPU
+                .iter()
+                .chain(GEMV_CANDIDATES)
+                .find(|c| c.fits(caps, m))
+        } else {
+            std::iter::once(&gpu_first)
+                .chain(GEMV_CANDIDATES)
+                .find(|c| c.fits(caps, m))
         };
         if let Some(c) = found {
             return Kernel::Gemv(*c);

@@ -217,6 +217,17 @@ fn linear_selection_uses_gemv_for_decode() {
     assert!(matches!(select_linear(&caps(), &p(1)), Kernel::Gemv(_)));
     assert!(matches!(select_linear(&caps(), &p(16)), Kernel::Gemv(_)));
     assert!(matches!(select_linear(&caps(), &p(17)), Kernel::Tiled(_)));
+    // GPUs: 4 rows per invocation up to 4 rows of x, then 2 rows per workgroup (candidates both,
+    // so a tuning cache may name them).
+    for (m, want) in [(1, (16, 4)), (4, (16, 4)), (5, (2, 1)), (16, (2, 1))] {
+        match select_linear(&caps(), &p(m)) {
+            Kernel::Gemv(c) => {
+                assert_eq!((c.rows, c.rpi), want, "m = {m}");
+                assert!(GEMV_CANDIDATES.contains(&c), "m = {m}: {c}");
+            }
+            k => panic!("{k} for m = {m}"),
+        }
+    }
     // CPU adapters: as many rows per invocation as the rows of x leave registers for.
     let cpu = Capabilities {
         cpu: true,
