@@ -4,7 +4,10 @@
 use pertoken_attention::{AttentionOptions, KvCache};
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, Tensor};
-use pertoken_reference::{AttentionShape, Tolerance, attention, compare, random::uniform_f32};
+use pertoken_reference::{AttentionShape, random::uniform_f32};
+
+mod common;
+use common::{against_reference, per_key_tolerance};
 
 fn tensor(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
     Tensor::from_f32_as(gpu, v, shape, dtype).unwrap()
@@ -89,16 +92,7 @@ fn out_matches(
         kv_len: len,
         causal: true,
     };
-    let want = attention(qv, &k, &v, shape, 1.0 / (d as f64).sqrt()).unwrap();
-    let cmp = compare(
-        &got,
-        &want,
-        Tolerance {
-            abs: 2e-5,
-            rel: 2e-5,
-        }
-        .for_reduction(len, 1.0),
-    );
+    let cmp = against_reference(&got, (qv, &k, &v), shape, per_key_tolerance(len));
     assert!(cmp.passed(), "len {len} q_len {q_len}: {cmp}");
 }
 
@@ -133,16 +127,7 @@ fn long_context_decode_and_prefill_split_across_workgroups() {
             kv_len: kv,
             causal: true,
         };
-        let want = attention(&q, &k, &v, shape, 1.0 / (d as f64).sqrt()).unwrap();
-        let cmp = compare(
-            &got,
-            &want,
-            Tolerance {
-                abs: 2e-5,
-                rel: 2e-5,
-            }
-            .for_reduction(kv, 1.0),
-        );
+        let cmp = against_reference(&got, (&q, &k, &v), shape, per_key_tolerance(kv));
         assert!(cmp.passed(), "q_len {q_len}: {cmp}");
     }
 }
