@@ -29,27 +29,8 @@
 // Constraints the launcher guarantees: subgroup size exactly TEAM and WG = TEAM; TM is 8, 16, 24
 // or 32; TN is 4 or 8; p.b_col0 % 4 == 0.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    b_col0: u32,
-    b_cols: u32,
-    has_bias: u32,
-    // Elements between consecutive batch entries (workgroup_id.z) of A, B and C; 0 broadcasts.
-    a_bs: u32,
-    b_bs: u32,
-    c_bs: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-// Binding 1 (B) and its accessors: the b_packed.wgsl prelude.
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> p: Params;
+// The parameter block and the bindings of A, bias, C and p come from tile_io.wgsl; B (binding
+// 1) and its accessors from the b_packed.wgsl prelude.
 
 override TM: u32 = 32u;
 override TN: u32 = 4u;

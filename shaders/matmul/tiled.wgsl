@@ -28,29 +28,10 @@
 // Constraints the launcher guarantees: TM and TN are 4 or 8; BM % TM == 0, BN % TN == 0;
 // WG == (BM/TM)·(BN/TN); BK is 8, 16 or 32; BM·BK ≤ 2048 and BK·BN ≤ 2048; p.b_col0 % 4 == 0.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    b_col0: u32,
-    b_cols: u32,
-    has_bias: u32,
-    // Elements between consecutive batch entries (workgroup_id.z) of A, B and C; 0 broadcasts.
-    a_bs: u32,
-    b_bs: u32,
-    c_bs: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-// The B binding (1) and its accessors come from a prelude: b_packed.wgsl binds 32-bit words
-// (every format; f16 unpacked with unpack2x16float), and b_f16.wgsl binds f16 values with
-// shader-f16, for f16 B on adapters that have it.
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> p: Params;
+// The parameter block and the bindings of A, bias, C and p come from tile_io.wgsl; B (binding
+// 1) and its accessors from a prelude: b_packed.wgsl binds 32-bit words (every format; f16
+// unpacked with unpack2x16float), and b_f16.wgsl binds f16 values with shader-f16, for f16 B on
+// adapters that have it.
 
 override BM: u32 = 64u;
 override BN: u32 = 64u;

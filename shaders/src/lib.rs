@@ -4,9 +4,10 @@
 //! nowhere else. Tile and workgroup sizes are WGSL `override` constants: the kernel crates pass
 //! them when they build a pipeline, and [`validate`] checks a shader with a given set of them
 //! through naga, with no GPU needed. WGSL has no includes: the attention shaders share
-//! `attention/params.wgsl` (and `rows.wgsl`) by `concat!` here, the one template step; the same
-//! step gives a kernel with f16 inputs a second prelude that binds them as f16 (`enable f16;`,
-//! for adapters with shader-f16) beside the packed-u32 one that works everywhere.
+//! `attention/params.wgsl` (and `rows.wgsl`), and the tile matmuls `matmul/tile_io.wgsl`, by
+//! `concat!` here, the one template step; the same step gives a kernel with f16 inputs a second
+//! prelude that binds them as f16 (`enable f16;`, for adapters with shader-f16) beside the
+//! packed-u32 one that works everywhere.
 
 /// One WGSL shader: its source, entry point and the override constants it declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +32,7 @@ pub const MATMUL_TILED: Shader = Shader {
     name: "matmul/tiled",
     source: concat!(
         include_str!("../matmul/b_packed.wgsl"),
+        include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
         include_str!("../matmul/operands.wgsl")
     ),
@@ -42,6 +44,7 @@ pub const MATMUL_TILED_F16: Shader = Shader {
     name: "matmul/tiled-f16",
     source: concat!(
         include_str!("../matmul/b_f16.wgsl"),
+        include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
         include_str!("../matmul/operands.wgsl")
     ),
@@ -53,6 +56,7 @@ pub const MATMUL_TEAM: Shader = Shader {
     name: "matmul/team",
     source: concat!(
         include_str!("../matmul/b_packed.wgsl"),
+        include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/team.wgsl"),
         include_str!("../matmul/operands.wgsl")
     ),
