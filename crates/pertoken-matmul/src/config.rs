@@ -47,22 +47,16 @@ impl TileConfig {
     }
 
     /// The shader's override constants for this configuration and `layout`.
-    pub fn constants(&self, layout: &TiledLayout) -> [(&'static str, f64); 12] {
-        let flag = |b: bool| f64::from(u8::from(b));
-        [
+    pub fn constants(&self, layout: &TiledLayout) -> Vec<(&'static str, f64)> {
+        let tile = [
             ("BM", f64::from(self.bm)),
             ("BN", f64::from(self.bn)),
             ("BK", f64::from(self.bk)),
             ("TM", f64::from(self.tm)),
             ("TN", f64::from(self.tn)),
             ("WG", f64::from(self.workgroup_size())),
-            ("A_F16", flag(layout.a_f16)),
-            ("A_VEC4", flag(layout.a_vec4)),
-            ("B_FMT", f64::from(layout.b_format)),
-            ("B_TRANS", flag(layout.b_trans)),
-            ("B_VEC4", flag(layout.b_vec4)),
-            ("C_VEC4", flag(layout.c_vec4)),
-        ]
+        ];
+        tile.into_iter().chain(layout.constants()).collect()
     }
 }
 
@@ -94,6 +88,19 @@ pub struct TiledLayout {
 }
 
 impl TiledLayout {
+    /// The override constants the tile kernels (tiled.wgsl, team.wgsl) take for this layout.
+    pub fn constants(&self) -> [(&'static str, f64); 6] {
+        let flag = |b: bool| f64::from(u8::from(b));
+        [
+            ("A_F16", flag(self.a_f16)),
+            ("A_VEC4", flag(self.a_vec4)),
+            ("B_FMT", f64::from(self.b_format)),
+            ("B_TRANS", flag(self.b_trans)),
+            ("B_VEC4", flag(self.b_vec4)),
+            ("C_VEC4", flag(self.c_vec4)),
+        ]
+    }
+
     /// Every combination the launcher can produce, for validating the shader.
     pub fn all() -> Vec<TiledLayout> {
         let mut out = Vec::new();
@@ -378,18 +385,9 @@ impl TeamConfig {
     }
 
     /// The shader's override constants for this configuration and `layout`.
-    pub fn constants(&self, layout: &TiledLayout) -> [(&'static str, f64); 8] {
-        let flag = |b: bool| f64::from(u8::from(b));
-        [
-            ("TM", f64::from(self.tm)),
-            ("TN", f64::from(self.tn)),
-            ("A_F16", flag(layout.a_f16)),
-            ("A_VEC4", flag(layout.a_vec4)),
-            ("B_FMT", f64::from(layout.b_format)),
-            ("B_TRANS", flag(layout.b_trans)),
-            ("B_VEC4", flag(layout.b_vec4)),
-            ("C_VEC4", flag(layout.c_vec4)),
-        ]
+    pub fn constants(&self, layout: &TiledLayout) -> Vec<(&'static str, f64)> {
+        let tile = [("TM", f64::from(self.tm)), ("TN", f64::from(self.tn))];
+        tile.into_iter().chain(layout.constants()).collect()
     }
 }
 
