@@ -3,7 +3,7 @@
 use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::ATTENTION_APPEND;
 
-use crate::{AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, flash};
+use crate::{AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, flash, strided_groups};
 
 /// Keys and values of one layer, `[n_kv_heads, capacity, head_dim]` each, in f32 or f16, of
 /// which the first [`KvCache::len`] positions are filled.
@@ -128,7 +128,11 @@ impl KvCache {
                 constants: &[],
                 bindings: &[src.into(), dst.into()],
                 params: bytemuck::cast_slice(&params),
-                workgroups: [u(t * words).div_ceil(64), u(h), 1],
+                workgroups: [
+                    strided_groups(t * words, gpu.capabilities().max_workgroups_per_dimension),
+                    u(h),
+                    1,
+                ],
             })?;
         }
         self.len += t;

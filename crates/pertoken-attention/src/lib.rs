@@ -429,11 +429,21 @@ pub(crate) fn flash(
         gpu.capabilities().cpu,
         gpu.capabilities().max_storage_binding,
     );
-    flash_plan(gpu, [q, k, v, out], s, kv_stride, causal, scale, plan)
+    let limit = gpu.capabilities().max_workgroups_per_dimension;
+    flash_plan(
+        gpu,
+        [q, k, v, out],
+        s,
+        kv_stride,
+        causal,
+        scale,
+        (plan, limit),
+    )
 }
 
-/// [`flash`] with the team kernel's plan given (tests run GPU plans on any adapter: the merge
-/// of several key teams runs only with more than one).
+/// [`flash`] with the team kernel's plan and the combine pass's most workgroups in x given
+/// (tests run GPU plans on any adapter, since the merge of several key teams runs only with more
+/// than one, and small limits, which long prefills reach only on a large GPU).
 fn flash_plan(
     gpu: &Gpu,
     [q, k, v, out]: [&Tensor; 4],
@@ -441,7 +451,7 @@ fn flash_plan(
     kv_stride: usize,
     causal: bool,
     scale: f32,
-    team: TeamPlan,
+    (team, combine_limit): (TeamPlan, u32),
 ) -> Result<()> {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let bkv = (512 / s.head_dim.div_ceil(4)).min(32);
@@ -512,8 +522,18 @@ fn flash_plan(
         constants: &[],
         bindings: &[(&part_o).into(), (&part_ml).into(), out.into()],
         params: bytemuck::cast_slice(&params),
-        workgroups: [u(s.q_len * s.head_dim).div_ceil(64), u(s.n_heads), 1],
+        workgroups: [
+            strided_groups(s.q_len * s.head_dim, combine_limit),
+            u(s.n_heads),
+            1,
+        ],
     })
+}
+
+/// Workgroups of 64 in x for `n` elements that a shader walks with a stride of the whole
+/// dispatch (combine.wgsl, append.wgsl): one per 64 elements, up to the adapter's dispatch limit.
+pub(crate) fn strided_groups(n: usize, limit: u32) -> u32 {
+    u32::try_from(n.div_ceil(64)).unwrap_or(u32::MAX).min(limit)
 }
 
 #[cfg(test)]
@@ -628,7 +648,9 @@ mod team_tests {
                         out.fill(f32::NAN).unwrap();
                         let scale = 1.0 / (d as f32).sqrt();
                         let tensors = [&q, &k, &v, &out];
-                        flash_plan(&gpu, tensors, &s, kv_len, true, scale, plan).unwrap();
+                        // Two workgroups in x make the combine pass stride over most shapes.
+                        let limit = if cpu { 2 } else { u32::MAX };
+                        flash_plan(&gpu, tensors, &s, kv_len, true, scale, (plan, limit)).unwrap();
                         let shape = pertoken_reference::AttentionShape {
                             n_heads,
                             n_kv_heads,

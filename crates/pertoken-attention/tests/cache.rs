@@ -159,3 +159,31 @@ fn overflow_and_mismatches_are_errors() {
     let q1 = Tensor::from_slice(&gpu, &uniform_f32(1, 4 * 32), &[4, 1, 32]).unwrap();
     assert!(empty.attention(&gpu, &q1, causal).is_err());
 }
+
+/// One append of more words than one dispatch has invocations in x (65535 workgroups of 64):
+/// the append kernel strides over the rest, and decode over the cache matches the reference.
+#[test]
+fn an_append_longer_than_one_dispatch_lands_whole() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (nh, nkv, d) = (2usize, 1usize, 128usize);
+    let limit = gpu.capabilities().max_workgroups_per_dimension as usize;
+    let t = (limit * 64 / d + 100).min(200_000);
+    let mut cache = KvCache::new(&gpu, nkv, t + 3, d, DType::F32).unwrap();
+    let (k, kv) = tensor(&gpu, &uniform_f32(7, nkv * t * d), &[nkv, t, d], DType::F32);
+    let (v, vv) = tensor(&gpu, &uniform_f32(8, nkv * t * d), &[nkv, t, d], DType::F32);
+    cache.keys().fill(f32::NAN).unwrap();
+    cache.values().fill(f32::NAN).unwrap();
+    cache.append(&gpu, &k, &v).unwrap();
+    let got = cache.keys().to_vec::<f32>().unwrap();
+    assert!(
+        got[..t * d] == kv[..],
+        "keys differ after a {t}-position append"
+    );
+    assert!(
+        got[t * d..].iter().all(|x| x.is_nan()),
+        "rows past len written"
+    );
+    assert!(cache.values().to_vec::<f32>().unwrap()[..t * d] == vv[..]);
+    let (q, qv) = tensor(&gpu, &uniform_f32(9, nh * d), &[nh, 1, d], DType::F32);
+    out_matches(&gpu, &cache, &q, &qv, &[kv], &[vv], (nh, nkv, d, 1, t));
+}
