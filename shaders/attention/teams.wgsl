@@ -8,7 +8,8 @@
 // Each lane keeps its pieces of the R queries and outputs in registers, and each row's running
 // max m and sum l (the same in every lane of the team: the butterfly adds the same terms in every
 // lane). Online softmax with one exponential per key and row: exp(−|s − m|) is either the rescale
-// of the past (s raises the max) or the key's weight.
+// of the past (s raises the max) or the key's weight. With PF (GPUs) each team loads its next
+// key's K and V rows before the current key's arithmetic.
 //
 // A workgroup of WG invocations has WG/TEAM teams: KT of them split the keys of the same queries
 // (decode: one query, many keys) and are merged in workgroup memory at the end; the rest take the
@@ -40,6 +41,8 @@ override GB: u32 = 1u;
 override QB: u32 = 1u;
 override KT: u32 = 1u;
 override WG: u32 = 64u;
+// Prefetch the next key (GPUs).
+override PF: bool = false;
 
 const TEAM: u32 = 8u;
 // Most 8-element pieces of a row per lane, and most rows per team.
@@ -100,17 +103,51 @@ fn main(
         l[r] = 0.0;
     }
 
+    // With PF, the K and V pieces of the team's next key are loaded before this key's arithmetic
+    // (software pipelining: a GPU keeps two keys' loads in flight per team instead of waiting on
+    // each); the last iteration loads its own key again, harmlessly. Without, each key's loads
+    // are issued where they are used (CPU adapters, where a load does not overlap arithmetic).
+    var kn: array<array<vec4<f32>, 2>, 2>; // [PIECES]
+    var vn: array<array<vec4<f32>, 2>, 2>;
+    if (PF) {
+        let row = (kvh * p.kv_stride + min(k_begin + kt, k_end - 1u)) * d;
+        for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
+            let c = lane + pc * TEAM;
+            if (C8 == TEAM * PIECES || c < C8) {
+                kn[pc] = ld8(1u, row + 8u * c);
+                vn[pc] = ld8(2u, row + 8u * c);
+            }
+        }
+    }
+
     // The loop's control flow is uniform over the workgroup (keys a row may not see are
     // masked), so the shuffles always have their whole team.
     for (var j0 = k_begin; j0 < k_end; j0 = j0 + KT) {
         let j = min(j0 + kt, k_end - 1u);
         let live = j0 + kt < k_end;
         let row = (kvh * p.kv_stride + j) * d;
+        var kc: array<array<vec4<f32>, 2>, 2>;
+        var vc: array<array<vec4<f32>, 2>, 2>;
+        if (PF) {
+            kc = kn;
+            vc = vn;
+            let next = (kvh * p.kv_stride + min(j0 + KT + kt, k_end - 1u)) * d;
+            for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
+                let c = lane + pc * TEAM;
+                if (C8 == TEAM * PIECES || c < C8) {
+                    kn[pc] = ld8(1u, next + 8u * c);
+                    vn[pc] = ld8(2u, next + 8u * c);
+                }
+            }
+        }
         var sv: array<vec4<f32>, 4>;
         for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
             let c = lane + pc * TEAM;
             if (C8 == TEAM * PIECES || c < C8) {
-                let kk = ld8(1u, row + 8u * c);
+                var kk = kc[pc];
+                if (!PF) {
+                    kk = ld8(1u, row + 8u * c);
+                }
                 for (var r = 0u; r < MAX_R; r = r + 1u) {
                     if (r < rows) {
                         sv[r] = fma(qr[r][pc][0], kk[0], fma(qr[r][pc][1], kk[1], sv[r]));
@@ -138,7 +175,10 @@ fn main(
         for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
             let c = lane + pc * TEAM;
             if (C8 == TEAM * PIECES || c < C8) {
-                let vv = ld8(2u, row + 8u * c);
+                var vv = vc[pc];
+                if (!PF) {
+                    vv = ld8(2u, row + 8u * c);
+                }
                 for (var r = 0u; r < MAX_R; r = r + 1u) {
                     if (r < rows) {
                         acc[r][pc][0] = fma(vec4<f32>(pj[r]), vv[0], acc[r][pc][0] * corr[r]);
