@@ -27,7 +27,7 @@ export PERTOKEN_CACHE_DIR=/tmp/ptcache RUST_BACKTRACE=1
 
 echo "== bench (tuned, ${bench_s}s limit)"
 timeout "$bench_s" "$R/pertoken" bench --sizes 1024,2048,4096 --attention 512,1024,2048 \
-  --decode-context 512,4096,8192 --repeats 9 --json "$O/bench.json" >"$O/bench.log" 2>&1
+  --decode-context 512,4096,8192,32768 --repeats 9 --json "$O/bench.json" >"$O/bench.log" 2>&1
 echo "bench exit $? after $(( $(date +%s) - start ))s"
 
 echo "== tests (${test_s}s limit)"
