@@ -215,25 +215,46 @@ fn main(
 
     // The KT teams of a query team split its keys: merge them, row by row — their max, then
     // every team rescaled to it. A team that saw no key has l = 0 and contributes nothing.
+    // The loop holds barriers, so a driver may not unroll it: row r's registers are picked by
+    // comparisons, with constant indices (MAX_R = 4), never by indexing with r, which would put
+    // the arrays in memory for the whole kernel.
     for (var r = 0u; r < MAX_R; r = r + 1u) {
         if (r < rows) {
+            var mr = m[0];
+            var lr = l[0];
+            var ar = acc[0];
+            if (r == 1u) {
+                mr = m[1];
+                lr = l[1];
+                ar = acc[1];
+            }
+            if (r == 2u) {
+                mr = m[2];
+                lr = l[2];
+                ar = acc[2];
+            }
+            if (r == 3u) {
+                mr = m[3];
+                lr = l[3];
+                ar = acc[3];
+            }
             if (lane == 0u) {
-                red_m[team] = select(-3.0e38, m[r], l[r] > 0.0);
+                red_m[team] = select(-3.0e38, mr, lr > 0.0);
             }
             workgroupBarrier();
             var wm = -3.0e38;
             for (var u = 0u; u < KT; u = u + 1u) {
                 wm = max(wm, red_m[qt * KT + u]);
             }
-            let w = select(0.0, exp(m[r] - wm), l[r] > 0.0);
+            let w = select(0.0, exp(mr - wm), lr > 0.0);
             if (lane == 0u) {
-                red_l[team] = l[r] * w;
+                red_l[team] = lr * w;
             }
             for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
                 let c = lane + pc * TEAM;
                 if (C8 == TEAM * PIECES || c < C8) {
-                    red_o[team * 2u * C8 + 2u * c] = acc[r][pc][0] * w;
-                    red_o[team * 2u * C8 + 2u * c + 1u] = acc[r][pc][1] * w;
+                    red_o[team * 2u * C8 + 2u * c] = ar[pc][0] * w;
+                    red_o[team * 2u * C8 + 2u * c + 1u] = ar[pc][1] * w;
                 }
             }
             workgroupBarrier();

@@ -237,7 +237,7 @@ pub fn team_kernel_applies(s: &AttentionShape, caps: &Capabilities) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TeamPlan {
     /// Query heads per team (sharing their KV head's loads): the largest divisor of the group
-    /// size up to [`TEAM_MAX_ROWS`] (one on GPUs when `key_teams > 1`).
+    /// size up to [`TEAM_MAX_ROWS`].
     pub heads: u32,
     /// Query positions per team; `heads · queries ≤ TEAM_MAX_ROWS`.
     pub queries: u32,
@@ -265,31 +265,17 @@ pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let group = s.n_heads / s.n_kv_heads.max(1);
     let teams = if cpu { 1 } else { 8 };
-    // Rows per team (GB heads × QB positions): up to TEAM_MAX_ROWS, but one on GPUs where the
-    // teams of a workgroup then split keys (decode): there the H100 ran 4096-key decode 1.7× and
-    // 32768-key decode 2× faster with one row than with four (two were slower still), while
-    // prefill, whose teams take queries, ran 2.4× faster at 2048 with four. A lead, unconfirmed:
-    // the merge of key teams loops over rows around barriers, so its driver may not unroll it
-    // and keep the rows' registers in memory.
-    let rows_for = |max_rows: usize| {
-        let heads = (1..=max_rows.min(group))
-            .rev()
-            .find(|g| group.is_multiple_of(*g))
-            .unwrap_or(1);
-        let queries = (max_rows / heads).min(s.q_len).max(1);
-        let blocks = s.q_len.div_ceil(queries);
-        let key_teams = if blocks >= teams {
-            1
-        } else {
-            teams / blocks.next_power_of_two().min(teams)
-        };
-        (heads, queries, blocks, key_teams)
+    let heads = (1..=TEAM_MAX_ROWS.min(group))
+        .rev()
+        .find(|g| group.is_multiple_of(*g))
+        .unwrap_or(1);
+    let queries = (TEAM_MAX_ROWS / heads).min(s.q_len).max(1);
+    let blocks = s.q_len.div_ceil(queries);
+    let key_teams = if blocks >= teams {
+        1
+    } else {
+        teams / blocks.next_power_of_two().min(teams)
     };
-    let mut rows = rows_for(TEAM_MAX_ROWS);
-    if !cpu && rows.3 > 1 {
-        rows = rows_for(1);
-    }
-    let (heads, queries, blocks, key_teams) = rows;
     let gy = blocks.div_ceil(teams / key_teams);
     let gx = s.n_kv_heads * (group / heads);
     // GPUs hide each key's load latency with many teams in flight: ≥ 1024 workgroups where
@@ -744,24 +730,17 @@ mod plan_tests {
             q_len,
             kv_len,
         };
-        // Decode, 32 heads over 8 KV heads, on GPUs: eight teams split the keys of a workgroup,
-        // so one head per team; 32 splits of 128 keys (16 per team) give 1024 workgroups. Each
-        // team loads its next key ahead.
+        // Decode, 32 heads over 8 KV heads: 4 heads per team; on GPUs eight teams split the keys
+        // of a workgroup, and 64 splits of 64 keys (8 per team) give 512 workgroups; each team
+        // loads its next key ahead.
         let p = team_plan(&gqa(32, 8, 1, 4096), false, 1 << 30);
         assert_eq!(
             (p.heads, p.queries, p.workgroup, p.key_teams, p.prefetch),
-            (1, 1, 64, 8, true)
+            (4, 1, 64, 8, true)
         );
-        assert_eq!(
-            (p.split.splits, p.split.chunk, p.groups),
-            (32, 128, [32, 1])
-        );
-        // Speculative decode (q_len 3): teams split between queries and keys, one row each.
-        let p = team_plan(&gqa(32, 8, 3, 4096), false, 1 << 30);
-        assert_eq!((p.heads, p.queries, p.key_teams), (1, 1, 2));
-        // CPU adapters: one team per workgroup, so 4 heads per team.
+        assert_eq!((p.split.splits, p.split.chunk, p.groups), (64, 64, [8, 1]));
         let p = team_plan(&gqa(32, 8, 1, 4096), true, 1 << 30);
-        assert_eq!((p.heads, p.prefetch), (4, false));
+        assert!(!p.prefetch);
         assert_eq!(
             (p.workgroup, p.key_teams, p.split.splits, p.split.chunk),
             (8, 1, 4, 1024)
@@ -771,14 +750,11 @@ mod plan_tests {
         assert_eq!((p.key_teams, p.groups, p.split.splits), (1, [8, 128], 1));
         let p = team_plan(&gqa(8, 8, 1024, 1024), false, 1 << 30);
         assert_eq!((p.heads, p.queries, p.groups), (1, 4, [8, 32]));
-        // Eight queries of multi-head attention: four to a team would leave key teams, so one
-        // each, and the eight teams take the eight queries.
-        let p = team_plan(&gqa(8, 8, 8, 100), false, 1 << 30);
-        assert_eq!((p.queries, p.key_teams), (1, 1));
+        // A few queries: teams split between queries and keys.
+        assert_eq!(team_plan(&gqa(8, 8, 8, 100), false, 1 << 30).key_teams, 4);
         // Group sizes 6 and 7: the largest divisor up to 4.
-        assert_eq!(team_plan(&gqa(12, 2, 1, 100), true, 1 << 30).heads, 3);
-        assert_eq!(team_plan(&gqa(7, 1, 1, 100), true, 1 << 30).heads, 1);
-        assert_eq!(team_plan(&gqa(12, 2, 64, 100), false, 1 << 30).heads, 3);
+        assert_eq!(team_plan(&gqa(12, 2, 1, 100), false, 1 << 30).heads, 3);
+        assert_eq!(team_plan(&gqa(7, 1, 1, 100), false, 1 << 30).heads, 1);
         for kv in [1usize, 63, 64, 65, 1000, 5000, 100_000, 300_000] {
             for cpu in [false, true] {
                 for q_len in [1, 3, 100] {
