@@ -10,7 +10,9 @@
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const U: u32 = 8u;
+// Splits per step, at most 8: 8 on GPUs, 1 on CPU adapters (llvmpipe runs the masked tail's
+// arithmetic too: 8 cost a 1024-token prefill, one split, 15%) and for a single split.
+override U: u32 = 8u;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(
@@ -33,9 +35,9 @@ fn combine(e: u32, h: u32) {
     for (var z0 = 0u; z0 < p.splits; z0 = z0 + U) {
         // U splits' loads first (clamped to the last split, and ignored past it), then their
         // arithmetic: one rescale of the running sums per U splits.
-        var mz: array<f32, U>;
-        var lz: array<f32, U>;
-        var oz: array<f32, U>;
+        var mz: array<f32, 8>;
+        var lz: array<f32, 8>;
+        var oz: array<f32, 8>;
         for (var u = 0u; u < U; u = u + 1u) {
             let slot = (min(z0 + u, p.splits - 1u) * p.n_heads + h) * p.q_len + i;
             mz[u] = part_ml[slot * 2u];
