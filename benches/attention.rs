@@ -43,7 +43,8 @@ fn decode(c: &mut Criterion) {
             let mut cache = KvCache::new(&gpu, nkv, context, d, dtype).expect("cache");
             cache.append(&gpu, &k, &v).expect("append");
             group.throughput(Throughput::Bytes(2 * k.size_in_bytes()));
-            let run = || cache.attention(&gpu, &q, OPTIONS).map(drop);
+            let out = Tensor::zeros(&gpu, &[nh, 1, d], DType::F32).expect("output");
+            let run = || cache.attention_into(&gpu, &q, &out, OPTIONS);
             run().expect("warm-up");
             gpu.sync().expect("sync");
             group.bench_function(BenchmarkId::from_parameter(dtype), |b| {

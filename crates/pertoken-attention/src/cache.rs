@@ -3,7 +3,7 @@
 use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::ATTENTION_APPEND;
 
-use crate::{AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, flash, strided_groups};
+use crate::{AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, check_out, flash, strided_groups};
 
 /// Keys and values of one layer, `[n_kv_heads, capacity, head_dim]` each, in f32 or f16, of
 /// which the first [`KvCache::len`] positions are filled.
@@ -140,8 +140,23 @@ impl KvCache {
     }
 
     /// Attention of `q: [n_heads, q_len, head_dim]` over the filled positions (flash kernel,
-    /// split-KV). With `causal`, the queries are the last `q_len` positions of the cache.
+    /// split-KV), into a new f32 tensor shaped like q. With `causal`, the queries are the last
+    /// `q_len` positions of the cache.
     pub fn attention(&self, gpu: &Gpu, q: &Tensor, options: AttentionOptions) -> Result<Tensor> {
+        let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
+        self.attention_into(gpu, q, &out, options)?;
+        Ok(out)
+    }
+
+    /// [`KvCache::attention`] into an existing f32 tensor shaped like q (a decode loop reuses
+    /// one output).
+    pub fn attention_into(
+        &self,
+        gpu: &Gpu,
+        q: &Tensor,
+        out: &Tensor,
+        options: AttentionOptions,
+    ) -> Result<()> {
         let [n_heads, q_len, d] = q.shape()[..] else {
             return Err(Error::InvalidShape {
                 op: OP,
@@ -179,19 +194,18 @@ impl KvCache {
             q_len,
             kv_len: self.len,
         };
-        let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
+        check_out(out, [q, &self.k, &self.v])?;
         let scale = options.scale.unwrap_or(1.0 / (d as f32).sqrt());
         flash(
             gpu,
             q,
             &self.k,
             &self.v,
-            &out,
+            out,
             &s,
             self.capacity,
             options.causal,
             scale,
-        )?;
-        Ok(out)
+        )
     }
 }

@@ -354,20 +354,7 @@ pub fn attention_into(
     kernel: Kernel,
 ) -> Result<()> {
     let s = check(q, k, v, options.causal)?;
-    if out.dtype() != DType::F32 || out.shape() != q.shape() {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            lhs: out.shape().to_vec(),
-            rhs: q.shape().to_vec(),
-            expected: "an f32 output shaped like q".into(),
-        });
-    }
-    if [q, k, v]
-        .iter()
-        .any(|t| std::ptr::eq(t.buffer(), out.buffer()))
-    {
-        return Err(invalid(out, "the output tensor is also an input"));
-    }
+    check_out(out, [q, k, v])?;
     let scale = options.scale.unwrap_or(1.0 / (s.head_dim as f32).sqrt());
     match kernel {
         Kernel::Flash => flash(gpu, q, k, v, out, &s, s.kv_len, options.causal, scale),
@@ -417,6 +404,25 @@ pub fn attention_into(
             })
         }
     }
+}
+
+/// Checks an output tensor for q, k and v: f32, shaped like q, and none of them.
+pub(crate) fn check_out(out: &Tensor, [q, k, v]: [&Tensor; 3]) -> Result<()> {
+    if out.dtype() != DType::F32 || out.shape() != q.shape() {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: out.shape().to_vec(),
+            rhs: q.shape().to_vec(),
+            expected: "an f32 output shaped like q".into(),
+        });
+    }
+    if [q, k, v]
+        .iter()
+        .any(|t| std::ptr::eq(t.buffer(), out.buffer()))
+    {
+        return Err(invalid(out, "the output tensor is also an input"));
+    }
+    Ok(())
 }
 
 /// The flash kernel over the first `s.kv_len` rows of k and v (row stride `kv_stride`), split-KV,

@@ -77,11 +77,13 @@ fn out_matches(
         causal: true,
         scale: None,
     };
-    let got = cache
-        .attention(gpu, q, options)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
+    // Into a poisoned output, and through the allocating call: the same result.
+    let out = Tensor::zeros(gpu, q.shape(), DType::F32).unwrap();
+    out.fill(f32::NAN).unwrap();
+    cache.attention_into(gpu, q, &out, options).unwrap();
+    let got = out.to_vec::<f32>().unwrap();
+    let again = cache.attention(gpu, q, options).unwrap();
+    assert!(again.to_vec::<f32>().unwrap() == got);
     let k: Vec<f32> = keys.concat();
     let v: Vec<f32> = values.concat();
     let shape = AttentionShape {
@@ -155,6 +157,17 @@ fn overflow_and_mismatches_are_errors() {
     };
     assert!(cache.attention(&gpu, &q, causal).is_err());
     assert!(KvCache::new(&gpu, 2, 10, 33, DType::F16).is_err());
+    let q4 = Tensor::from_slice(&gpu, &uniform_f32(2, 4 * 32), &[4, 1, 32]).unwrap();
+    let wrong_out = Tensor::zeros(&gpu, &[4, 2, 32], DType::F32).unwrap();
+    assert!(matches!(
+        cache.attention_into(&gpu, &q4, &wrong_out, causal),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let err = cache
+        .attention_into(&gpu, &q4, &q4, causal)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("also an input"), "{err}");
     let empty = KvCache::new(&gpu, 2, 10, 32, DType::F32).unwrap();
     let q1 = Tensor::from_slice(&gpu, &uniform_f32(1, 4 * 32), &[4, 1, 32]).unwrap();
     assert!(empty.attention(&gpu, &q1, causal).is_err());

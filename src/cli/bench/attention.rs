@@ -158,7 +158,10 @@ pub(crate) fn bench_decode(
     } else {
         Err(cmp.to_string())
     };
-    let m = gpu.measure(repeats, &mut || cache.attention(gpu, &q, options).map(drop))?;
+    let out = Tensor::zeros(gpu, q.shape(), pertoken_gpu::DType::F32)?;
+    let m = gpu.measure(repeats, &mut || {
+        cache.attention_into(gpu, &q, &out, options)
+    })?;
     let elem = dtype.block().1 as f64;
     Ok(DecodeRow {
         context,
