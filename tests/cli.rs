@@ -208,8 +208,9 @@ fn bench_attention_and_decode_rows_are_verified() {
         .lines()
         .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
         .collect();
-    // flash + naive at two lengths, decode in f32 and f16.
-    assert_eq!(rows.len(), 6, "{stdout}");
+    // flash, naive and flash with f16 inputs at two lengths; decode in f32 and f16.
+    assert_eq!(rows.len(), 8, "{stdout}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" f16 ")).count(), 3);
     assert!(
         rows.iter().all(|r| r.trim_end().ends_with("yes")),
         "{stdout}"

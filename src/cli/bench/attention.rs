@@ -1,7 +1,7 @@
 //! Causal prefill attention: flash against the naive baseline, verified on one KV-head group.
 
 use pertoken_attention::{AttentionOptions, Kernel, attention_into, attention_with};
-use pertoken_gpu::{Error as GpuError, Gpu, Tensor};
+use pertoken_gpu::{DType, Error as GpuError, Gpu, Tensor};
 use pertoken_reference::{AttentionShape, Tolerance, compare, random::uniform_f32};
 
 use super::CliError;
@@ -25,17 +25,61 @@ pub(crate) fn bench(
     let q = uniform_f32(seq as u64, nh * seq * d);
     let k = uniform_f32(seq as u64 + 1, nkv * seq * d);
     let v = uniform_f32(seq as u64 + 2, nkv * seq * d);
-    let tq = Tensor::from_slice(gpu, &q, &[nh, seq, d])?;
-    let tk = Tensor::from_slice(gpu, &k, &[nkv, seq, d])?;
-    let tv = Tensor::from_slice(gpu, &v, &[nkv, seq, d])?;
     let options = AttentionOptions {
         causal: true,
         scale: None,
     };
     // Causal: query i sees i + 1 keys; q·k and p·v are 2 FLOPs per element each.
     let flops = 4.0 * (nh * d) as f64 * (seq * (seq + 1) / 2) as f64;
+    // Which fused kernel Kernel::Flash runs here (pertoken_attention's crate docs).
+    let fused = pertoken_attention::AttentionShape {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: d,
+        q_len: seq,
+        kv_len: seq,
+    };
+    let teams = pertoken_attention::team_kernel_applies(&fused, gpu.capabilities());
+    let (flash, flash16) = if teams {
+        ("flash/teams", "f16 teams")
+    } else {
+        ("flash/tiled", "f16 tiled")
+    };
 
-    // The reference on the first KV head's group of query heads: 1/nkv of the full cost.
+    let mut rows = Vec::new();
+    for (dtype, runs) in [
+        (
+            DType::F32,
+            &[(Kernel::Flash, flash), (Kernel::Naive, "naive")][..],
+        ),
+        (DType::F16, &[(Kernel::Flash, flash16)][..]),
+    ] {
+        // f16 inputs are the f32 ones rounded; the reference takes what was uploaded.
+        let (tq, q) = Tensor::from_f32_as(gpu, &q, &[nh, seq, d], dtype)?;
+        let (tk, k) = Tensor::from_f32_as(gpu, &k, &[nkv, seq, d], dtype)?;
+        let (tv, v) = Tensor::from_f32_as(gpu, &v, &[nkv, seq, d], dtype)?;
+        let want = group_reference(&q, &k, &v, (nh, nkv, d, seq))?;
+        for &(kernel, name) in runs {
+            rows.push(bench_kernel(
+                gpu,
+                [&tq, &tk, &tv],
+                &want,
+                (kernel, name),
+                (seq, flops, repeats),
+                options,
+            )?);
+        }
+    }
+    Ok(rows)
+}
+
+/// The f64 reference on the first KV head's group of query heads: 1/nkv of the full cost.
+fn group_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (nh, nkv, d, seq): (usize, usize, usize, usize),
+) -> Result<Vec<f64>, CliError> {
     let group = nh / nkv;
     let shape = AttentionShape {
         n_heads: group,
@@ -45,72 +89,65 @@ pub(crate) fn bench(
         kv_len: seq,
         causal: true,
     };
-    let want = pertoken_reference::attention(
+    Ok(pertoken_reference::attention(
         &q[..group * seq * d],
         &k[..seq * d],
         &v[..seq * d],
         shape,
         1.0 / (d as f64).sqrt(),
-    )?;
+    )?)
+}
 
-    let mut rows = Vec::new();
-    // Which fused kernel Kernel::Flash runs here (pertoken_attention's crate docs).
-    let fused = pertoken_attention::AttentionShape {
-        n_heads: nh,
-        n_kv_heads: nkv,
-        head_dim: d,
-        q_len: seq,
-        kv_len: seq,
+/// One kernel's row: verified against `want` (f32 accumulation whatever the inputs, so the f32
+/// tolerance), then timed into the same output.
+fn bench_kernel(
+    gpu: &Gpu,
+    [tq, tk, tv]: [&Tensor; 3],
+    want: &[f64],
+    (kernel, name): (Kernel, &'static str),
+    (seq, flops, repeats): (usize, f64, u32),
+    options: AttentionOptions,
+) -> Result<AttentionRow, CliError> {
+    let out = match attention_with(gpu, tq, tk, tv, options, kernel) {
+        Ok(o) => o,
+        Err(e @ GpuError::TooLarge { .. }) => {
+            return Ok(AttentionRow {
+                seq,
+                kernel: name,
+                seconds: Err(format!("cannot run: {e}")),
+                flops,
+                verified: Err("not run".into()),
+            });
+        }
+        Err(e) => return Err(e.into()),
     };
-    let flash = if pertoken_attention::team_kernel_applies(&fused, gpu.capabilities()) {
-        "flash/teams"
+    let got = out.to_vec::<f32>()?;
+    let cmp = compare(
+        &got[..want.len()],
+        want,
+        Tolerance::F32.for_reduction(seq, 1.0),
+    );
+    let verified = if cmp.passed() {
+        Ok(())
     } else {
-        "flash/tiled"
+        Err(cmp.to_string())
     };
-    for (kernel, name) in [(Kernel::Flash, flash), (Kernel::Naive, "naive")] {
-        let out = match attention_with(gpu, &tq, &tk, &tv, options, kernel) {
-            Ok(o) => o,
-            Err(e @ GpuError::TooLarge { .. }) => {
-                rows.push(AttentionRow {
-                    seq,
-                    kernel: name,
-                    seconds: Err(format!("cannot run: {e}")),
-                    flops,
-                    verified: Err("not run".into()),
-                });
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let got = out.to_vec::<f32>()?;
-        let cmp = compare(
-            &got[..want.len()],
-            &want,
-            Tolerance::F32.for_reduction(seq, 1.0),
-        );
-        let verified = if cmp.passed() {
-            Ok(())
-        } else {
-            Err(cmp.to_string())
-        };
-        let m = gpu.measure(repeats, &mut || {
-            attention_into(gpu, &tq, &tk, &tv, &out, options, kernel)
-        })?;
-        rows.push(AttentionRow {
-            seq,
-            kernel: name,
-            seconds: Ok(m.median),
-            flops,
-            verified,
-        });
-    }
-    Ok(rows)
+    let m = gpu.measure(repeats, &mut || {
+        attention_into(gpu, tq, tk, tv, &out, options, kernel)
+    })?;
+    Ok(AttentionRow {
+        seq,
+        kernel: name,
+        seconds: Ok(m.median),
+        flops,
+        verified,
+    })
 }
 
 /// One decode step over a KV cache of `context` positions: bytes/s of K and V read.
 pub(crate) struct DecodeRow {
     pub(crate) context: usize,
-    pub(crate) dtype: pertoken_gpu::DType,
+    pub(crate) dtype: DType,
     pub(crate) seconds: f64,
     pub(crate) bytes: f64,
     pub(crate) verified: Result<(), String>,
@@ -121,7 +158,7 @@ pub(crate) fn bench_decode(
     context: usize,
     (nh, nkv): (usize, usize),
     d: usize,
-    dtype: pertoken_gpu::DType,
+    dtype: DType,
     repeats: u32,
 ) -> Result<DecodeRow, CliError> {
     use pertoken_attention::KvCache;
@@ -158,7 +195,7 @@ pub(crate) fn bench_decode(
     } else {
         Err(cmp.to_string())
     };
-    let out = Tensor::zeros(gpu, q.shape(), pertoken_gpu::DType::F32)?;
+    let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
     let m = gpu.measure(repeats, &mut || {
         cache.attention_into(gpu, &q, &out, options)
     })?;

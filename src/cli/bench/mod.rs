@@ -47,8 +47,8 @@ pub(crate) struct Args {
     /// Bytes the copy kernel moves to measure bandwidth (clamped to the binding limit).
     #[arg(long, default_value_t = 64 << 20)]
     copy_bytes: u64,
-    /// Causal prefill attention at these sequence lengths, flash against naive (e.g.
-    /// `512,1024,2048`); off by default.
+    /// Causal prefill attention at these sequence lengths, flash against naive, and flash with
+    /// f16 inputs (e.g. `512,1024,2048`); off by default.
     #[arg(long, value_delimiter = ',')]
     attention: Vec<usize>,
     /// Single-token decode over a KV cache of these lengths (e.g. `512,4096,8192`), in f32 and
@@ -384,8 +384,9 @@ fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
     }
     println!();
     println!(
-        "causal prefill attention, f32, {nh} heads / {nkv} KV heads, head_dim {}; FLOPs count \
-         the unmasked half; verified on the first KV head's group",
+        "causal prefill attention, {nh} heads / {nkv} KV heads, head_dim {}, f32 (and f16 \
+         inputs, f32 arithmetic: f16 rows); FLOPs count the unmasked half; verified on the first \
+         KV head's group",
         args.head_dim
     );
     println!(
