@@ -106,7 +106,7 @@ fn main(
     // With PF, the K and V pieces of the team's next key are loaded before this key's arithmetic
     // (software pipelining: a GPU keeps two keys' loads in flight per team instead of waiting on
     // each); the last iteration loads its own key again, harmlessly. Without, each key's loads
-    // are issued where they are used (CPU adapters, where a load does not overlap arithmetic).
+    // are issued where they are used (CPU adapters: on lavapipe prefetching did not help).
     var kn: array<array<vec4<f32>, 2>, 2>; // [PIECES]
     var vn: array<array<vec4<f32>, 2>, 2>;
     if (PF) {

@@ -253,7 +253,7 @@ pub struct TeamPlan {
     /// Workgroups in x (KV head × head part), y (query block); z is `split.splits`.
     pub groups: [u32; 2],
     /// Whether each team loads its next key's K and V before the current key's arithmetic
-    /// (GPUs, which then wait on two keys' loads at once; CPU adapters gain nothing from it).
+    /// (GPUs, which then wait on two keys' loads at once; on lavapipe it did not help).
     pub prefetch: bool,
     /// Splits the combine pass loads at once where there are several: 8 on GPUs (their loads
     /// wait together), 1 on CPU adapters, where the masked tail of a step costs as much as real
