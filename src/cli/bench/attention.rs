@@ -4,7 +4,7 @@ use pertoken_attention::{AttentionOptions, Kernel, attention_into, attention_wit
 use pertoken_gpu::{DType, Error as GpuError, Gpu, Tensor};
 use pertoken_reference::{AttentionShape, Tolerance, compare, random::uniform_f32};
 
-use super::CliError;
+use super::{CliError, verdict};
 
 pub(crate) struct AttentionRow {
     pub(crate) seq: usize,
@@ -127,11 +127,7 @@ fn bench_kernel(
         want,
         Tolerance::F32.for_reduction(seq, 1.0),
     );
-    let verified = if cmp.passed() {
-        Ok(())
-    } else {
-        Err(cmp.to_string())
-    };
+    let verified = verdict(&cmp);
     let m = gpu.measure(repeats, &mut || {
         attention_into(gpu, tq, tk, tv, &out, options, kernel)
     })?;
@@ -190,11 +186,7 @@ pub(crate) fn bench_decode(
     };
     let want = pertoken_reference::attention(&qv, &kv, &vv, shape, 1.0 / (d as f64).sqrt())?;
     let cmp = compare(&got, &want, Tolerance::F32.for_reduction(context, 1.0));
-    let verified = if cmp.passed() {
-        Ok(())
-    } else {
-        Err(cmp.to_string())
-    };
+    let verified = verdict(&cmp);
     let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
     let m = gpu.measure(repeats, &mut || {
         cache.attention_into(gpu, &q, &out, options)

@@ -5,7 +5,7 @@ use pertoken_gpu::{DType, Gpu, Tensor};
 use pertoken_matmul::{Kernel, Tuner, check_linear, linear_into, linear_with};
 use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
 
-use super::CliError;
+use super::{CliError, verdict};
 
 /// One measured linear shape.
 pub(crate) struct LinearRow {
@@ -86,11 +86,7 @@ pub(crate) fn bench_linear(
     )?;
     let want: Vec<f64> = want.iter().copied().collect();
     let cmp = compare(&got, &want, Tolerance::F32.for_reduction(k, 1.0));
-    let verified = if cmp.passed() {
-        Ok(())
-    } else {
-        Err(cmp.to_string())
-    };
+    let verified = verdict(&cmp);
     let timed = gpu.measure(repeats, &mut || {
         linear_into(gpu, &x, &w.tensor, None, &y, kernel)
     })?;

@@ -209,11 +209,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
                 r.shape.flops() / r.seconds * 1e-9,
                 r.cmp.max_abs / r.max_ref.max(f64::MIN_POSITIVE),
                 r.method,
-                if r.cmp.passed() {
-                    "yes".to_string()
-                } else {
-                    format!("NO: {}", r.cmp)
-                }
+                shown(&verdict(&r.cmp))
             );
         }
     }
@@ -311,10 +307,7 @@ fn bench_linears(
                         rate * 1e-9,
                         100.0 * rate / copy_rate,
                         r.flops() / r.seconds * 1e-9,
-                        match &r.verified {
-                            Ok(()) => "yes".to_string(),
-                            Err(e) => format!("NO: {e}"),
-                        }
+                        shown(&r.verified)
                     );
                 }
             }
@@ -364,10 +357,7 @@ fn bench_decode(gpu: &Gpu, args: &Args, copy_rate: f64) -> Result<usize, CliErro
                 r.seconds * 1e3,
                 rate * 1e-9,
                 100.0 * rate / copy_rate,
-                match &r.verified {
-                    Ok(()) => "yes".to_string(),
-                    Err(e) => format!("NO: {e}"),
-                }
+                shown(&r.verified)
             );
         }
     }
@@ -412,10 +402,7 @@ fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
                     t * 1e3,
                     r.flops / t * 1e-9,
                     naive.map_or("-".into(), |n| format!("{:.2}x", n / t)),
-                    match &r.verified {
-                        Ok(()) => "yes".to_string(),
-                        Err(e) => format!("NO: {e}"),
-                    }
+                    shown(&r.verified)
                 ),
                 Err(e) => println!("{:>6} {:<11} {e}", r.seq, r.kernel),
             }
@@ -492,6 +479,23 @@ fn bench_shape(
         max_ref,
     });
     Ok(rows)
+}
+
+/// A row's verdict from its comparison with the reference: the comparison's report when it failed.
+pub(crate) fn verdict(cmp: &Comparison) -> Result<(), String> {
+    if cmp.passed() {
+        Ok(())
+    } else {
+        Err(cmp.to_string())
+    }
+}
+
+/// The verified column: "yes", or "NO: " and why.
+fn shown(verified: &Result<(), String>) -> String {
+    match verified {
+        Ok(()) => "yes".to_string(),
+        Err(e) => format!("NO: {e}"),
+    }
 }
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
