@@ -22,7 +22,8 @@
 // D % 4 == 0 only through the loads below, which zero-fill past D). Besides speed, short loops
 // matter on llvmpipe, which stops any loop after 65535 iterations in one invocation.
 //
-// Constraints the launcher guarantees: D ≤ MAX_D = 128; BKV·ceil(D/4) ≤ 512 (two 8 KiB tiles).
+// Constraints the launcher guarantees: D ≤ MAX_D (128 or 256, the width prelude's);
+// BKV·ceil(D/4) ≤ 512 (two 8 KiB tiles).
 
 @group(0) @binding(0) var<storage, read> q: array<u32>;
 @group(0) @binding(1) var<storage, read> k: array<u32>;
@@ -35,7 +36,7 @@ override WG: u32 = 64u;
 override BKV: u32 = 16u;
 override F16: bool = false;
 
-const MAX_D4: u32 = 32u;
+const MAX_D4: u32 = MAX_D / 4u; // MAX_D from the width prelude
 
 var<workgroup> k_tile: array<vec4<f32>, 512>;
 var<workgroup> v_tile: array<vec4<f32>, 512>;

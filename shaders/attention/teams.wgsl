@@ -32,6 +32,8 @@
 // The q, k and v bindings (0, 1, 2), the F16 constant and ld8 come from a prelude:
 // teams_packed.wgsl binds 32-bit words (f32, or f16 pairs unpacked with unpack2x16float), and
 // teams_f16.wgsl binds f16 values with shader-f16, for f16 inputs on adapters that have it.
+// MAX_D comes from a width prelude, dim128.wgsl or dim256.wgsl: it sizes the register arrays,
+// so head dimensions up to 128 keep the small ones.
 @group(0) @binding(3) var<storage, read_write> part_o: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part_ml: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
@@ -45,8 +47,8 @@ override WG: u32 = 64u;
 override PF: bool = false;
 
 const TEAM: u32 = 8u;
-// Most 8-element pieces of a row per lane, and most rows per team.
-const PIECES: u32 = 2u;
+// Most 8-element pieces of a row per lane (MAX_D from the width prelude), and most rows per team.
+const PIECES: u32 = MAX_D / (8u * TEAM);
 const MAX_R: u32 = 4u;
 
 var<workgroup> red_m: array<f32, WG / TEAM>; // [team]
@@ -81,8 +83,8 @@ fn main(
 
     // Row r is head h0 + r % GB at query position i0 + r / GB (clamped: rows past the last query
     // compute on its data and are never written).
-    var qr: array<array<array<vec4<f32>, 2>, 2>, 4>; // [MAX_R][PIECES]
-    var acc: array<array<array<vec4<f32>, 2>, 2>, 4>;
+    var qr: array<array<array<vec4<f32>, 2>, PIECES>, MAX_R>;
+    var acc: array<array<array<vec4<f32>, 2>, PIECES>, MAX_R>;
     var m: array<f32, 4>;
     var l: array<f32, 4>;
     var last: array<u32, 4>; // last key row r attends
@@ -107,8 +109,8 @@ fn main(
     // (software pipelining: a GPU keeps two keys' loads in flight per team instead of waiting on
     // each); the last iteration loads its own key again, harmlessly. Without, each key's loads
     // are issued where they are used (CPU adapters: on lavapipe prefetching did not help).
-    var kn: array<array<vec4<f32>, 2>, 2>; // [PIECES]
-    var vn: array<array<vec4<f32>, 2>, 2>;
+    var kn: array<array<vec4<f32>, 2>, PIECES>;
+    var vn: array<array<vec4<f32>, 2>, PIECES>;
     if (PF) {
         let row = (kvh * p.kv_stride + min(k_begin + kt, k_end - 1u)) * d;
         for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
@@ -126,8 +128,8 @@ fn main(
         let j = min(j0 + kt, k_end - 1u);
         let live = j0 + kt < k_end;
         let row = (kvh * p.kv_stride + j) * d;
-        var kc: array<array<vec4<f32>, 2>, 2>;
-        var vc: array<array<vec4<f32>, 2>, 2>;
+        var kc: array<array<vec4<f32>, 2>, PIECES>;
+        var vc: array<array<vec4<f32>, 2>, PIECES>;
         if (PF) {
             kc = kn;
             vc = vn;

@@ -7,7 +7,8 @@
 //! `attention/params.wgsl` (and `rows.wgsl`), and the tile matmuls `matmul/tile_io.wgsl`, by
 //! `concat!` here, the one template step; the same step gives a kernel with f16 inputs a second
 //! prelude that binds them as f16 (`enable f16;`, for adapters with shader-f16) beside the
-//! packed-u32 one that works everywhere.
+//! packed-u32 one that works everywhere, and the attention kernels that hold a head in registers
+//! a width prelude (`attention/dim128.wgsl`, `dim256.wgsl`) that sizes their arrays.
 
 /// One WGSL shader: its source, entry point and the override constants it declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +95,19 @@ pub const COPY: Shader = Shader {
 pub const ATTENTION_FLASH: Shader = Shader {
     name: "attention/flash",
     source: concat!(
+        include_str!("../attention/dim128.wgsl"),
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/flash.wgsl"),
+        include_str!("../attention/rows.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`ATTENTION_FLASH`] for head dimensions over 128, up to 256 (register arrays twice as long).
+pub const ATTENTION_FLASH_WIDE: Shader = Shader {
+    name: "attention/flash-wide",
+    source: concat!(
+        include_str!("../attention/dim256.wgsl"),
         include_str!("../attention/params.wgsl"),
         include_str!("../attention/flash.wgsl"),
         include_str!("../attention/rows.wgsl")
@@ -106,6 +120,7 @@ pub const ATTENTION_FLASH: Shader = Shader {
 pub const ATTENTION_TEAMS: Shader = Shader {
     name: "attention/teams",
     source: concat!(
+        include_str!("../attention/dim128.wgsl"),
         include_str!("../attention/params.wgsl"),
         include_str!("../attention/teams_packed.wgsl"),
         include_str!("../attention/teams.wgsl")
@@ -118,6 +133,31 @@ pub const ATTENTION_TEAMS_F16: Shader = Shader {
     name: "attention/teams-f16",
     source: concat!(
         include_str!("../attention/teams_f16.wgsl"),
+        include_str!("../attention/dim128.wgsl"),
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/teams.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`ATTENTION_TEAMS`] for head dimensions over 128, up to 256.
+pub const ATTENTION_TEAMS_WIDE: Shader = Shader {
+    name: "attention/teams-wide",
+    source: concat!(
+        include_str!("../attention/dim256.wgsl"),
+        include_str!("../attention/params.wgsl"),
+        include_str!("../attention/teams_packed.wgsl"),
+        include_str!("../attention/teams.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`ATTENTION_TEAMS_F16`] for head dimensions over 128, up to 256.
+pub const ATTENTION_TEAMS_WIDE_F16: Shader = Shader {
+    name: "attention/teams-wide-f16",
+    source: concat!(
+        include_str!("../attention/teams_f16.wgsl"),
+        include_str!("../attention/dim256.wgsl"),
         include_str!("../attention/params.wgsl"),
         include_str!("../attention/teams.wgsl")
     ),
@@ -181,8 +221,11 @@ pub const ALL: &[Shader] = &[
     MATMUL_TEAM,
     COPY,
     ATTENTION_FLASH,
+    ATTENTION_FLASH_WIDE,
     ATTENTION_TEAMS,
     ATTENTION_TEAMS_F16,
+    ATTENTION_TEAMS_WIDE,
+    ATTENTION_TEAMS_WIDE_F16,
     ATTENTION_COMBINE,
     ATTENTION_APPEND,
     ATTENTION_NAIVE_SCORES,

@@ -39,7 +39,9 @@ impl KvCache {
             _ => return Err(bad("the cache holds f32 or f16")),
         }
         if head_dim > MAX_HEAD_DIM {
-            return Err(bad("head_dim over the attention kernels' maximum of 128"));
+            return Err(bad(&format!(
+                "head_dim over the attention kernels' maximum of {MAX_HEAD_DIM}"
+            )));
         }
         Ok(KvCache {
             k: Tensor::zeros(gpu, &shape, dtype)?,

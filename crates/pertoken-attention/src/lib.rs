@@ -13,7 +13,9 @@
 //! every key once for up to [`TEAM_MAX_ROWS`] query rows (the heads of a GQA group, or
 //! consecutive positions), and sum scores with subgroup shuffles; [`team_plan`] divides the work
 //! (splitting the keys of a single query between teams and workgroups, split-KV, for decode).
-//! Elsewhere the tiled flash kernel runs.
+//! Elsewhere the tiled flash kernel runs. Both hold a head in registers, up to [`MAX_HEAD_DIM`]
+//! (256) elements: head dimensions over [`NARROW_HEAD_DIM`] (128) run wide variants of them,
+//! whose arrays are twice as long, so the common sizes keep the small ones.
 //!
 //! Known limit: Mesa's llvmpipe (lavapipe) stops any shader loop after 65535 iterations in one
 //! invocation, so on that adapter the flash kernel is wrong beyond about 1000 keys at head_dim 128
@@ -27,8 +29,9 @@
 
 use pertoken_gpu::{Capabilities, DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::{
-    ATTENTION_COMBINE, ATTENTION_FLASH, ATTENTION_NAIVE_PV, ATTENTION_NAIVE_SCORES,
-    ATTENTION_NAIVE_SOFTMAX, ATTENTION_TEAMS, ATTENTION_TEAMS_F16,
+    ATTENTION_COMBINE, ATTENTION_FLASH, ATTENTION_FLASH_WIDE, ATTENTION_NAIVE_PV,
+    ATTENTION_NAIVE_SCORES, ATTENTION_NAIVE_SOFTMAX, ATTENTION_TEAMS, ATTENTION_TEAMS_F16,
+    ATTENTION_TEAMS_WIDE, ATTENTION_TEAMS_WIDE_F16, Shader,
 };
 
 mod cache;
@@ -36,8 +39,12 @@ pub use cache::KvCache;
 
 pub(crate) const OP: &str = "attention";
 
-/// Largest head dimension the flash kernel holds in registers.
-pub const MAX_HEAD_DIM: usize = 128;
+/// Largest head dimension the kernels hold in registers (Gemma's 256 included).
+pub const MAX_HEAD_DIM: usize = 256;
+/// Head dimensions up to this one (most models: 64, 80, 96, 128) run the kernels' narrow
+/// variants; larger ones, up to [`MAX_HEAD_DIM`], the wide variants, whose register arrays are
+/// twice as long (and whose teams hold at most [`TEAM_WIDE_MAX_ROWS`] rows on GPUs).
+pub const NARROW_HEAD_DIM: usize = 128;
 /// Queries per flash workgroup (one per invocation).
 pub const FLASH_WG: u32 = 64;
 
@@ -217,9 +224,16 @@ pub fn plan(s: &AttentionShape, bkv: usize, max_binding: u64) -> Split {
 
 /// Query rows (heads × positions) one team of the team kernel holds.
 pub const TEAM_MAX_ROWS: usize = 4;
-/// Largest head dimension the team kernel holds in registers (larger ones, and those not a
-/// multiple of 8, run the flash kernel).
-pub const TEAM_MAX_HEAD_DIM: usize = 128;
+/// Query rows one team holds on GPUs at head dimensions over [`NARROW_HEAD_DIM`], where it
+/// loads no key ahead: with a row's pieces twice as many, this keeps a lane's registers (q, the
+/// accumulators and a key's K and V: 192 floats) what the narrow plan holds with 4 rows and the
+/// next key, which the H100 ran without spilling. (Not yet measured on a GPU. On lavapipe, which
+/// has no register file to fit, 4 rows ran 1.4–1.6× faster than 2 at head_dim 256, so CPU
+/// adapters keep [`TEAM_MAX_ROWS`].)
+pub const TEAM_WIDE_MAX_ROWS: usize = 2;
+/// Largest head dimension the team kernel holds in registers (head dimensions not a multiple of
+/// 8 run the flash kernel).
+pub const TEAM_MAX_HEAD_DIM: usize = MAX_HEAD_DIM;
 /// Invocations per team of the team kernel: they split a row, and sum a score with subgroup
 /// shuffles, so the adapter's subgroups must hold at least this many.
 pub const TEAM: u32 = 8;
@@ -237,9 +251,9 @@ pub fn team_kernel_applies(s: &AttentionShape, caps: &Capabilities) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TeamPlan {
     /// Query heads per team (sharing their KV head's loads): the largest divisor of the group
-    /// size up to [`TEAM_MAX_ROWS`].
+    /// size up to [`TEAM_MAX_ROWS`] ([`TEAM_WIDE_MAX_ROWS`] for wide heads).
     pub heads: u32,
-    /// Query positions per team; `heads · queries ≤ TEAM_MAX_ROWS`.
+    /// Query positions per team; `heads · queries` is at most that same bound.
     pub queries: u32,
     /// Invocations per workgroup: one team on CPU adapters (on llvmpipe a workgroup of one
     /// subgroup ran 4096-key decode in about half the time of one of eight), eight on GPUs (32
@@ -253,7 +267,8 @@ pub struct TeamPlan {
     /// Workgroups in x (KV head × head part), y (query block); z is `split.splits`.
     pub groups: [u32; 2],
     /// Whether each team loads its next key's K and V before the current key's arithmetic
-    /// (GPUs, which then wait on two keys' loads at once; on lavapipe it did not help).
+    /// (GPUs, which then wait on two keys' loads at once; on lavapipe it did not help), except
+    /// for wide heads (see [`TEAM_WIDE_MAX_ROWS`]).
     pub prefetch: bool,
     /// Splits the combine pass loads at once where there are several: 8 on GPUs (their loads
     /// wait together), 1 on CPU adapters, where the masked tail of a step costs as much as real
@@ -269,11 +284,17 @@ pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let group = s.n_heads / s.n_kv_heads.max(1);
     let teams = if cpu { 1 } else { 8 };
-    let heads = (1..=TEAM_MAX_ROWS.min(group))
+    let wide_gpu = s.head_dim > NARROW_HEAD_DIM && !cpu;
+    let max_rows = if wide_gpu {
+        TEAM_WIDE_MAX_ROWS
+    } else {
+        TEAM_MAX_ROWS
+    };
+    let heads = (1..=max_rows.min(group))
         .rev()
         .find(|g| group.is_multiple_of(*g))
         .unwrap_or(1);
-    let queries = (TEAM_MAX_ROWS / heads).min(s.q_len).max(1);
+    let queries = (max_rows / heads).min(s.q_len).max(1);
     let blocks = s.q_len.div_ceil(queries);
     let key_teams = if blocks >= teams {
         1
@@ -312,7 +333,7 @@ pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
             splits: u(s.kv_len.div_ceil(chunk)),
         },
         groups: [u(gx), u(gy)],
-        prefetch: !cpu,
+        prefetch: !cpu && !wide_gpu,
         combine_step: if cpu { 1 } else { 8 },
     }
 }
@@ -496,15 +517,18 @@ fn flash_plan(
         (&part_o).into(),
         (&part_ml).into(),
     ];
+    let wide = s.head_dim > NARROW_HEAD_DIM;
     if teams {
+        // f16 inputs load as f16 where the adapter has shader-f16.
+        let shader: &'static Shader = match (f16 && caps.shader_f16, wide) {
+            (false, false) => &ATTENTION_TEAMS,
+            (true, false) => &ATTENTION_TEAMS_F16,
+            (false, true) => &ATTENTION_TEAMS_WIDE,
+            (true, true) => &ATTENTION_TEAMS_WIDE_F16,
+        };
         gpu.launch(&Launch {
             op: OP,
-            // f16 inputs load as f16 where the adapter has shader-f16.
-            shader: if f16 && caps.shader_f16 {
-                &ATTENTION_TEAMS_F16
-            } else {
-                &ATTENTION_TEAMS
-            },
+            shader,
             constants: &[
                 ("F16", f64::from(u8::from(f16))),
                 ("C8", (s.head_dim / 8) as f64),
@@ -521,7 +545,11 @@ fn flash_plan(
     } else {
         gpu.launch(&Launch {
             op: OP,
-            shader: &ATTENTION_FLASH,
+            shader: if wide {
+                &ATTENTION_FLASH_WIDE
+            } else {
+                &ATTENTION_FLASH
+            },
             constants: &[
                 ("WG", f64::from(FLASH_WG)),
                 ("BKV", bkv as f64),
@@ -565,11 +593,15 @@ mod tests {
 
     #[test]
     fn every_flash_variant_validates_with_naga() {
-        for d in [32usize, 64, 80, 128] {
+        for d in [32usize, 64, 80, 128, 136, 256] {
             let bkv = (512 / d.div_ceil(4)).min(32);
             for f16 in [0.0, 1.0] {
                 pertoken_shaders::validate(
-                    &ATTENTION_FLASH,
+                    if d > NARROW_HEAD_DIM {
+                        &ATTENTION_FLASH_WIDE
+                    } else {
+                        &ATTENTION_FLASH
+                    },
                     &[
                         ("WG", f64::from(FLASH_WG)),
                         ("BKV", bkv as f64),
@@ -595,9 +627,14 @@ mod tests {
                             ("WG", f64::from(wg)),
                             ("PF", f64::from(u8::from(wg > TEAM))),
                         ];
-                        pertoken_shaders::validate(&ATTENTION_TEAMS, &constants).unwrap();
+                        let [packed, native] = if c8 * 8 > NARROW_HEAD_DIM {
+                            [&ATTENTION_TEAMS_WIDE, &ATTENTION_TEAMS_WIDE_F16]
+                        } else {
+                            [&ATTENTION_TEAMS, &ATTENTION_TEAMS_F16]
+                        };
+                        pertoken_shaders::validate(packed, &constants).unwrap();
                         if f16 == 1.0 {
-                            pertoken_shaders::validate(&ATTENTION_TEAMS_F16, &constants).unwrap();
+                            pertoken_shaders::validate(native, &constants).unwrap();
                         }
                     }
                 }
@@ -647,6 +684,8 @@ mod team_tests {
             ((6, 2, 64), &[(1, 7), (2, 300), (17, 17)][..]),
             ((4, 4, 40), &[(1, 1), (1, 500), (5, 33)][..]),
             ((1, 1, 8), &[(1, 3), (9, 9)][..]),
+            // Wide heads: two rows per team.
+            ((4, 2, 256), &[(1, 1), (1, 300), (3, 40), (17, 17)][..]),
         ];
         for ((n_heads, n_kv_heads, d), lens) in cases {
             for &(q_len, kv_len) in lens {
@@ -772,6 +811,15 @@ mod plan_tests {
         assert_eq!((p.heads, p.queries, p.groups), (1, 4, [8, 32]));
         // A few queries: teams split between queries and keys.
         assert_eq!(team_plan(&gqa(8, 8, 8, 100), false, 1 << 30).key_teams, 4);
+        // Wide heads: 2 rows per team and no key ahead on GPUs, 4 rows on CPU adapters.
+        let wide = AttentionShape {
+            head_dim: 256,
+            ..gqa(32, 8, 1, 4096)
+        };
+        let p = team_plan(&wide, false, 1 << 30);
+        assert_eq!((p.heads, p.queries, p.prefetch), (2, 1, false));
+        assert_eq!(p.groups, [16, 1]);
+        assert_eq!(team_plan(&wide, true, 1 << 30).heads, 4);
         // Group sizes 6 and 7: the largest divisor up to 4.
         assert_eq!(team_plan(&gqa(12, 2, 1, 100), false, 1 << 30).heads, 3);
         assert_eq!(team_plan(&gqa(7, 1, 1, 100), false, 1 << 30).heads, 1);

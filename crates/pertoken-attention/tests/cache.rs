@@ -16,8 +16,14 @@ fn tensor(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
 #[test]
 fn decode_after_appends_equals_attention_over_the_same_keys() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let (nh, nkv, d, cap) = (8usize, 2usize, 64usize, 300usize);
-    for dtype in [DType::F32, DType::F16] {
+    let (nh, nkv, cap) = (8usize, 2usize, 300usize);
+    // A narrow head, and the widest (the kernels' wide variants).
+    for (d, dtype) in [
+        (64usize, DType::F32),
+        (64, DType::F16),
+        (256, DType::F32),
+        (256, DType::F16),
+    ] {
         let mut cache = KvCache::new(&gpu, nkv, cap, d, dtype).unwrap();
         // Host copy of everything appended, per KV head, to build the reference.
         let mut keys: Vec<Vec<f32>> = vec![Vec::new(); nkv];
@@ -157,6 +163,8 @@ fn overflow_and_mismatches_are_errors() {
     };
     assert!(cache.attention(&gpu, &q, causal).is_err());
     assert!(KvCache::new(&gpu, 2, 10, 33, DType::F16).is_err());
+    let err = KvCache::new(&gpu, 2, 10, 264, DType::F32).unwrap_err();
+    assert!(err.to_string().contains("maximum of 256"), "{err}");
     let q4 = Tensor::from_slice(&gpu, &uniform_f32(2, 4 * 32), &[4, 1, 32]).unwrap();
     let wrong_out = Tensor::zeros(&gpu, &[4, 2, 32], DType::F32).unwrap();
     assert!(matches!(

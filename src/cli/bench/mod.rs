@@ -58,7 +58,7 @@ pub(crate) struct Args {
     /// Query and KV heads for --attention and --decode-context.
     #[arg(long, value_delimiter = ',', default_value = "32,8", num_args = 1..)]
     attention_heads: Vec<usize>,
-    /// Head dimension for --attention.
+    /// Head dimension for --attention and --decode-context (up to 256).
     #[arg(long, default_value_t = 128)]
     head_dim: usize,
     /// Also write every measured row, verified or not, as JSON to this file (`pertoken cost
