@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (scripts/gpu-pack.sh prepares .gpu-run/ first): what the driver
-# offers, the default `pertoken bench` (tuned) with attention, then the GPU test binaries. Logs
-# land in $OUT (the device tool's folder that comes back), else /tmp/gpu-out; the tail is a
-# summary. Usage, from the repository root there:
+# offers, the default `pertoken bench` (tuned) with attention, then the GPU test binaries, then
+# the attention questions still open (f16 decode through packed-word loads against f16 loads;
+# head_dim 256). Logs land in $OUT (the device tool's folder that comes back), else
+# /tmp/gpu-out; the tail is a summary. Usage, from the repository root there:
 #   bash .gpu-run/gpu-check.sh [bench seconds, default 150] [test seconds, default 120]
+#                              [attention seconds, default 60]
 set -u
 R=.gpu-run
 O=${OUT:-/tmp/gpu-out}
 mkdir -p "$O"
 bench_s=${1:-150}
 test_s=${2:-120}
+attention_s=${3:-60}
 start=$(date +%s)
 
 {
@@ -46,4 +49,23 @@ grep -h -E '^test .* FAILED|panicked' "$O/tests.log" | head -20
 nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv 2>&1
 echo "== bench log"
 cat "$O/bench.log"
+
+echo "== attention questions (${attention_s}s limit)"
+deadline=$(( $(date +%s) + attention_s ))
+decode=(bench --no-tune --sizes none --linear none --repeats 15)
+for run in "default:--decode-context 32768,4096" "PERTOKEN_SHADER_F16=0:--decode-context 32768,4096" \
+  "default:--attention 1024 --decode-context 4096,32768 --head-dim 256"; do
+  env_set=${run%%:*}
+  left=$(( deadline - $(date +%s) ))
+  [ "$left" -gt 5 ] || { echo "skipped, out of time: $run"; continue; }
+  echo "=== $run" | tee -a "$O/attention.log"
+  # shellcheck disable=SC2086
+  if [ "$env_set" = default ]; then
+    timeout "$left" "$R/pertoken" "${decode[@]}" ${run#*:} >>"$O/attention.log" 2>&1
+  else
+    env "$env_set" timeout "$left" "$R/pertoken" "${decode[@]}" ${run#*:} >>"$O/attention.log" 2>&1
+  fi
+  echo "exit $?"
+done
+grep -E "^ +[0-9]+ |^=== " "$O/attention.log"
 echo "total $(( $(date +%s) - start ))s"
