@@ -197,7 +197,7 @@ impl KvCache {
             kv_len: self.len,
         };
         check_out(out, [q, &self.k, &self.v])?;
-        let scale = options.scale.unwrap_or(1.0 / (d as f32).sqrt());
+        let scale = options.scale_for(d)?;
         flash(
             gpu,
             q,

@@ -62,8 +62,24 @@ pub enum Kernel {
 pub struct AttentionOptions {
     /// Mask keys after each query's position.
     pub causal: bool,
-    /// Score scale; `None` for `1/√head_dim`.
+    /// Score scale; `None` for `1/√head_dim`. Must be finite.
     pub scale: Option<f32>,
+}
+
+impl AttentionOptions {
+    /// The score scale for `head_dim`: the given one, or `1/√head_dim`. A NaN or infinite scale
+    /// is an error (it would turn every score into NaN and the output into zeros).
+    pub fn scale_for(&self, head_dim: usize) -> Result<f32> {
+        match self.scale {
+            None => Ok(1.0 / (head_dim as f32).sqrt()),
+            Some(x) if x.is_finite() => Ok(x),
+            Some(x) => Err(Error::InvalidOption {
+                name: "AttentionOptions::scale",
+                value: x.to_string(),
+                reason: "the score scale must be a finite number (None gives 1/√head_dim)".into(),
+            }),
+        }
+    }
 }
 
 /// The checked shape of an attention call.
@@ -376,7 +392,7 @@ pub fn attention_into(
 ) -> Result<()> {
     let s = check(q, k, v, options.causal)?;
     check_out(out, [q, k, v])?;
-    let scale = options.scale.unwrap_or(1.0 / (s.head_dim as f32).sqrt());
+    let scale = options.scale_for(s.head_dim)?;
     match kernel {
         Kernel::Flash => flash(gpu, q, k, v, out, &s, s.kv_len, options.causal, scale),
         Kernel::Naive => {

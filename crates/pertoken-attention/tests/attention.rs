@@ -337,6 +337,15 @@ fn bad_inputs_are_errors() {
         pertoken_attention::attention(&gpu, &q2, &t(&[2, 4]), &kv5, opts),
         Err(Error::InvalidShape { .. })
     ));
+    // A scale that is not finite would silently give zeros.
+    for scale in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let o = AttentionOptions {
+            causal: false,
+            scale: Some(scale),
+        };
+        let err = pertoken_attention::attention(&gpu, &q, &q, &q, o).unwrap_err();
+        assert!(err.to_string().contains("finite"), "{err}");
+    }
 }
 
 #[test]

@@ -176,6 +176,14 @@ fn overflow_and_mismatches_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("also an input"), "{err}");
+    let nan_scale = AttentionOptions {
+        causal: true,
+        scale: Some(f32::NAN),
+    };
+    assert!(matches!(
+        cache.attention(&gpu, &q4, nan_scale),
+        Err(Error::InvalidOption { .. })
+    ));
     let empty = KvCache::new(&gpu, 2, 10, 32, DType::F32).unwrap();
     let q1 = Tensor::from_slice(&gpu, &uniform_f32(1, 4 * 32), &[4, 1, 32]).unwrap();
     assert!(empty.attention(&gpu, &q1, causal).is_err());
