@@ -3,7 +3,9 @@
 use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::ATTENTION_APPEND;
 
-use crate::{AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, check_out, flash, strided_groups};
+use crate::{
+    AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, Partials, check_out, flash, strided_groups,
+};
 
 /// Keys and values of one layer, `[n_kv_heads, capacity, head_dim]` each, in f32 or f16, of
 /// which the first [`KvCache::len`] positions are filled.
@@ -15,6 +17,8 @@ pub struct KvCache {
     capacity: usize,
     head_dim: usize,
     len: usize,
+    /// Split-KV partial results, reused by every attention call over this cache.
+    partials: Partials,
 }
 
 impl KvCache {
@@ -50,6 +54,7 @@ impl KvCache {
             capacity,
             head_dim,
             len: 0,
+            partials: Partials::default(),
         })
     }
 
@@ -205,9 +210,8 @@ impl KvCache {
             &self.v,
             out,
             &s,
-            self.capacity,
-            options.causal,
-            scale,
+            (self.capacity, options.causal, scale),
+            Some(&self.partials),
         )
     }
 }

@@ -394,7 +394,16 @@ pub fn attention_into(
     check_out(out, [q, k, v])?;
     let scale = options.scale_for(s.head_dim)?;
     match kernel {
-        Kernel::Flash => flash(gpu, q, k, v, out, &s, s.kv_len, options.causal, scale),
+        Kernel::Flash => flash(
+            gpu,
+            q,
+            k,
+            v,
+            out,
+            &s,
+            (s.kv_len, options.causal, scale),
+            None,
+        ),
         Kernel::Naive => {
             let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
             let all = params(
@@ -462,8 +471,16 @@ pub(crate) fn check_out(out: &Tensor, [q, k, v]: [&Tensor; 3]) -> Result<()> {
     Ok(())
 }
 
+/// Buffers for split-KV partial results (outputs, then max and sum), kept between calls: a KV
+/// cache keeps one, so a decode loop neither allocates them nor has wgpu zero-fill them at every
+/// step. They grow to the largest call's need. The lock is held while both passes of a call are
+/// recorded, so threads sharing a cache cannot interleave their use of them.
+#[derive(Debug, Default)]
+pub(crate) struct Partials(std::sync::Mutex<Option<[Tensor; 2]>>);
+
 /// The flash kernel over the first `s.kv_len` rows of k and v (row stride `kv_stride`), split-KV,
-/// then the combine pass into `out`.
+/// then the combine pass into `out`; partial results in `partials` where given, else in buffers
+/// of this call's own.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn flash(
     gpu: &Gpu,
@@ -472,9 +489,8 @@ pub(crate) fn flash(
     v: &Tensor,
     out: &Tensor,
     s: &AttentionShape,
-    kv_stride: usize,
-    causal: bool,
-    scale: f32,
+    (kv_stride, causal, scale): (usize, bool, f32),
+    partials: Option<&Partials>,
 ) -> Result<()> {
     let plan = team_plan(
         s,
@@ -486,10 +502,9 @@ pub(crate) fn flash(
         gpu,
         [q, k, v, out],
         s,
-        kv_stride,
-        causal,
-        scale,
+        (kv_stride, causal, scale),
         (plan, limit),
+        partials,
     )
 }
 
@@ -500,10 +515,9 @@ fn flash_plan(
     gpu: &Gpu,
     [q, k, v, out]: [&Tensor; 4],
     s: &AttentionShape,
-    kv_stride: usize,
-    causal: bool,
-    scale: f32,
+    (kv_stride, causal, scale): (usize, bool, f32),
     (team, combine_limit): (TeamPlan, u32),
+    partials: Option<&Partials>,
 ) -> Result<()> {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let bkv = (512 / s.head_dim.div_ceil(4)).min(32);
@@ -516,16 +530,24 @@ fn flash_plan(
     };
     let params = params(s, kv_stride, causal, scale, split);
     let f16 = q.dtype() == DType::F16;
-    let part_o = Tensor::zeros(
-        gpu,
-        &[split.splits as usize, s.n_heads, s.q_len, s.head_dim],
-        DType::F32,
-    )?;
-    let part_ml = Tensor::zeros(
-        gpu,
-        &[split.splits as usize, s.n_heads, s.q_len, 2],
-        DType::F32,
-    )?;
+    // [splits, n_heads, q_len, head_dim] and [splits, n_heads, q_len, 2]; the kernels write
+    // every slot the combine reads, so reused buffers need no clearing.
+    let rows = split.splits as usize * s.n_heads * s.q_len;
+    let need = [rows * s.head_dim, rows * 2];
+    let mut held = partials.map(|p| p.0.lock().unwrap_or_else(|e| e.into_inner()));
+    let [part_o, part_ml] = match held.as_deref_mut() {
+        Some(Some(kept)) if kept[0].len() >= need[0] && kept[1].len() >= need[1] => kept.clone(),
+        slot => {
+            let fresh = [
+                Tensor::zeros(gpu, &[need[0]], DType::F32)?,
+                Tensor::zeros(gpu, &[need[1]], DType::F32)?,
+            ];
+            if let Some(slot) = slot {
+                *slot = Some(fresh.clone());
+            }
+            fresh
+        }
+    };
     let bindings = [
         q.into(),
         k.into(),
@@ -731,7 +753,8 @@ mod team_tests {
                         let tensors = [&q, &k, &v, &out];
                         // Two workgroups in x make the combine pass stride over most shapes.
                         let limit = if cpu { 2 } else { u32::MAX };
-                        flash_plan(&gpu, tensors, &s, kv_len, true, scale, (plan, limit)).unwrap();
+                        let call = (kv_len, true, scale);
+                        flash_plan(&gpu, tensors, &s, call, (plan, limit), None).unwrap();
                         let shape = pertoken_reference::AttentionShape {
                             n_heads,
                             n_kv_heads,

@@ -70,6 +70,44 @@ fn decode_after_appends_equals_attention_over_the_same_keys() {
     }
 }
 
+/// A cache keeps its split-KV partial results between calls: they grow when a longer context
+/// or more queries need more splits or rows, and a later, smaller call reuses the larger buffers
+/// (stale slots past its own are never read).
+#[test]
+fn partial_results_are_reused_as_calls_grow_and_shrink() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (nh, nkv, d) = (8usize, 2usize, 64usize);
+    let mut cache = KvCache::new(&gpu, nkv, 2200, d, DType::F32).unwrap();
+    let mut keys: Vec<Vec<f32>> = vec![Vec::new(); nkv];
+    let mut values: Vec<Vec<f32>> = vec![Vec::new(); nkv];
+    // 100 keys: one split; 2100: several (on every adapter's plan).
+    for (step, t) in [100usize, 2000].into_iter().enumerate() {
+        let kv = uniform_f32(50 + step as u64, nkv * t * d);
+        let vv = uniform_f32(60 + step as u64, nkv * t * d);
+        let (k, _) = tensor(&gpu, &kv, &[nkv, t, d], DType::F32);
+        let (v, _) = tensor(&gpu, &vv, &[nkv, t, d], DType::F32);
+        cache.append(&gpu, &k, &v).unwrap();
+        for h in 0..nkv {
+            keys[h].extend_from_slice(&kv[h * t * d..(h + 1) * t * d]);
+            values[h].extend_from_slice(&vv[h * t * d..(h + 1) * t * d]);
+        }
+        for q_len in [1usize, 8, 1] {
+            let qv = uniform_f32(70 + (step * 10 + q_len) as u64, nh * q_len * d);
+            let (q, qv) = tensor(&gpu, &qv, &[nh, q_len, d], DType::F32);
+            let len = cache.len();
+            out_matches(
+                &gpu,
+                &cache,
+                &q,
+                &qv,
+                &keys,
+                &values,
+                (nh, nkv, d, q_len, len),
+            );
+        }
+    }
+}
+
 fn out_matches(
     gpu: &Gpu,
     cache: &KvCache,
