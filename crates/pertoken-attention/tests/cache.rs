@@ -13,10 +13,59 @@ fn tensor(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
     Tensor::from_f32_as(gpu, v, shape, dtype).unwrap()
 }
 
+/// A cache, and the host copy of everything appended to it, per KV head, for the reference.
+struct Mirrored {
+    cache: KvCache,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+}
+
+impl Mirrored {
+    fn new(gpu: &Gpu, (nkv, cap, d): (usize, usize, usize), dtype: DType) -> Mirrored {
+        Mirrored {
+            cache: KvCache::new(gpu, nkv, cap, d, dtype).unwrap(),
+            keys: vec![Vec::new(); nkv],
+            values: vec![Vec::new(); nkv],
+        }
+    }
+
+    /// Appends `t` positions of seeded random keys and values.
+    fn append(&mut self, gpu: &Gpu, t: usize, seed: u64) {
+        let (nkv, d) = (self.keys.len(), self.cache.keys().shape()[2]);
+        let dtype = self.cache.keys().dtype();
+        let (k, kv) = tensor(gpu, &uniform_f32(seed, nkv * t * d), &[nkv, t, d], dtype);
+        let (v, vv) = tensor(
+            gpu,
+            &uniform_f32(seed + 1, nkv * t * d),
+            &[nkv, t, d],
+            dtype,
+        );
+        self.cache.append(gpu, &k, &v).unwrap();
+        for h in 0..nkv {
+            self.keys[h].extend_from_slice(&kv[h * t * d..(h + 1) * t * d]);
+            self.values[h].extend_from_slice(&vv[h * t * d..(h + 1) * t * d]);
+        }
+    }
+
+    /// `q_len` seeded random queries of `nh` heads over the whole cache, causal, against the
+    /// reference.
+    fn check(&self, gpu: &Gpu, nh: usize, q_len: usize, seed: u64) {
+        let (nkv, d) = (self.keys.len(), self.cache.keys().shape()[2]);
+        let dtype = self.cache.keys().dtype();
+        let (q, qv) = tensor(
+            gpu,
+            &uniform_f32(seed, nh * q_len * d),
+            &[nh, q_len, d],
+            dtype,
+        );
+        let dims = (nh, nkv, d, q_len, self.cache.len());
+        out_matches(gpu, &self.cache, &q, &qv, &self.keys, &self.values, dims);
+    }
+}
+
 #[test]
 fn decode_after_appends_equals_attention_over_the_same_keys() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let (nh, nkv, cap) = (8usize, 2usize, 300usize);
     // A narrow head, and the widest (the kernels' wide variants).
     for (d, dtype) in [
         (64usize, DType::F32),
@@ -24,49 +73,15 @@ fn decode_after_appends_equals_attention_over_the_same_keys() {
         (256, DType::F32),
         (256, DType::F16),
     ] {
-        let mut cache = KvCache::new(&gpu, nkv, cap, d, dtype).unwrap();
-        // Host copy of everything appended, per KV head, to build the reference.
-        let mut keys: Vec<Vec<f32>> = vec![Vec::new(); nkv];
-        let mut values: Vec<Vec<f32>> = vec![Vec::new(); nkv];
+        let mut m = Mirrored::new(&gpu, (2, 300, d), dtype);
         for (step, t) in [17usize, 1, 1, 64, 5, 1].into_iter().enumerate() {
-            let (k, kv) = tensor(
-                &gpu,
-                &uniform_f32(step as u64 * 2, nkv * t * d),
-                &[nkv, t, d],
-                dtype,
-            );
-            let (v, vv) = tensor(
-                &gpu,
-                &uniform_f32(step as u64 * 2 + 1, nkv * t * d),
-                &[nkv, t, d],
-                dtype,
-            );
-            cache.append(&gpu, &k, &v).unwrap();
-            for h in 0..nkv {
-                keys[h].extend_from_slice(&kv[h * t * d..(h + 1) * t * d]);
-                values[h].extend_from_slice(&vv[h * t * d..(h + 1) * t * d]);
-            }
-            let len = cache.len();
+            m.append(&gpu, t, step as u64 * 2);
             // Decode (q_len 1) and a speculative block (q_len up to 8), causal.
-            for q_len in [1usize, len.min(8)] {
-                let (q, qv) = tensor(
-                    &gpu,
-                    &uniform_f32(100 + step as u64, nh * q_len * d),
-                    &[nh, q_len, d],
-                    dtype,
-                );
-                out_matches(
-                    &gpu,
-                    &cache,
-                    &q,
-                    &qv,
-                    &keys,
-                    &values,
-                    (nh, nkv, d, q_len, len),
-                );
+            for q_len in [1usize, m.cache.len().min(8)] {
+                m.check(&gpu, 8, q_len, 100 + step as u64);
             }
         }
-        assert_eq!(cache.len(), 89);
+        assert_eq!(m.cache.len(), 89);
     }
 }
 
@@ -76,34 +91,12 @@ fn decode_after_appends_equals_attention_over_the_same_keys() {
 #[test]
 fn partial_results_are_reused_as_calls_grow_and_shrink() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let (nh, nkv, d) = (8usize, 2usize, 64usize);
-    let mut cache = KvCache::new(&gpu, nkv, 2200, d, DType::F32).unwrap();
-    let mut keys: Vec<Vec<f32>> = vec![Vec::new(); nkv];
-    let mut values: Vec<Vec<f32>> = vec![Vec::new(); nkv];
+    let mut m = Mirrored::new(&gpu, (2, 2200, 64), DType::F32);
     // 100 keys: one split; 2100: several (on every adapter's plan).
     for (step, t) in [100usize, 2000].into_iter().enumerate() {
-        let kv = uniform_f32(50 + step as u64, nkv * t * d);
-        let vv = uniform_f32(60 + step as u64, nkv * t * d);
-        let (k, _) = tensor(&gpu, &kv, &[nkv, t, d], DType::F32);
-        let (v, _) = tensor(&gpu, &vv, &[nkv, t, d], DType::F32);
-        cache.append(&gpu, &k, &v).unwrap();
-        for h in 0..nkv {
-            keys[h].extend_from_slice(&kv[h * t * d..(h + 1) * t * d]);
-            values[h].extend_from_slice(&vv[h * t * d..(h + 1) * t * d]);
-        }
+        m.append(&gpu, t, 50 + 2 * step as u64);
         for q_len in [1usize, 8, 1] {
-            let qv = uniform_f32(70 + (step * 10 + q_len) as u64, nh * q_len * d);
-            let (q, qv) = tensor(&gpu, &qv, &[nh, q_len, d], DType::F32);
-            let len = cache.len();
-            out_matches(
-                &gpu,
-                &cache,
-                &q,
-                &qv,
-                &keys,
-                &values,
-                (nh, nkv, d, q_len, len),
-            );
+            m.check(&gpu, 8, q_len, 70 + (step * 10 + q_len) as u64);
         }
     }
 }
