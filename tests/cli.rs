@@ -183,6 +183,8 @@ fn bench_attention_and_decode_rows_are_verified() {
     if gpu_or_skip().is_none() {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.json");
     let (ok, stdout, stderr) = pertoken(&[
         "bench",
         "--no-tune",
@@ -202,6 +204,8 @@ fn bench_attention_and_decode_rows_are_verified() {
         "32",
         "--decode-context",
         "40",
+        "--json",
+        report.to_str().unwrap(),
     ]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let rows: Vec<&str> = stdout
@@ -214,6 +218,41 @@ fn bench_attention_and_decode_rows_are_verified() {
     assert!(
         rows.iter().all(|r| r.trim_end().ends_with("yes")),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("decode kernel (f32 and f16 alike) by context: 40: "),
+        "{stdout}"
+    );
+    // The same rows in the JSON report: 6 prefill (3 kernels × 2 lengths), 2 decode.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let ops: Vec<(&str, &str, bool)> = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["op"].as_str().unwrap(),
+                r["dtype"].as_str().unwrap(),
+                r["verified"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let count = |op: &str, dtype: &str| {
+        ops.iter()
+            .filter(|(o, d, ok)| *o == op && *d == dtype && *ok)
+            .count()
+    };
+    assert_eq!(ops.len(), 8, "{doc}");
+    assert_eq!(
+        (
+            count("attention_prefill", "f32"),
+            count("attention_prefill", "f16"),
+            count("attention_decode", "f32"),
+            count("attention_decode", "f16")
+        ),
+        (4, 2, 1, 1),
+        "{doc}"
     );
 }
 

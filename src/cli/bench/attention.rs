@@ -8,6 +8,8 @@ use super::{CliError, verdict};
 
 pub(crate) struct AttentionRow {
     pub(crate) seq: usize,
+    /// The inputs' dtype (arithmetic is f32 either way).
+    pub(crate) dtype: DType,
     pub(crate) kernel: &'static str,
     /// Median seconds, or why the kernel could not run.
     pub(crate) seconds: Result<f64, String>,
@@ -113,6 +115,7 @@ fn bench_kernel(
         Err(e @ GpuError::TooLarge { .. }) => {
             return Ok(AttentionRow {
                 seq,
+                dtype: tq.dtype(),
                 kernel: name,
                 seconds: Err(format!("cannot run: {e}")),
                 flops,
@@ -133,6 +136,7 @@ fn bench_kernel(
     })?;
     Ok(AttentionRow {
         seq,
+        dtype: tq.dtype(),
         kernel: name,
         seconds: Ok(m.median),
         flops,
@@ -144,6 +148,8 @@ fn bench_kernel(
 pub(crate) struct DecodeRow {
     pub(crate) context: usize,
     pub(crate) dtype: DType,
+    /// The kernel and, for the team kernel, its plan.
+    pub(crate) kernel: String,
     pub(crate) seconds: f64,
     pub(crate) bytes: f64,
     pub(crate) verified: Result<(), String>,
@@ -192,11 +198,39 @@ pub(crate) fn bench_decode(
         cache.attention_into(gpu, &q, &out, options)
     })?;
     let elem = dtype.block().1 as f64;
+    let fused = pertoken_attention::AttentionShape {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: d,
+        q_len: 1,
+        kv_len: context,
+    };
     Ok(DecodeRow {
         context,
         dtype,
+        kernel: decode_kernel(gpu, &fused),
         seconds: m.median,
         bytes: 2.0 * (nkv * context * d) as f64 * elem + (nh * d) as f64 * (elem + 4.0),
         verified,
     })
+}
+
+/// The kernel a decode of shape `s` runs here, with the team kernel's plan: rows per team (heads ×
+/// positions), teams per workgroup (those splitting keys), splits of the keys, prefetch.
+fn decode_kernel(gpu: &Gpu, s: &pertoken_attention::AttentionShape) -> String {
+    let caps = gpu.capabilities();
+    if !pertoken_attention::team_kernel_applies(s, caps) {
+        return "tiled".into();
+    }
+    let p = pertoken_attention::team_plan(s, caps.cpu, caps.max_storage_binding);
+    format!(
+        "teams: {}x{} rows per team, {} per workgroup ({} splitting keys), {} × {} keys{}",
+        p.heads,
+        p.queries,
+        p.workgroup / pertoken_attention::TEAM,
+        p.key_teams,
+        p.split.splits,
+        p.split.chunk,
+        if p.prefetch { ", prefetch" } else { "" }
+    )
 }

@@ -219,8 +219,8 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
          element within the f32 tolerance."
     );
     failures += bench_linears(&gpu, &mut tuner, args, copy_rate, &mut report)?;
-    failures += bench_attention(&gpu, args)?;
-    failures += bench_decode(&gpu, args, copy_rate)?;
+    failures += bench_attention(&gpu, args, &mut report)?;
+    failures += bench_decode(&gpu, args, copy_rate, &mut report)?;
     if let Err(e) = tuner.save() {
         eprintln!("warning: could not write the tuning cache: {e}");
     }
@@ -323,7 +323,12 @@ fn attention_heads(args: &Args) -> Result<(usize, usize), CliError> {
     }
 }
 
-fn bench_decode(gpu: &Gpu, args: &Args, copy_rate: f64) -> Result<usize, CliError> {
+fn bench_decode(
+    gpu: &Gpu,
+    args: &Args,
+    copy_rate: f64,
+    report: &mut Vec<serde_json::Value>,
+) -> Result<usize, CliError> {
     if args.decode_context.is_empty() {
         return Ok(0);
     }
@@ -342,6 +347,7 @@ fn bench_decode(gpu: &Gpu, args: &Args, copy_rate: f64) -> Result<usize, CliErro
         "context", "dtype", "time (ms)", "GB/s", "% copy"
     );
     let mut failures = 0;
+    let mut plans = Vec::new();
     for &ctx in &args.decode_context {
         for dtype in [DType::F32, DType::F16] {
             let r =
@@ -350,6 +356,16 @@ fn bench_decode(gpu: &Gpu, args: &Args, copy_rate: f64) -> Result<usize, CliErro
                 failures += 1;
             }
             let rate = r.bytes / r.seconds;
+            report.push(serde_json::json!({
+                "op": "attention_decode", "device": "gpu",
+                "context": r.context, "n_heads": nh, "n_kv_heads": nkv, "head_dim": args.head_dim,
+                "dtype": r.dtype.to_string(), "kernel": r.kernel, "seconds": r.seconds,
+                "bytes_per_s": rate, "fraction_of_copy": rate / copy_rate,
+                "verified": r.verified.is_ok(),
+            }));
+            if dtype == DType::F32 {
+                plans.push(format!("{}: {}", r.context, r.kernel));
+            }
             println!(
                 "{:>8} {:<6} {:>11.3} {:>9.2} {:>6.1}%  {}",
                 r.context,
@@ -361,10 +377,18 @@ fn bench_decode(gpu: &Gpu, args: &Args, copy_rate: f64) -> Result<usize, CliErro
             );
         }
     }
+    println!(
+        "decode kernel (f32 and f16 alike) by context: {}",
+        plans.join("; ")
+    );
     Ok(failures)
 }
 
-fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
+fn bench_attention(
+    gpu: &Gpu,
+    args: &Args,
+    report: &mut Vec<serde_json::Value>,
+) -> Result<usize, CliError> {
     if args.attention.is_empty() {
         return Ok(0);
     }
@@ -394,6 +418,16 @@ fn bench_attention(gpu: &Gpu, args: &Args) -> Result<usize, CliError> {
             if r.verified.is_err() && r.seconds.is_ok() {
                 failures += 1;
             }
+            let seconds = r.seconds.as_ref().ok();
+            report.push(serde_json::json!({
+                "op": "attention_prefill", "device": "gpu", "causal": true,
+                "seq": r.seq, "n_heads": nh, "n_kv_heads": nkv, "head_dim": args.head_dim,
+                "dtype": r.dtype.to_string(), "kernel": r.kernel, "seconds": seconds,
+                "error": r.seconds.as_ref().err(),
+                "flops_per_s": seconds.map(|t| r.flops / t),
+                "speedup_vs_naive": seconds.zip(naive).map(|(t, n)| n / t),
+                "verified": r.verified.is_ok(),
+            }));
             match &r.seconds {
                 Ok(t) => println!(
                     "{:>6} {:<11} {:>11.3} {:>9.2} {:>9}  {}",
