@@ -47,6 +47,21 @@ impl KvCache {
                 "head_dim over the attention kernels' maximum of {MAX_HEAD_DIM}"
             )));
         }
+        // The kernels bind K and V whole.
+        let bytes = (n_kv_heads as u64)
+            .saturating_mul(capacity as u64)
+            .saturating_mul(head_dim as u64)
+            .saturating_mul(dtype.block().1 as u64);
+        let limit = gpu.capabilities().max_storage_binding;
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                op: "KvCache::new",
+                what: "K or V cache tensor (bound whole; an f16 cache takes half)",
+                bytes,
+                limit,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
         Ok(KvCache {
             k: Tensor::zeros(gpu, &shape, dtype)?,
             v: Tensor::zeros(gpu, &shape, dtype)?,

@@ -196,6 +196,13 @@ fn overflow_and_mismatches_are_errors() {
     assert!(KvCache::new(&gpu, 2, 10, 33, DType::F16).is_err());
     let err = KvCache::new(&gpu, 2, 10, 264, DType::F32).unwrap_err();
     assert!(err.to_string().contains("maximum of 256"), "{err}");
+    // K and V are bound whole: a cache over the binding limit is refused when made, not at its
+    // first append.
+    let limit = gpu.capabilities().max_storage_binding as usize;
+    let rows = limit / (2 * 128 * 4) + 1;
+    let err = KvCache::new(&gpu, 2, rows, 128, DType::F32).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("f16"), "{err}");
     let q4 = Tensor::from_slice(&gpu, &uniform_f32(2, 4 * 32), &[4, 1, 32]).unwrap();
     let wrong_out = Tensor::zeros(&gpu, &[4, 2, 32], DType::F32).unwrap();
     assert!(matches!(
