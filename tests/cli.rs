@@ -256,6 +256,44 @@ fn bench_attention_and_decode_rows_are_verified() {
     );
 }
 
+/// A decode context whose KV cache is over the adapter's binding limit is a "cannot run" row,
+/// and the bench goes on (exit status 0, the other rows verified).
+#[test]
+fn bench_decode_over_the_binding_limit_cannot_run() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let limit = gpu.capabilities().max_storage_binding;
+    if limit > 256 << 20 {
+        eprintln!("skipped: a cache over this adapter's {limit}-byte binding limit is too big");
+        return;
+    }
+    // 2 KV heads × head_dim 32 × 4 bytes a position: one position over the limit in f32.
+    let context = (limit / (2 * 32 * 4) + 1).to_string();
+    let (ok, stdout, stderr) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "--sizes",
+        "none",
+        "--linear",
+        "none",
+        "--copy-bytes",
+        "65536",
+        "--repeats",
+        "1",
+        "--attention-heads",
+        "4,2",
+        "--head-dim",
+        "32",
+        "--decode-context",
+        &format!("40,{context}"),
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let f32_row = format!("{context} f32    cannot run: KvCache::new");
+    assert!(stdout.contains(&f32_row), "{stdout}");
+    // 40 keys in f32 and f16, and the long context in f16 (half the bytes: under the limit).
+    assert_eq!(stdout.matches(" yes").count(), 3, "{stdout}");
+    assert!(stdout.contains(&format!("; {context}: teams")), "{stdout}");
+}
+
 #[test]
 fn bench_report_feeds_the_cost_model() {
     if gpu_or_skip().is_none() {
