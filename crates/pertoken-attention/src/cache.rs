@@ -4,7 +4,8 @@ use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::ATTENTION_APPEND;
 
 use crate::{
-    AttentionOptions, AttentionShape, MAX_HEAD_DIM, OP, Partials, check_out, flash, strided_groups,
+    AttentionOptions, AttentionShape, Kernel, MAX_HEAD_DIM, OP, Partials, check_out, flash,
+    strided_groups,
 };
 
 /// Keys and values of one layer, `[n_kv_heads, capacity, head_dim]` each, in f32 or f16, of
@@ -179,6 +180,28 @@ impl KvCache {
         out: &Tensor,
         options: AttentionOptions,
     ) -> Result<()> {
+        self.attention_into_with(gpu, q, out, options, Kernel::Flash)
+    }
+
+    /// [`KvCache::attention_into`] with a given kernel: [`Kernel::Flash`] (the heuristic's plan)
+    /// or [`Kernel::Team`] (these knobs; `pertoken bench --decode-plans` compares them). The
+    /// naive baseline does not run over a cache.
+    pub fn attention_into_with(
+        &self,
+        gpu: &Gpu,
+        q: &Tensor,
+        out: &Tensor,
+        options: AttentionOptions,
+        kernel: Kernel,
+    ) -> Result<()> {
+        if kernel == Kernel::Naive {
+            return Err(Error::Unsupported {
+                op: OP,
+                reason: "the naive baseline runs on plain tensors (attention_with), not over a \
+                         KV cache"
+                    .into(),
+            });
+        }
         let [n_heads, q_len, d] = q.shape()[..] else {
             return Err(Error::InvalidShape {
                 op: OP,
@@ -220,13 +243,11 @@ impl KvCache {
         let scale = options.scale_for(d)?;
         flash(
             gpu,
-            q,
-            &self.k,
-            &self.v,
-            out,
+            [q, &self.k, &self.v, out],
             &s,
             (self.capacity, options.causal, scale),
             Some(&self.partials),
+            kernel,
         )
     }
 }

@@ -51,8 +51,11 @@ pub const FLASH_WG: u32 = 64;
 /// Which attention kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// Fused, tiled, online softmax.
+    /// Fused, online softmax: the team kernel with the heuristic's plan where it applies
+    /// ([`team_kernel_applies`]), else the tiled flash kernel.
     Flash,
+    /// The team kernel with these knobs; an error where the team kernel does not apply.
+    Team(TeamKnobs),
     /// Scores materialized in device memory; the baseline.
     Naive,
 }
@@ -292,20 +295,104 @@ pub struct TeamPlan {
     pub combine_step: u32,
 }
 
-/// The team kernel's plan. Splits: GPUs get ≥ 1024 workgroups with ≥ 4 keys per team where the
-/// context allows, CPU adapters (`cpu`) ≥ 32 of ≥ 1024 keys (each split ends in a merge); at most
-/// 64, with partial results within `max_binding` bytes, and never more than 65535 keys per
-/// invocation (llvmpipe stops longer loops).
+/// The choices behind a [`TeamPlan`] that do not depend on the context length: what
+/// [`TeamKnobs::heuristic`] picks for an adapter, what [`team_candidates`] varies, and what
+/// [`Kernel::Team`] runs. Any valid set gives a correct plan; they differ in speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TeamKnobs {
+    /// Teams per workgroup: 1, 2, 4 or 8. When a workgroup has fewer query blocks than teams,
+    /// its teams split the keys (decode).
+    pub teams: u32,
+    /// Most query rows a team holds, 1 to [`TEAM_MAX_ROWS`]: the heads of a GQA group first (the
+    /// largest divisor of the group size), then consecutive positions.
+    pub max_rows: usize,
+    /// Workgroups the split of the keys aims for, where the context allows.
+    pub target_workgroups: usize,
+    /// Fewest keys each team walks in a split.
+    pub min_keys_per_team: usize,
+    /// Most splits (partial results the combine pass merges).
+    pub max_splits: usize,
+    /// Load each key's K and V one key ahead ([`TeamPlan::prefetch`]).
+    pub prefetch: bool,
+    /// Splits the combine pass loads at once, 1 to 8 ([`TeamPlan::combine_step`]).
+    pub combine_step: u32,
+}
+
+impl TeamKnobs {
+    /// The knobs the plan heuristic picks for shape `s` on a CPU adapter (`cpu`) or a GPU.
+    /// GPUs hide each key's load latency with many teams in flight: 8 teams per workgroup, ≥ 1024
+    /// workgroups where the context allows, down to 4 keys per team, at most 64 splits (an H100
+    /// sweep of 16 plans: 1–8 keys per team, 8 or 32 teams, 64 or 256 splits at most; this one was
+    /// fastest or within 5% of it at 512, 4096 and 8192 keys). CPU adapters: one team per
+    /// workgroup (a workgroup of one subgroup ran 4096-key decode on llvmpipe in about half the
+    /// time of one of eight), ≥ 32 workgroups of ≥ 1024 keys (each split ends in a merge).
+    pub fn heuristic(s: &AttentionShape, cpu: bool) -> TeamKnobs {
+        let wide_gpu = s.head_dim > NARROW_HEAD_DIM && !cpu;
+        TeamKnobs {
+            teams: if cpu { 1 } else { 8 },
+            max_rows: if wide_gpu {
+                TEAM_WIDE_MAX_ROWS
+            } else {
+                TEAM_MAX_ROWS
+            },
+            target_workgroups: if cpu { 32 } else { 1024 },
+            min_keys_per_team: if cpu { 1024 } else { 4 },
+            max_splits: 64,
+            prefetch: !cpu && !wide_gpu,
+            combine_step: if cpu { 1 } else { 8 },
+        }
+    }
+
+    /// Checks every knob is in its range.
+    pub fn check(&self) -> Result<()> {
+        let bad = |name: &'static str, value: String, reason: &str| {
+            Err(Error::InvalidOption {
+                name,
+                value,
+                reason: reason.into(),
+            })
+        };
+        if ![1, 2, 4, 8].contains(&self.teams) {
+            return bad("TeamKnobs::teams", self.teams.to_string(), "1, 2, 4 or 8");
+        }
+        if !(1..=TEAM_MAX_ROWS).contains(&self.max_rows) {
+            return bad("TeamKnobs::max_rows", self.max_rows.to_string(), "1 to 4");
+        }
+        if !(1..=8).contains(&self.combine_step) {
+            return bad(
+                "TeamKnobs::combine_step",
+                self.combine_step.to_string(),
+                "1 to 8",
+            );
+        }
+        for (name, v) in [
+            ("TeamKnobs::target_workgroups", self.target_workgroups),
+            ("TeamKnobs::min_keys_per_team", self.min_keys_per_team),
+            ("TeamKnobs::max_splits", self.max_splits),
+        ] {
+            if v == 0 {
+                return bad(name, v.to_string(), "at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The team kernel's plan on a CPU adapter (`cpu`) or a GPU: [`team_plan_with`] the
+/// [`TeamKnobs::heuristic`].
 pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
+    team_plan_with(s, &TeamKnobs::heuristic(s, cpu), max_binding)
+}
+
+/// The team kernel's plan from `knobs` (checked by the caller). Splits: at least
+/// `target_workgroups` workgroups where each team still walks `min_keys_per_team` keys, at most
+/// `max_splits`, with partial results within `max_binding` bytes, and never more than 65535
+/// keys per invocation (llvmpipe stops longer loops).
+pub fn team_plan_with(s: &AttentionShape, knobs: &TeamKnobs, max_binding: u64) -> TeamPlan {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let group = s.n_heads / s.n_kv_heads.max(1);
-    let teams = if cpu { 1 } else { 8 };
-    let wide_gpu = s.head_dim > NARROW_HEAD_DIM && !cpu;
-    let max_rows = if wide_gpu {
-        TEAM_WIDE_MAX_ROWS
-    } else {
-        TEAM_MAX_ROWS
-    };
+    let teams = knobs.teams as usize;
+    let max_rows = knobs.max_rows.clamp(1, TEAM_MAX_ROWS);
     let heads = (1..=max_rows.min(group))
         .rev()
         .find(|g| group.is_multiple_of(*g))
@@ -319,22 +406,15 @@ pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
     };
     let gy = blocks.div_ceil(teams / key_teams);
     let gx = s.n_kv_heads * (group / heads);
-    // GPUs hide each key's load latency with many teams in flight: ≥ 1024 workgroups where
-    // the context allows, down to 4 keys per team (an H100 sweep of 16 plans: 1–8 keys per team,
-    // 8 or 32 teams, 64 or 256 splits at most; this one was fastest or within 5% of it at
-    // 512, 4096 and 8192 keys).
-    let (target, min_keys): (usize, usize) = if cpu {
-        (32, 1024)
-    } else {
-        (1024, 4 * key_teams)
-    };
+    let min_keys = knobs.min_keys_per_team.max(1) * key_teams;
     let per_split_bytes = (s.n_heads * s.q_len * s.head_dim * 4) as u64;
     let fit = (max_binding / per_split_bytes.max(1)).max(1) as usize;
     let loop_limit = s.kv_len.div_ceil(65535 * key_teams);
-    let splits = target
+    let splits = knobs
+        .target_workgroups
         .div_ceil((gx * gy).max(1))
         .min(s.kv_len.div_ceil(min_keys))
-        .min(64)
+        .min(knobs.max_splits)
         .min(fit)
         .max(loop_limit)
         .max(1);
@@ -349,9 +429,59 @@ pub fn team_plan(s: &AttentionShape, cpu: bool, max_binding: u64) -> TeamPlan {
             splits: u(s.kv_len.div_ceil(chunk)),
         },
         groups: [u(gx), u(gy)],
-        prefetch: !cpu && !wide_gpu,
-        combine_step: if cpu { 1 } else { 8 },
+        prefetch: knobs.prefetch,
+        combine_step: knobs.combine_step.clamp(1, 8),
     }
+}
+
+/// Candidate knobs for shape `s` on this adapter: the heuristic's first, then each varied in
+/// one knob (teams, rows, workgroups, keys per team, splits, prefetch, combine step), for
+/// `pertoken bench --decode-plans` to time side by side.
+pub fn team_candidates(s: &AttentionShape, cpu: bool) -> Vec<TeamKnobs> {
+    let h = TeamKnobs::heuristic(s, cpu);
+    let mut out = vec![h];
+    let mut add = |k: TeamKnobs| {
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    };
+    for teams in [1, 4, 8] {
+        add(TeamKnobs { teams, ..h });
+    }
+    for max_rows in [1, 2, 4] {
+        add(TeamKnobs { max_rows, ..h });
+    }
+    for f in [4, 16] {
+        add(TeamKnobs {
+            target_workgroups: (h.target_workgroups / f).max(1),
+            ..h
+        });
+        add(TeamKnobs {
+            min_keys_per_team: h.min_keys_per_team * f,
+            ..h
+        });
+    }
+    add(TeamKnobs {
+        target_workgroups: h.target_workgroups * 4,
+        ..h
+    });
+    add(TeamKnobs {
+        min_keys_per_team: (h.min_keys_per_team / 4).max(1),
+        ..h
+    });
+    add(TeamKnobs {
+        max_splits: h.max_splits / 4,
+        ..h
+    });
+    add(TeamKnobs {
+        prefetch: !h.prefetch,
+        ..h
+    });
+    add(TeamKnobs {
+        combine_step: if h.combine_step == 1 { 8 } else { 1 },
+        ..h
+    });
+    out
 }
 
 /// Attention with the flash kernel.
@@ -394,15 +524,13 @@ pub fn attention_into(
     check_out(out, [q, k, v])?;
     let scale = options.scale_for(s.head_dim)?;
     match kernel {
-        Kernel::Flash => flash(
+        Kernel::Flash | Kernel::Team(_) => flash(
             gpu,
-            q,
-            k,
-            v,
-            out,
+            [q, k, v, out],
             &s,
             (s.kv_len, options.causal, scale),
             None,
+            kernel,
         ),
         Kernel::Naive => {
             let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
@@ -480,32 +608,37 @@ pub(crate) struct Partials(std::sync::Mutex<Option<[Tensor; 2]>>);
 
 /// The flash kernel over the first `s.kv_len` rows of k and v (row stride `kv_stride`), split-KV,
 /// then the combine pass into `out`; partial results in `partials` where given, else in buffers
-/// of this call's own.
-#[allow(clippy::too_many_arguments)]
+/// of this call's own. `kernel` is [`Kernel::Flash`] (the heuristic's plan) or [`Kernel::Team`].
 pub(crate) fn flash(
     gpu: &Gpu,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    out: &Tensor,
+    tensors: [&Tensor; 4],
     s: &AttentionShape,
-    (kv_stride, causal, scale): (usize, bool, f32),
+    call: (usize, bool, f32),
     partials: Option<&Partials>,
+    kernel: Kernel,
 ) -> Result<()> {
-    let plan = team_plan(
-        s,
-        gpu.capabilities().cpu,
-        gpu.capabilities().max_storage_binding,
-    );
-    let limit = gpu.capabilities().max_workgroups_per_dimension;
-    flash_plan(
-        gpu,
-        [q, k, v, out],
-        s,
-        (kv_stride, causal, scale),
-        (plan, limit),
-        partials,
-    )
+    let caps = gpu.capabilities();
+    let knobs = match kernel {
+        Kernel::Team(knobs) => {
+            knobs.check()?;
+            if !team_kernel_applies(s, caps) {
+                return Err(Error::Unsupported {
+                    op: OP,
+                    reason: format!(
+                        "the team kernel needs subgroups of at least {TEAM} invocations and a \
+                         head_dim that is a multiple of 8 up to {TEAM_MAX_HEAD_DIM} (here \
+                         {}); Kernel::Flash runs the tiled kernel instead",
+                        s.head_dim
+                    ),
+                });
+            }
+            knobs
+        }
+        _ => TeamKnobs::heuristic(s, caps.cpu),
+    };
+    let plan = team_plan_with(s, &knobs, caps.max_storage_binding);
+    let limit = caps.max_workgroups_per_dimension;
+    flash_plan(gpu, tensors, s, call, (plan, limit), partials)
 }
 
 /// [`flash`] with the team kernel's plan and the combine pass's most workgroups in x given
@@ -875,6 +1008,61 @@ mod plan_tests {
                     assert!(p.chunk < 65536, "{kv}: {p:?}");
                 }
             }
+        }
+    }
+    #[test]
+    fn every_candidate_is_valid_and_covers_every_key() {
+        for (n_heads, n_kv_heads, d) in [(32, 8, 128), (8, 8, 64), (12, 2, 256), (7, 1, 8)] {
+            for cpu in [false, true] {
+                for q_len in [1usize, 8, 300] {
+                    for kv_len in [1usize, 100, 4096, 70_000] {
+                        let s = AttentionShape {
+                            n_heads,
+                            n_kv_heads,
+                            head_dim: d,
+                            q_len,
+                            kv_len,
+                        };
+                        let cands = team_candidates(&s, cpu);
+                        assert_eq!(cands[0], TeamKnobs::heuristic(&s, cpu));
+                        assert_eq!(
+                            team_plan_with(&s, &cands[0], 1 << 30),
+                            team_plan(&s, cpu, 1 << 30)
+                        );
+                        assert!(cands.len() >= 8, "{}", cands.len());
+                        for k in cands {
+                            k.check().unwrap();
+                            let p = team_plan_with(&s, &k, 1 << 30);
+                            let (splits, chunk) = (p.split.splits as usize, p.split.chunk as usize);
+                            assert!((splits - 1) * chunk < kv_len && splits * chunk >= kv_len);
+                            assert!(chunk / p.key_teams as usize <= 65535, "{k:?}");
+                            assert!(p.heads * p.queries <= k.max_rows as u32);
+                            assert!((p.workgroup / TEAM).is_multiple_of(p.key_teams));
+                        }
+                    }
+                }
+            }
+        }
+        let h = TeamKnobs::heuristic(&shape(8, 1, 100), false);
+        for bad in [
+            TeamKnobs { teams: 3, ..h },
+            TeamKnobs { teams: 16, ..h },
+            TeamKnobs { max_rows: 0, ..h },
+            TeamKnobs { max_rows: 5, ..h },
+            TeamKnobs {
+                combine_step: 9,
+                ..h
+            },
+            TeamKnobs { max_splits: 0, ..h },
+            TeamKnobs {
+                min_keys_per_team: 0,
+                ..h
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(Error::InvalidOption { .. })),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Attention kernels against the f64 reference, on seeded inputs with NaN-poisoned outputs.
 
-use pertoken_attention::{AttentionOptions, Kernel, attention_into};
+use pertoken_attention::{AttentionOptions, Kernel, TeamKnobs, attention_into, team_candidates};
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, GpuOptions, Tensor};
 use pertoken_reference::{AttentionShape, Tolerance, random::uniform_f32};
@@ -251,6 +251,87 @@ fn wide_head_dims_up_to_256() {
         let f16: Vec<Case> = cases.into_iter().filter(|c| c.f16).collect();
         assert_all(&other, &f16, Kernel::Flash);
     }
+}
+
+/// Every candidate plan `pertoken bench --decode-plans` may time, a GPU's and a CPU adapter's,
+/// runs through Kernel::Team on this adapter and matches the reference.
+#[test]
+fn every_team_candidate_matches_the_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let probe = pertoken_attention::AttentionShape {
+        n_heads: 1,
+        n_kv_heads: 1,
+        head_dim: 8,
+        q_len: 1,
+        kv_len: 1,
+    };
+    if !pertoken_attention::team_kernel_applies(&probe, gpu.capabilities()) {
+        eprintln!("skipped: the team kernel does not run on this adapter");
+        return;
+    }
+    let mut failures = Vec::new();
+    for (heads, d, q_len, kv_len) in [
+        ((32, 8), 128, 1, 300),
+        ((8, 2), 64, 8, 2100),
+        ((4, 4), 256, 3, 70),
+    ] {
+        let s = pertoken_attention::AttentionShape {
+            n_heads: heads.0,
+            n_kv_heads: heads.1,
+            head_dim: d,
+            q_len,
+            kv_len,
+        };
+        for cpu in [false, true] {
+            for knobs in team_candidates(&s, cpu) {
+                for f16 in [false, true] {
+                    let c = Case {
+                        heads,
+                        d,
+                        q_len,
+                        kv_len,
+                        causal: true,
+                        f16,
+                    };
+                    if let Err(e) = run(&gpu, c, Kernel::Team(knobs)) {
+                        failures.push(format!("{knobs:?}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn team_kernel_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let t = |shape: &[usize]| {
+        Tensor::from_slice(&gpu, &uniform_f32(1, shape.iter().product()), shape).unwrap()
+    };
+    let opts = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    let s = pertoken_attention::AttentionShape {
+        n_heads: 2,
+        n_kv_heads: 1,
+        head_dim: 36,
+        q_len: 1,
+        kv_len: 5,
+    };
+    let knobs = TeamKnobs::heuristic(&s, gpu.capabilities().cpu);
+    // head_dim 36 is not a multiple of 8: the team kernel does not take it.
+    let (q, kv) = (t(&[2, 1, 36]), t(&[1, 5, 36]));
+    let err = pertoken_attention::attention_with(&gpu, &q, &kv, &kv, opts, Kernel::Team(knobs))
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    // Knobs out of range.
+    let (q, kv) = (t(&[2, 1, 32]), t(&[1, 5, 32]));
+    let bad = TeamKnobs { teams: 3, ..knobs };
+    let err = pertoken_attention::attention_with(&gpu, &q, &kv, &kv, opts, Kernel::Team(bad))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOption { .. }), "{err}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The KV cache: appends in place, decode over it equals attention over the same keys, overflow
 //! is an error.
 
-use pertoken_attention::{AttentionOptions, KvCache};
+use pertoken_attention::{AttentionOptions, Kernel, KvCache, TeamKnobs};
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, Tensor};
 use pertoken_reference::{AttentionShape, random::uniform_f32};
@@ -49,7 +49,7 @@ impl Mirrored {
 
     /// `q_len` seeded random queries of `nh` heads over the whole cache, causal, against the
     /// reference.
-    fn check(&self, gpu: &Gpu, nh: usize, q_len: usize, seed: u64) {
+    fn check(&self, gpu: &Gpu, nh: usize, q_len: usize, seed: u64, kernel: Kernel) {
         let (nkv, d) = (self.keys.len(), self.cache.keys().shape()[2]);
         let dtype = self.cache.keys().dtype();
         let (q, qv) = tensor(
@@ -59,7 +59,8 @@ impl Mirrored {
             dtype,
         );
         let dims = (nh, nkv, d, q_len, self.cache.len());
-        out_matches(gpu, &self.cache, &q, &qv, &self.keys, &self.values, dims);
+        let host = (qv.as_slice(), self.keys.as_slice(), self.values.as_slice());
+        out_matches(gpu, &self.cache, &q, host, dims, kernel);
     }
 }
 
@@ -78,7 +79,7 @@ fn decode_after_appends_equals_attention_over_the_same_keys() {
             m.append(&gpu, t, step as u64 * 2);
             // Decode (q_len 1) and a speculative block (q_len up to 8), causal.
             for q_len in [1usize, m.cache.len().min(8)] {
-                m.check(&gpu, 8, q_len, 100 + step as u64);
+                m.check(&gpu, 8, q_len, 100 + step as u64, Kernel::Flash);
             }
         }
         assert_eq!(m.cache.len(), 89);
@@ -96,7 +97,28 @@ fn partial_results_are_reused_as_calls_grow_and_shrink() {
     for (step, t) in [100usize, 2000].into_iter().enumerate() {
         m.append(&gpu, t, 50 + 2 * step as u64);
         for q_len in [1usize, 8, 1] {
-            m.check(&gpu, 8, q_len, 70 + (step * 10 + q_len) as u64);
+            m.check(
+                &gpu,
+                8,
+                q_len,
+                70 + (step * 10 + q_len) as u64,
+                Kernel::Flash,
+            );
+        }
+    }
+    // The same cache through a GPU's knobs (eight teams splitting the keys, each loading its
+    // next key ahead), whatever this adapter is, where the team kernel runs.
+    let s = pertoken_attention::AttentionShape {
+        n_heads: 8,
+        n_kv_heads: 2,
+        head_dim: 64,
+        q_len: 1,
+        kv_len: m.cache.len(),
+    };
+    if pertoken_attention::team_kernel_applies(&s, gpu.capabilities()) {
+        let knobs = TeamKnobs::heuristic(&s, false);
+        for q_len in [1usize, 8] {
+            m.check(&gpu, 8, q_len, 90 + q_len as u64, Kernel::Team(knobs));
         }
     }
 }
@@ -105,22 +127,26 @@ fn out_matches(
     gpu: &Gpu,
     cache: &KvCache,
     q: &Tensor,
-    qv: &[f32],
-    keys: &[Vec<f32>],
-    values: &[Vec<f32>],
+    (qv, keys, values): (&[f32], &[Vec<f32>], &[Vec<f32>]),
     (nh, nkv, d, q_len, len): (usize, usize, usize, usize, usize),
+    kernel: Kernel,
 ) {
     let options = AttentionOptions {
         causal: true,
         scale: None,
     };
-    // Into a poisoned output, and through the allocating call: the same result.
+    // Into a poisoned output, and (the heuristic's kernel) through the allocating call: the
+    // same result.
     let out = Tensor::zeros(gpu, q.shape(), DType::F32).unwrap();
     out.fill(f32::NAN).unwrap();
-    cache.attention_into(gpu, q, &out, options).unwrap();
+    cache
+        .attention_into_with(gpu, q, &out, options, kernel)
+        .unwrap();
     let got = out.to_vec::<f32>().unwrap();
-    let again = cache.attention(gpu, q, options).unwrap();
-    assert!(again.to_vec::<f32>().unwrap() == got);
+    if kernel == Kernel::Flash {
+        let again = cache.attention(gpu, q, options).unwrap();
+        assert!(again.to_vec::<f32>().unwrap() == got);
+    }
     let k: Vec<f32> = keys.concat();
     let v: Vec<f32> = values.concat();
     let shape = AttentionShape {
@@ -222,6 +248,11 @@ fn overflow_and_mismatches_are_errors() {
         cache.attention(&gpu, &q4, nan_scale),
         Err(Error::InvalidOption { .. })
     ));
+    let out4 = Tensor::zeros(&gpu, &[4, 1, 32], DType::F32).unwrap();
+    assert!(matches!(
+        cache.attention_into_with(&gpu, &q4, &out4, causal, Kernel::Naive),
+        Err(Error::Unsupported { .. })
+    ));
     let empty = KvCache::new(&gpu, 2, 10, 32, DType::F32).unwrap();
     let q1 = Tensor::from_slice(&gpu, &uniform_f32(1, 4 * 32), &[4, 1, 32]).unwrap();
     assert!(empty.attention(&gpu, &q1, causal).is_err());
@@ -252,5 +283,6 @@ fn an_append_longer_than_one_dispatch_lands_whole() {
     );
     assert!(cache.values().to_vec::<f32>().unwrap()[..t * d] == vv[..]);
     let (q, qv) = tensor(&gpu, &uniform_f32(9, nh * d), &[nh, 1, d], DType::F32);
-    out_matches(&gpu, &cache, &q, &qv, &[kv], &[vv], (nh, nkv, d, 1, t));
+    let host = (qv.as_slice(), &[kv][..], &[vv][..]);
+    out_matches(&gpu, &cache, &q, host, (nh, nkv, d, 1, t), Kernel::Flash);
 }
