@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (scripts/gpu-pack.sh prepares .gpu-run/ first): what the driver
 # offers, the default `pertoken bench` (tuned) with attention, then the GPU test binaries, then
-# the attention questions still open (f16 decode through packed-word loads against f16 loads;
-# head_dim 256). Logs land in $OUT (the device tool's folder that comes back), else
+# the attention questions still open (every candidate decode plan, `--decode-plans`; f16 decode
+# through packed-word loads against f16 loads; head_dim 256). Logs land in $OUT (the device tool's folder that comes back), else
 # /tmp/gpu-out; the tail is a summary. Usage, from the repository root there:
 #   bash .gpu-run/gpu-check.sh [bench seconds, default 150] [test seconds, default 120]
 #                              [attention seconds, default 60]
@@ -53,7 +53,8 @@ cat "$O/bench.log"
 echo "== attention questions (${attention_s}s limit)"
 deadline=$(( $(date +%s) + attention_s ))
 decode=(bench --no-tune --sizes none --linear none --repeats 15)
-for run in "default:--decode-context 32768,4096" "PERTOKEN_SHADER_F16=0:--decode-context 32768,4096" \
+for run in "default:--decode-context 32768,8192,4096 --decode-plans" \
+  "PERTOKEN_SHADER_F16=0:--decode-context 32768,4096" \
   "default:--attention 1024 --decode-context 4096,32768 --head-dim 256"; do
   env_set=${run%%:*}
   left=$(( deadline - $(date +%s) ))
@@ -67,5 +68,5 @@ for run in "default:--decode-context 32768,4096" "PERTOKEN_SHADER_F16=0:--decode
   fi
   echo "exit $?"
 done
-grep -E "^ +[0-9]+ |^=== " "$O/attention.log"
+grep -E "^ +[0-9]+ |^=== |^decode plans|^[* ] t" "$O/attention.log"
 echo "total $(( $(date +%s) - start ))s"

@@ -256,6 +256,64 @@ fn bench_attention_and_decode_rows_are_verified() {
     );
 }
 
+/// `--decode-plans` times every candidate plan of the team kernel, each verified, the
+/// heuristic's marked, and writes them to the JSON report.
+#[test]
+fn bench_decode_plans_are_verified() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.json");
+    let (ok, stdout, stderr) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "--sizes",
+        "none",
+        "--linear",
+        "none",
+        "--copy-bytes",
+        "65536",
+        "--repeats",
+        "1",
+        "--attention-heads",
+        "8,2",
+        "--head-dim",
+        "32",
+        "--decode-context",
+        "300",
+        "--decode-plans",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    if stdout.contains("the team kernel does not run here") {
+        return;
+    }
+    assert!(stdout.contains("decode plans at 300 keys"), "{stdout}");
+    let plans: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("* t") || l.starts_with("  t"))
+        .collect();
+    assert!(plans.len() >= 8, "{stdout}");
+    assert_eq!(plans.iter().filter(|l| l.starts_with('*')).count(), 1);
+    assert!(
+        plans.iter().all(|l| l.trim_end().ends_with("yes / yes")),
+        "{stdout}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let rows: Vec<&serde_json::Value> = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["op"] == "attention_decode_plan")
+        .collect();
+    assert_eq!(rows.len(), 2 * plans.len(), "{doc}");
+    assert!(rows.iter().all(|r| r["verified"] == true), "{doc}");
+    assert_eq!(rows.iter().filter(|r| r["heuristic"] == true).count(), 2);
+}
+
 /// A decode context whose KV cache is over the adapter's binding limit is a "cannot run" row,
 /// and the bench goes on (exit status 0, the other rows verified).
 #[test]

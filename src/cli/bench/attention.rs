@@ -155,17 +155,21 @@ pub(crate) struct DecodeRow {
     pub(crate) verified: Result<(), String>,
 }
 
+/// Decode (q_len 1) over a KV cache of `context` keys with each of `kernels` ([`Kernel::Flash`]:
+/// the heuristic's plan; [`Kernel::Team`]: given knobs), each verified against one f64 reference
+/// into a NaN-poisoned output, then timed. One row per kernel, in order.
 pub(crate) fn bench_decode(
     gpu: &Gpu,
     context: usize,
     (nh, nkv): (usize, usize),
     d: usize,
     dtype: DType,
-    repeats: u32,
-) -> Result<DecodeRow, CliError> {
+    (repeats, kernels): (u32, &[Kernel]),
+) -> Result<Vec<DecodeRow>, CliError> {
     use pertoken_attention::KvCache;
 
     let upload = |v: &[f32], shape: &[usize]| Tensor::from_f32_as(gpu, v, shape, dtype);
+    let mut cache = KvCache::new(gpu, nkv, context, d, dtype)?;
     let (k, kv) = upload(
         &uniform_f32(context as u64, nkv * context * d),
         &[nkv, context, d],
@@ -175,13 +179,11 @@ pub(crate) fn bench_decode(
         &[nkv, context, d],
     )?;
     let (q, qv) = upload(&uniform_f32(context as u64 + 2, nh * d), &[nh, 1, d])?;
-    let mut cache = KvCache::new(gpu, nkv, context, d, dtype)?;
     cache.append(gpu, &k, &v)?;
     let options = AttentionOptions {
         causal: true,
         scale: None,
     };
-    let got = cache.attention(gpu, &q, options)?.to_vec::<f32>()?;
     let shape = AttentionShape {
         n_heads: nh,
         n_kv_heads: nkv,
@@ -191,13 +193,6 @@ pub(crate) fn bench_decode(
         causal: true,
     };
     let want = pertoken_reference::attention(&qv, &kv, &vv, shape, 1.0 / (d as f64).sqrt())?;
-    let cmp = compare(&got, &want, Tolerance::F32.for_reduction(context, 1.0));
-    let verified = verdict(&cmp);
-    let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
-    let m = gpu.measure(repeats, &mut || {
-        cache.attention_into(gpu, &q, &out, options)
-    })?;
-    let elem = dtype.block().1 as f64;
     let fused = pertoken_attention::AttentionShape {
         n_heads: nh,
         n_kv_heads: nkv,
@@ -205,24 +200,43 @@ pub(crate) fn bench_decode(
         q_len: 1,
         kv_len: context,
     };
-    Ok(DecodeRow {
-        context,
-        dtype,
-        kernel: decode_kernel(gpu, &fused),
-        seconds: m.median,
-        bytes: 2.0 * (nkv * context * d) as f64 * elem + (nh * d) as f64 * (elem + 4.0),
-        verified,
-    })
+    let elem = dtype.block().1 as f64;
+    let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
+    let mut rows = Vec::new();
+    for &kernel in kernels {
+        out.fill(f32::NAN)?;
+        cache.attention_into_with(gpu, &q, &out, options, kernel)?;
+        let cmp = compare(
+            &out.to_vec::<f32>()?,
+            &want,
+            Tolerance::F32.for_reduction(context, 1.0),
+        );
+        let m = gpu.measure(repeats, &mut || {
+            cache.attention_into_with(gpu, &q, &out, options, kernel)
+        })?;
+        rows.push(DecodeRow {
+            context,
+            dtype,
+            kernel: decode_kernel(gpu, &fused, kernel),
+            seconds: m.median,
+            bytes: 2.0 * (nkv * context * d) as f64 * elem + (nh * d) as f64 * (elem + 4.0),
+            verified: verdict(&cmp),
+        });
+    }
+    Ok(rows)
 }
 
-/// The kernel a decode of shape `s` runs here, with the team kernel's plan: rows per team (heads ×
-/// positions), teams per workgroup (those splitting keys), splits of the keys, prefetch.
-fn decode_kernel(gpu: &Gpu, s: &pertoken_attention::AttentionShape) -> String {
+/// The kernel a decode of shape `s` runs here with `kernel`, and for the team kernel its plan.
+fn decode_kernel(gpu: &Gpu, s: &pertoken_attention::AttentionShape, kernel: Kernel) -> String {
     let caps = gpu.capabilities();
     if !pertoken_attention::team_kernel_applies(s, caps) {
         return "tiled".into();
     }
-    let p = pertoken_attention::team_plan(s, caps.cpu, caps.max_storage_binding);
+    let knobs = match kernel {
+        Kernel::Team(k) => k,
+        _ => pertoken_attention::TeamKnobs::heuristic(s, caps.cpu),
+    };
+    let p = pertoken_attention::team_plan_with(s, &knobs, caps.max_storage_binding);
     format!(
         "teams: {}x{} rows per team, {} per workgroup ({} splitting keys), {} × {} keys{}",
         p.heads,

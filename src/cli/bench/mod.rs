@@ -6,6 +6,7 @@ mod linear;
 use std::time::Instant;
 
 use ndarray::Array2;
+use pertoken_attention::Kernel as AttentionKernel;
 use pertoken_gpu::{DType, Error as GpuError, Gpu, Tensor};
 use pertoken_matmul::{
     GEMV_CANDIDATES, GEMV_MAX_M, Kernel, MatmulShape, TILE_CANDIDATES, TuneMode, Tuner,
@@ -55,6 +56,10 @@ pub(crate) struct Args {
     /// f16, reported as K/V bytes per second and as a fraction of the copy bandwidth.
     #[arg(long, value_delimiter = ',')]
     decode_context: Vec<usize>,
+    /// With --decode-context: also time every candidate plan of the team kernel at each
+    /// context, in f32 and f16, each verified; the heuristic's plan is marked `*`.
+    #[arg(long)]
+    decode_plans: bool,
     /// Query and KV heads for --attention and --decode-context.
     #[arg(long, value_delimiter = ',', default_value = "32,8", num_args = 1..)]
     attention_heads: Vec<usize>,
@@ -356,9 +361,9 @@ fn bench_decode(
                 (nh, nkv),
                 args.head_dim,
                 dtype,
-                args.repeats,
+                (args.repeats, &[AttentionKernel::Flash]),
             ) {
-                Ok(r) => r,
+                Ok(mut rows) => rows.remove(0),
                 // A cache over the binding limit (a long context on a small adapter): say so and
                 // go on with the other rows.
                 Err(e) if matches!(e.downcast_ref(), Some(GpuError::TooLarge { .. })) => {
@@ -403,6 +408,117 @@ fn bench_decode(
         "decode kernel (f32 and f16 alike) by context: {}",
         plans.join("; ")
     );
+    if args.decode_plans {
+        failures += bench_decode_plans(gpu, args, (nh, nkv), copy_rate, report)?;
+    }
+    Ok(failures)
+}
+
+/// `--decode-plans`: every candidate plan of the team kernel at each decode context.
+fn bench_decode_plans(
+    gpu: &Gpu,
+    args: &Args,
+    (nh, nkv): (usize, usize),
+    copy_rate: f64,
+    report: &mut Vec<serde_json::Value>,
+) -> Result<usize, CliError> {
+    let caps = gpu.capabilities();
+    let mut failures = 0;
+    for &ctx in &args.decode_context {
+        let s = pertoken_attention::AttentionShape {
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: args.head_dim,
+            q_len: 1,
+            kv_len: ctx,
+        };
+        if !pertoken_attention::team_kernel_applies(&s, caps) {
+            println!("decode plans at {ctx} keys: the team kernel does not run here");
+            continue;
+        }
+        let knobs = pertoken_attention::team_candidates(&s, caps.cpu);
+        let kernels: Vec<AttentionKernel> =
+            knobs.iter().map(|k| AttentionKernel::Team(*k)).collect();
+        let mut by_dtype = Vec::new();
+        for dtype in [DType::F32, DType::F16] {
+            match attention::bench_decode(
+                gpu,
+                ctx,
+                (nh, nkv),
+                args.head_dim,
+                dtype,
+                (args.repeats, &kernels),
+            ) {
+                Ok(rows) => by_dtype.push(Some(rows)),
+                Err(e) if matches!(e.downcast_ref(), Some(GpuError::TooLarge { .. })) => {
+                    by_dtype.push(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        println!();
+        println!(
+            "decode plans at {ctx} keys: teams per workgroup t, rows per team r, workgroups aimed \
+             at w, keys per team k, splits s (at most), prefetch pf, combine step c → the splits \
+             × keys it ran; * the heuristic's"
+        );
+        println!(
+            "  {:<34} {:>9} {:>7} {:>9} {:>7}  verified",
+            "plan", "f32 (ms)", "% copy", "f16 (ms)", "% copy"
+        );
+        for (i, k) in knobs.iter().enumerate() {
+            let p = pertoken_attention::team_plan_with(&s, k, caps.max_storage_binding);
+            let label = format!(
+                "t{} r{} w{} k{} s{}{} c{} → {}×{}",
+                k.teams,
+                k.max_rows,
+                k.target_workgroups,
+                k.min_keys_per_team,
+                k.max_splits,
+                if k.prefetch { " pf" } else { "" },
+                k.combine_step,
+                p.split.splits,
+                p.split.chunk
+            );
+            let mut cells = Vec::new();
+            let mut verified = Vec::new();
+            for (dtype, rows) in [DType::F32, DType::F16].into_iter().zip(&by_dtype) {
+                let Some(r) = rows.as_ref().map(|rows| &rows[i]) else {
+                    cells.push(format!("{:>9} {:>7}", "-", "-"));
+                    continue;
+                };
+                let rate = r.bytes / r.seconds;
+                if r.verified.is_err() {
+                    failures += 1;
+                }
+                verified.push(shown(&r.verified));
+                cells.push(format!(
+                    "{:>9.3} {:>6.1}%",
+                    r.seconds * 1e3,
+                    100.0 * rate / copy_rate
+                ));
+                report.push(serde_json::json!({
+                    "op": "attention_decode_plan", "device": "gpu", "context": ctx,
+                    "n_heads": nh, "n_kv_heads": nkv, "head_dim": args.head_dim,
+                    "dtype": dtype.to_string(), "heuristic": i == 0,
+                    "teams": k.teams, "max_rows": k.max_rows,
+                    "target_workgroups": k.target_workgroups,
+                    "min_keys_per_team": k.min_keys_per_team, "max_splits": k.max_splits,
+                    "prefetch": k.prefetch, "combine_step": k.combine_step,
+                    "splits": p.split.splits, "keys_per_split": p.split.chunk,
+                    "seconds": r.seconds, "bytes_per_s": rate,
+                    "fraction_of_copy": rate / copy_rate, "verified": r.verified.is_ok(),
+                }));
+            }
+            println!(
+                "{} {:<34} {}  {}",
+                if i == 0 { "*" } else { " " },
+                label,
+                cells.join(" "),
+                verified.join(" / ")
+            );
+        }
+    }
     Ok(failures)
 }
 
