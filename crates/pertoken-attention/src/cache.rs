@@ -89,6 +89,21 @@ impl KvCache {
         self.capacity
     }
 
+    /// Keeps the first `len` positions and forgets the rest: speculative decoding rolls back
+    /// the drafted tokens the target model rejected, and the next append writes over them. No
+    /// GPU work. A `len` past [`KvCache::len`] is an error (there is nothing to keep there).
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(Error::InvalidShape {
+                op: "KvCache::truncate",
+                shape: vec![self.n_kv_heads, self.len, self.head_dim],
+                reason: format!("cannot keep {len} positions: only {} are filled", self.len),
+            });
+        }
+        self.len = len;
+        Ok(())
+    }
+
     /// The keys tensor (all `capacity` rows).
     pub fn keys(&self) -> &Tensor {
         &self.k

@@ -123,6 +123,37 @@ fn partial_results_are_reused_as_calls_grow_and_shrink() {
     }
 }
 
+/// Speculative decoding: a block of drafted positions is appended and checked with a q_len-8
+/// query, the rejected ones are rolled back with truncate, and the accepted prefix plus new
+/// positions decode exactly like a cache that never held the rejected ones.
+#[test]
+fn truncate_rolls_back_rejected_draft_positions() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for dtype in [DType::F32, DType::F16] {
+        let mut m = Mirrored::new(&gpu, (2, 64, 32), dtype);
+        m.append(&gpu, 20, 1);
+        // Draft 8 positions, verify them in one call, then accept 3.
+        m.append(&gpu, 8, 3);
+        m.check(&gpu, 8, 8, 5, Kernel::Flash);
+        m.cache.truncate(23).unwrap();
+        for h in 0..2 {
+            m.keys[h].truncate(23 * 32);
+            m.values[h].truncate(23 * 32);
+        }
+        assert_eq!(m.cache.len(), 23);
+        m.check(&gpu, 8, 1, 7, Kernel::Flash);
+        // The next positions land where the rejected ones were.
+        m.append(&gpu, 2, 9);
+        assert_eq!(m.cache.len(), 25);
+        m.check(&gpu, 8, 1, 11, Kernel::Flash);
+        m.check(&gpu, 8, 4, 13, Kernel::Flash);
+        let err = m.cache.truncate(26).unwrap_err();
+        assert!(err.to_string().contains("only 25 are filled"), "{err}");
+        m.cache.truncate(0).unwrap();
+        assert!(m.cache.is_empty());
+    }
+}
+
 fn out_matches(
     gpu: &Gpu,
     cache: &KvCache,
