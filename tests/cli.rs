@@ -254,6 +254,12 @@ fn bench_attention_and_decode_rows_are_verified() {
         (4, 2, 1, 1),
         "{doc}"
     );
+    for r in doc["rows"].as_array().unwrap() {
+        if r["op"] == "attention_decode" {
+            let at_size = r["fraction_of_copy_same_bytes"].as_f64().unwrap();
+            assert!(at_size > 0.0 && at_size.is_finite(), "{r}");
+        }
+    }
 }
 
 /// `--decode-plans` times every candidate plan of the team kernel, each verified, the
