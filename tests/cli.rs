@@ -178,14 +178,10 @@ fn cost_sweep_writes_a_chart() {
     );
 }
 
-#[test]
-fn bench_attention_and_decode_rows_are_verified() {
-    if gpu_or_skip().is_none() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("bench.json");
-    let (ok, stdout, stderr) = pertoken(&[
+/// `pertoken bench` with no matmul or linear rows, a small copy and one repeat, then `extra`
+/// (the attention options under test).
+fn attention_bench(extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
         "bench",
         "--no-tune",
         "--sizes",
@@ -196,6 +192,19 @@ fn bench_attention_and_decode_rows_are_verified() {
         "65536",
         "--repeats",
         "1",
+    ];
+    args.extend_from_slice(extra);
+    pertoken(&args)
+}
+
+#[test]
+fn bench_attention_and_decode_rows_are_verified() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.json");
+    let (ok, stdout, stderr) = attention_bench(&[
         "--attention",
         "20,70",
         "--attention-heads",
@@ -271,17 +280,7 @@ fn bench_decode_plans_are_verified() {
     }
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("bench.json");
-    let (ok, stdout, stderr) = pertoken(&[
-        "bench",
-        "--no-tune",
-        "--sizes",
-        "none",
-        "--linear",
-        "none",
-        "--copy-bytes",
-        "65536",
-        "--repeats",
-        "1",
+    let (ok, stdout, stderr) = attention_bench(&[
         "--attention-heads",
         "8,2",
         "--head-dim",
@@ -332,17 +331,7 @@ fn bench_decode_over_the_binding_limit_cannot_run() {
     }
     // 2 KV heads × head_dim 32 × 4 bytes a position: one position over the limit in f32.
     let context = (limit / (2 * 32 * 4) + 1).to_string();
-    let (ok, stdout, stderr) = pertoken(&[
-        "bench",
-        "--no-tune",
-        "--sizes",
-        "none",
-        "--linear",
-        "none",
-        "--copy-bytes",
-        "65536",
-        "--repeats",
-        "1",
+    let (ok, stdout, stderr) = attention_bench(&[
         "--attention-heads",
         "4,2",
         "--head-dim",

@@ -1010,6 +1010,7 @@ mod plan_tests {
             }
         }
     }
+
     #[test]
     fn every_candidate_is_valid_and_covers_every_key() {
         for (n_heads, n_kv_heads, d) in [(32, 8, 128), (8, 8, 64), (12, 2, 256), (7, 1, 8)] {
