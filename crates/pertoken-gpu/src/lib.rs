@@ -23,6 +23,7 @@ mod options;
 mod tensor;
 pub mod testing;
 mod timing;
+pub mod tune;
 
 pub use bandwidth::{Bandwidth, copy, measure_bandwidth};
 pub use capabilities::{Capabilities, SubgroupSize};

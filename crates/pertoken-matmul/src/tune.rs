@@ -1,16 +1,16 @@
 //! Autotuning: time the candidate kernels on this adapter and remember the winner.
 //!
-//! Winners are cached per adapter fingerprint (name, backend, PCI ids, driver), per op, dtypes
-//! and shape bucket (each dimension rounded up to a power of two), in one JSON file under the
-//! user's cache directory: `$PERTOKEN_CACHE_DIR`, else `$XDG_CACHE_HOME/pertoken`, else
-//! `~/.cache/pertoken` (`%LOCALAPPDATA%\pertoken` on Windows). A file that does not parse, has
-//! another version, or names a kernel that is not a current candidate is ignored with a warning,
-//! never trusted: the heuristic is used instead, and tuning rewrites it.
+//! Winners are cached per adapter fingerprint, per op, dtypes and shape bucket (each dimension
+//! rounded up to a power of two), in `tune-v3.json` under the user's cache directory; the file's
+//! handling (location, warnings, never trusting a stale or corrupt file) and the timing of
+//! candidates are [`pertoken_gpu::tune`]'s, shared with the attention tuner.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use pertoken_gpu::{DType, Gpu, Result, Tensor, calls_per_batch};
+use pertoken_gpu::tune::{TuneCache, fastest};
+use pertoken_gpu::{DType, Gpu, Result, Tensor};
+
+pub use pertoken_gpu::tune::{TuneMode, default_cache_dir};
 
 use crate::{
     GEMV_CANDIDATES, GEMV_MAX_M, Kernel, Problem, TEAM_CANDIDATES, TILE_CANDIDATES, TileConfig,
@@ -24,77 +24,16 @@ pub const CACHE_VERSION: u32 = 3;
 /// The cache file's name inside the cache directory.
 pub const CACHE_FILE: &str = "tune-v3.json";
 
-/// Where the tuning cache lives, from the environment; `None` when no directory can be found.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("PERTOKEN_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("pertoken")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache").join("pertoken")))
-        .or_else(|| var("LOCALAPPDATA").map(|d| d.join("pertoken")))
-}
-
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct CacheFile {
-    version: u32,
-    /// adapter fingerprint → problem key → winner.
-    adapters: BTreeMap<String, BTreeMap<String, Kernel>>,
-}
-
-/// How a [`Tuner`] chooses kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TuneMode {
-    /// The heuristic only; the cache is neither read nor written (`--no-tune`, and tests).
-    Off,
-    /// Cached winners where present, the heuristic elsewhere; never measures.
-    CacheOnly,
-    /// Cached winners where present; otherwise measure the candidates now and cache the winner.
-    Tune,
-}
-
-/// Where a kernel choice came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
-    /// The shape heuristic.
-    Heuristic(Kernel),
-    /// A winner read from the cache.
-    Cached(Kernel),
-    /// A winner measured just now.
-    Tuned(Kernel),
-}
-
-impl Choice {
-    /// The kernel chosen.
-    pub fn kernel(self) -> Kernel {
-        match self {
-            Choice::Heuristic(k) | Choice::Cached(k) | Choice::Tuned(k) => k,
-        }
-    }
-
-    /// `heuristic`, `cached` or `tuned`.
-    pub fn source(self) -> &'static str {
-        match self {
-            Choice::Heuristic(_) => "heuristic",
-            Choice::Cached(_) => "cached",
-            Choice::Tuned(_) => "tuned",
-        }
-    }
-}
+/// Where a matmul kernel choice came from.
+pub type Choice = pertoken_gpu::tune::Choice<Kernel>;
 
 /// Chooses kernels per problem, by cache, measurement or heuristic.
 #[derive(Debug)]
 pub struct Tuner {
     gpu: Gpu,
-    mode: TuneMode,
-    path: Option<PathBuf>,
-    fingerprint: String,
-    winners: BTreeMap<String, Kernel>,
+    cache: TuneCache<Kernel>,
     /// Warnings about the cache file (corrupt, stale), for the caller to show.
     pub warnings: Vec<String>,
-    dirty: bool,
 }
 
 fn bucket(v: usize) -> usize {
@@ -122,110 +61,27 @@ fn key(p: &Problem) -> String {
 impl Tuner {
     /// A tuner for `gpu` whose cache lives in `dir` (`None`: [`default_cache_dir`]).
     pub fn new(gpu: &Gpu, mode: TuneMode, dir: Option<&Path>) -> Tuner {
-        let path = match mode {
-            TuneMode::Off => None,
-            _ => dir
-                .map(Path::to_path_buf)
-                .or_else(default_cache_dir)
-                .map(|d| d.join(CACHE_FILE)),
-        };
-        let mut tuner = Tuner {
+        let cache = TuneCache::open(
+            gpu,
+            (mode, dir),
+            (CACHE_FILE, CACHE_VERSION),
+            |k: &Kernel| is_candidate(*k),
+        );
+        Tuner {
             gpu: gpu.clone(),
-            mode,
-            path,
-            fingerprint: gpu.fingerprint(),
-            winners: BTreeMap::new(),
-            warnings: Vec::new(),
-            dirty: false,
-        };
-        tuner.load();
-        tuner
+            warnings: cache.warnings.clone(),
+            cache,
+        }
     }
 
     /// The cache file, if tuning uses one.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    fn load(&mut self) {
-        let Some(path) = self.path.clone() else {
-            return;
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                self.warn(format!(
-                    "cannot read tuning cache {}: {e}; ignoring it",
-                    path.display()
-                ));
-                return;
-            }
-        };
-        let file: CacheFile = match serde_json::from_str(&text) {
-            Ok(f) => f,
-            Err(e) => {
-                self.warn(format!(
-                    "tuning cache {} is corrupt ({e}); ignoring it, it will be rewritten",
-                    path.display()
-                ));
-                return;
-            }
-        };
-        if file.version != CACHE_VERSION {
-            self.warn(format!(
-                "tuning cache {} has version {}, expected {CACHE_VERSION}; ignoring it",
-                path.display(),
-                file.version
-            ));
-            return;
-        }
-        if let Some(mine) = file.adapters.get(&self.fingerprint) {
-            for (k, kernel) in mine {
-                if is_candidate(*kernel) {
-                    self.winners.insert(k.clone(), *kernel);
-                } else {
-                    self.warn(format!(
-                        "tuning cache entry {k} names {kernel}, which is not a current candidate; \
-                         ignoring it"
-                    ));
-                }
-            }
-        }
-    }
-
-    fn warn(&mut self, message: String) {
-        eprintln!("warning: {message}");
-        self.warnings.push(message);
+        self.cache.path()
     }
 
     /// Writes the cache file if anything was tuned, keeping other adapters' entries.
     pub fn save(&mut self) -> std::io::Result<()> {
-        let Some(path) = self.path.clone() else {
-            return Ok(());
-        };
-        if !self.dirty {
-            return Ok(());
-        }
-        let mut file = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<CacheFile>(&t).ok())
-            .filter(|f| f.version == CACHE_VERSION)
-            .unwrap_or_default();
-        file.version = CACHE_VERSION;
-        file.adapters
-            .insert(self.fingerprint.clone(), self.winners.clone());
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&tmp, &path)?;
-        self.dirty = false;
-        Ok(())
+        self.cache.save()
     }
 
     /// The kernel for `linear(x, w, bias)`.
@@ -255,46 +111,12 @@ impl Tuner {
         heuristic: Kernel,
         run: impl Fn(&Gpu, &Tensor, Kernel) -> Result<()>,
     ) -> Result<Choice> {
-        if self.mode == TuneMode::Off {
-            return Ok(Choice::Heuristic(heuristic));
-        }
-        let key = key(p);
-        if let Some(k) = self.winners.get(&key) {
-            return Ok(Choice::Cached(*k));
-        }
-        if self.mode == TuneMode::CacheOnly {
-            return Ok(Choice::Heuristic(heuristic));
-        }
         let gpu = self.gpu.clone();
-        let out = Tensor::zeros(&gpu, out_shape, DType::F32)?;
-        let mut best: Option<(f64, Kernel)> = None;
-        for kernel in candidates(&gpu, p) {
-            // Warm-up compiles the pipeline (host side, outside the GPU timestamps), and its time
-            // sizes the timed batches; a candidate that fails is skipped.
-            let Ok(((), single)) = gpu.time(|| run(&gpu, &out, kernel)) else {
-                continue;
-            };
-            let calls = calls_per_batch(&single);
-            gpu.warm_up(calls, &mut || run(&gpu, &out, kernel))?;
-            let mut times = Vec::with_capacity(3);
-            for _ in 0..3 {
-                let t = gpu.time_calls(calls, &mut || run(&gpu, &out, kernel))?;
-                times.push(t.seconds);
-                // A candidate twice as slow as the best so far will not win: stop timing it.
-                if best.is_some_and(|(b, _)| t.seconds > 2.0 * b) {
-                    break;
-                }
-            }
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
-            if best.is_none_or(|(t, _)| median < t) {
-                best = Some((median, kernel));
-            }
-        }
-        let winner = best.map_or(heuristic, |(_, k)| k);
-        self.winners.insert(key, winner);
-        self.dirty = true;
-        Ok(Choice::Tuned(winner))
+        self.cache.choose(key(p), heuristic, || {
+            let out = Tensor::zeros(&gpu, out_shape, DType::F32)?;
+            let best = fastest(&gpu, candidates(&gpu, p), |k| run(&gpu, &out, k))?;
+            Ok(best.map(|(_, k)| k))
+        })
     }
 }
 
