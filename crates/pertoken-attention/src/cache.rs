@@ -217,6 +217,21 @@ impl KvCache {
                     .into(),
             });
         }
+        let s = self.shape_for(q, options.causal)?;
+        check_out(out, [q, &self.k, &self.v])?;
+        let scale = options.scale_for(s.head_dim)?;
+        flash(
+            gpu,
+            [q, &self.k, &self.v, out],
+            &s,
+            (self.capacity, options.causal, scale),
+            Some(&self.partials),
+            kernel,
+        )
+    }
+
+    /// The attention shape of `q` over this cache, or why `q` does not fit it.
+    pub(crate) fn shape_for(&self, q: &Tensor, causal: bool) -> Result<AttentionShape> {
         let [n_heads, q_len, d] = q.shape()[..] else {
             return Err(Error::InvalidShape {
                 op: OP,
@@ -242,27 +257,17 @@ impl KvCache {
                 "q's head_dim equal to the cache's, and n_heads a multiple of its KV heads",
             ));
         }
-        if self.len == 0 || (options.causal && q_len > self.len) {
+        if self.len == 0 || (causal && q_len > self.len) {
             return Err(mismatch(
                 "a non-empty cache holding at least q_len positions",
             ));
         }
-        let s = AttentionShape {
+        Ok(AttentionShape {
             n_heads,
             n_kv_heads: self.n_kv_heads,
             head_dim: d,
             q_len,
             kv_len: self.len,
-        };
-        check_out(out, [q, &self.k, &self.v])?;
-        let scale = options.scale_for(d)?;
-        flash(
-            gpu,
-            [q, &self.k, &self.v, out],
-            &s,
-            (self.capacity, options.causal, scale),
-            Some(&self.partials),
-            kernel,
-        )
+        })
     }
 }

@@ -35,7 +35,9 @@ use pertoken_shaders::{
 };
 
 mod cache;
+mod tune;
 pub use cache::KvCache;
+pub use tune::{AttentionTuner, CACHE_FILE, CACHE_VERSION};
 
 pub(crate) const OP: &str = "attention";
 
@@ -298,7 +300,7 @@ pub struct TeamPlan {
 /// The choices behind a [`TeamPlan`] that do not depend on the context length: what
 /// [`TeamKnobs::heuristic`] picks for an adapter, what [`team_candidates`] varies, and what
 /// [`Kernel::Team`] runs. Any valid set gives a correct plan; they differ in speed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TeamKnobs {
     /// Teams per workgroup: 1, 2, 4 or 8. When a workgroup has fewer query blocks than teams,
     /// its teams split the keys (decode).
@@ -316,6 +318,24 @@ pub struct TeamKnobs {
     pub prefetch: bool,
     /// Splits the combine pass loads at once, 1 to 8 ([`TeamPlan::combine_step`]).
     pub combine_step: u32,
+}
+
+/// `t8 r4 w1024 k4 s64 pf c8`: teams per workgroup, rows per team, workgroups aimed at, keys per
+/// team, most splits, prefetch, combine step.
+impl std::fmt::Display for TeamKnobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "t{} r{} w{} k{} s{}{} c{}",
+            self.teams,
+            self.max_rows,
+            self.target_workgroups,
+            self.min_keys_per_team,
+            self.max_splits,
+            if self.prefetch { " pf" } else { "" },
+            self.combine_step
+        )
+    }
 }
 
 impl TeamKnobs {
