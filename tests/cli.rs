@@ -5,8 +5,14 @@ use std::process::Command;
 use pertoken::gpu::testing::gpu_or_skip;
 
 fn pertoken(args: &[&str]) -> (bool, String, String) {
+    pertoken_in(args, &[])
+}
+
+/// [`pertoken`] with environment variables set.
+fn pertoken_in(args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pertoken"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run pertoken");
     (
@@ -229,7 +235,7 @@ fn bench_attention_and_decode_rows_are_verified() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("decode kernel (f32 and f16 alike) by context: 40: "),
+        stdout.contains("decode kernels: 40 f32: ") && stdout.contains("; 40 f16: "),
         "{stdout}"
     );
     // The same rows in the JSON report: 6 prefill (3 kernels × 2 lengths), 2 decode.
@@ -269,6 +275,51 @@ fn bench_attention_and_decode_rows_are_verified() {
             assert!(at_size > 0.0 && at_size.is_finite(), "{r}");
         }
     }
+}
+
+/// Without --no-tune, decode runs the plan the attention tuner measured (then cached: a second
+/// run reads it).
+#[test]
+fn bench_tunes_the_decode_plan_and_reuses_it() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--sizes",
+        "none",
+        "--linear",
+        "none",
+        "--copy-bytes",
+        "65536",
+        "--repeats",
+        "1",
+        "--attention-heads",
+        "8,2",
+        "--head-dim",
+        "32",
+        "--decode-context",
+        "300",
+    ];
+    let env = [("PERTOKEN_CACHE_DIR", dir.path())];
+    let (ok, first, stderr) = pertoken_in(&args, &env);
+    assert!(ok, "stdout:\n{first}\nstderr:\n{stderr}");
+    if first.contains("300 f32: tiled") {
+        return; // no team kernel on this adapter: nothing to tune
+    }
+    assert!(
+        first.contains("300 f32: teams") && first.contains("(tuned)"),
+        "{first}"
+    );
+    assert!(dir.path().join("tune-attention-v1.json").exists());
+    let (ok, second, stderr) = pertoken_in(&args, &env);
+    assert!(ok, "stdout:\n{second}\nstderr:\n{stderr}");
+    assert!(
+        second.contains("(cached)") && !second.contains("(tuned)"),
+        "{second}"
+    );
+    assert_eq!(second.matches(" yes").count(), 2, "{second}");
 }
 
 /// `--decode-plans` times every candidate plan of the team kernel, each verified, the
@@ -344,7 +395,10 @@ fn bench_decode_over_the_binding_limit_cannot_run() {
     assert!(stdout.contains(&f32_row), "{stdout}");
     // 40 keys in f32 and f16, and the long context in f16 (half the bytes: under the limit).
     assert_eq!(stdout.matches(" yes").count(), 3, "{stdout}");
-    assert!(stdout.contains(&format!("; {context}: teams")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("; {context} f16: teams")),
+        "{stdout}"
+    );
 }
 
 #[test]

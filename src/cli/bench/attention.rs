@@ -1,6 +1,8 @@
 //! Causal prefill attention: flash against the naive baseline, verified on one KV-head group.
 
-use pertoken_attention::{AttentionOptions, Kernel, attention_into, attention_with};
+use pertoken_attention::{
+    AttentionOptions, AttentionTuner, Kernel, attention_into, attention_with,
+};
 use pertoken_gpu::{DType, Error as GpuError, Gpu, Tensor};
 use pertoken_reference::{AttentionShape, Tolerance, compare, random::uniform_f32};
 
@@ -150,21 +152,25 @@ pub(crate) struct DecodeRow {
     pub(crate) dtype: DType,
     /// The kernel and, for the team kernel, its plan.
     pub(crate) kernel: String,
+    /// Where the kernel choice came from: `given` (by the caller), or the tuner's `heuristic`,
+    /// `cached` or `tuned`.
+    pub(crate) source: &'static str,
     pub(crate) seconds: f64,
     pub(crate) bytes: f64,
     pub(crate) verified: Result<(), String>,
 }
 
 /// Decode (q_len 1) over a KV cache of `context` keys with each of `kernels` ([`Kernel::Flash`]:
-/// the heuristic's plan; [`Kernel::Team`]: given knobs), each verified against one f64 reference
-/// into a NaN-poisoned output, then timed. One row per kernel, in order.
+/// the heuristic's plan; [`Kernel::Team`]: given knobs), or with the one `tuner` chooses for it,
+/// each verified against one f64 reference into a NaN-poisoned output, then timed. One row per
+/// kernel, in order.
 pub(crate) fn bench_decode(
     gpu: &Gpu,
     context: usize,
     (nh, nkv): (usize, usize),
     d: usize,
     dtype: DType,
-    (repeats, kernels): (u32, &[Kernel]),
+    (repeats, kernels, tuner): (u32, &[Kernel], Option<&mut AttentionTuner>),
 ) -> Result<Vec<DecodeRow>, CliError> {
     use pertoken_attention::KvCache;
 
@@ -202,8 +208,15 @@ pub(crate) fn bench_decode(
     };
     let elem = dtype.block().1 as f64;
     let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
+    let choices: Vec<(Kernel, &'static str)> = match tuner {
+        Some(t) => {
+            let c = t.decode(&cache, &q, options)?;
+            vec![(c.kernel(), c.source())]
+        }
+        None => kernels.iter().map(|&k| (k, "given")).collect(),
+    };
     let mut rows = Vec::new();
-    for &kernel in kernels {
+    for (kernel, source) in choices {
         out.fill(f32::NAN)?;
         cache.attention_into_with(gpu, &q, &out, options, kernel)?;
         let cmp = compare(
@@ -218,6 +231,7 @@ pub(crate) fn bench_decode(
             context,
             dtype,
             kernel: decode_kernel(gpu, &fused, kernel),
+            source,
             seconds: m.median,
             bytes: 2.0 * (nkv * context * d) as f64 * elem + (nh * d) as f64 * (elem + 4.0),
             verified: verdict(&cmp),

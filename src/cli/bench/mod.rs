@@ -6,7 +6,7 @@ mod linear;
 use std::time::Instant;
 
 use ndarray::Array2;
-use pertoken_attention::Kernel as AttentionKernel;
+use pertoken_attention::{AttentionTuner, Kernel as AttentionKernel};
 use pertoken_gpu::{DType, Error as GpuError, Gpu, Tensor};
 use pertoken_matmul::{
     GEMV_CANDIDATES, GEMV_MAX_M, Kernel, MatmulShape, TILE_CANDIDATES, TuneMode, Tuner,
@@ -179,6 +179,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         TuneMode::Tune
     };
     let mut tuner = Tuner::new(&gpu, mode, None);
+    let mut attention_tuner = AttentionTuner::new(&gpu, mode, None);
 
     let mut report: Vec<serde_json::Value> = Vec::new();
     let mut failures = 0;
@@ -225,13 +226,19 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     );
     failures += bench_linears(&gpu, &mut tuner, args, copy_rate, &mut report)?;
     failures += bench_attention(&gpu, args, &mut report)?;
-    failures += bench_decode(&gpu, args, copy_rate, &mut report)?;
-    if let Err(e) = tuner.save() {
-        eprintln!("warning: could not write the tuning cache: {e}");
+    failures += bench_decode(&gpu, args, copy_rate, &mut attention_tuner, &mut report)?;
+    for saved in [tuner.save(), attention_tuner.save()] {
+        if let Err(e) = saved {
+            eprintln!("warning: could not write the tuning cache: {e}");
+        }
     }
-    match tuner.path() {
-        Some(p) => println!("kernels: tuned on this adapter, cached in {}", p.display()),
-        None => println!("kernels: chosen by the shape heuristic (--no-tune)"),
+    match (tuner.path(), attention_tuner.path()) {
+        (Some(p), Some(a)) => println!(
+            "kernels: tuned on this adapter, cached in {} (decode attention plans: {})",
+            p.display(),
+            a.display()
+        ),
+        _ => println!("kernels: chosen by the shape heuristic (--no-tune)"),
     }
     if let Some(path) = &args.json {
         let a = gpu.adapter();
@@ -332,6 +339,7 @@ fn bench_decode(
     gpu: &Gpu,
     args: &Args,
     copy_rate: f64,
+    tuner: &mut AttentionTuner,
     report: &mut Vec<serde_json::Value>,
 ) -> Result<usize, CliError> {
     if args.decode_context.is_empty() {
@@ -362,7 +370,7 @@ fn bench_decode(
                 (nh, nkv),
                 args.head_dim,
                 dtype,
-                (args.repeats, &[AttentionKernel::Flash]),
+                (args.repeats, &[], Some(&mut *tuner)),
             ) {
                 Ok(mut rows) => rows.remove(0),
                 // A cache over the binding limit (a long context on a small adapter): say so and
@@ -390,14 +398,12 @@ fn bench_decode(
             report.push(serde_json::json!({
                 "op": "attention_decode", "device": "gpu",
                 "context": r.context, "n_heads": nh, "n_kv_heads": nkv, "head_dim": args.head_dim,
-                "dtype": r.dtype.to_string(), "kernel": r.kernel, "seconds": r.seconds,
-                "bytes_per_s": rate, "fraction_of_copy": rate / copy_rate,
+                "dtype": r.dtype.to_string(), "kernel": r.kernel, "choice": r.source,
+                "seconds": r.seconds, "bytes_per_s": rate, "fraction_of_copy": rate / copy_rate,
                 "copy_same_bytes_per_s": at_size, "fraction_of_copy_same_bytes": rate / at_size,
                 "verified": r.verified.is_ok(),
             }));
-            if !plans.iter().any(|(c, _)| *c == ctx) {
-                plans.push((ctx, r.kernel.clone()));
-            }
+            plans.push(format!("{ctx} {dtype}: {} ({})", r.kernel, r.source));
             println!(
                 "{:>8} {:<6} {:>11.3} {:>9.2} {:>6.1}% {:>7.1}%  {}",
                 r.context,
@@ -410,11 +416,7 @@ fn bench_decode(
             );
         }
     }
-    let plans: Vec<String> = plans.iter().map(|(c, k)| format!("{c}: {k}")).collect();
-    println!(
-        "decode kernel (f32 and f16 alike) by context: {}",
-        plans.join("; ")
-    );
+    println!("decode kernels: {}", plans.join("; "));
     if args.decode_plans {
         failures += bench_decode_plans(gpu, args, (nh, nkv), copy_rate, report)?;
     }
@@ -454,7 +456,7 @@ fn bench_decode_plans(
                 (nh, nkv),
                 args.head_dim,
                 dtype,
-                (args.repeats, &kernels),
+                (args.repeats, &kernels, None),
             ) {
                 Ok(rows) => by_dtype.push(Some(rows)),
                 Err(e) if matches!(e.downcast_ref(), Some(GpuError::TooLarge { .. })) => {
