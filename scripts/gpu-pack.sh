@@ -23,7 +23,10 @@ cargo test --no-run -p pertoken-gpu -p pertoken-matmul -p pertoken-attention 2>&
   sed -n 's/.*Executable .* (\(target\/[^)]*\))/\1/p' |
   while read -r bin; do
     name=$(basename "$bin")
-    strip -o "/tmp/pertoken-gpu-tests/${name%-*}" "$bin"
+    # Test files of the same name in two crates (tune.rs): keep the hash on the second.
+    out="/tmp/pertoken-gpu-tests/${name%-*}"
+    [ -e "$out" ] && out="/tmp/pertoken-gpu-tests/$name"
+    strip -o "$out" "$bin"
   done
 tar -cJf .gpu-run/tests.tar.xz -C /tmp/pertoken-gpu-tests .
 du -sh .gpu-run
