@@ -160,9 +160,17 @@ pub(crate) struct DecodeRow {
     pub(crate) verified: Result<(), String>,
 }
 
-/// Decode (q_len 1) over a KV cache of `context` keys with each of `kernels` ([`Kernel::Flash`]:
-/// the heuristic's plan; [`Kernel::Team`]: given knobs), or with the one `tuner` chooses for it,
-/// each verified against one f64 reference into a NaN-poisoned output, then timed. One row per
+/// Which kernels [`bench_decode`] runs.
+pub(crate) enum Pick<'a> {
+    /// Each of these, in order ([`Kernel::Flash`]: the heuristic's plan; [`Kernel::Team`]:
+    /// given knobs).
+    Given(&'a [Kernel]),
+    /// The one the tuner chooses for this cache and query.
+    Tuned(&'a mut AttentionTuner),
+}
+
+/// Decode (q_len 1) over a KV cache of `context` keys with the kernels `pick` names, each
+/// verified against one f64 reference into a NaN-poisoned output, then timed. One row per
 /// kernel, in order.
 pub(crate) fn bench_decode(
     gpu: &Gpu,
@@ -170,7 +178,7 @@ pub(crate) fn bench_decode(
     (nh, nkv): (usize, usize),
     d: usize,
     dtype: DType,
-    (repeats, kernels, tuner): (u32, &[Kernel], Option<&mut AttentionTuner>),
+    (repeats, pick): (u32, Pick<'_>),
 ) -> Result<Vec<DecodeRow>, CliError> {
     use pertoken_attention::KvCache;
 
@@ -208,12 +216,12 @@ pub(crate) fn bench_decode(
     };
     let elem = dtype.block().1 as f64;
     let out = Tensor::zeros(gpu, q.shape(), DType::F32)?;
-    let choices: Vec<(Kernel, &'static str)> = match tuner {
-        Some(t) => {
+    let choices: Vec<(Kernel, &'static str)> = match pick {
+        Pick::Tuned(t) => {
             let c = t.decode(&cache, &q, options)?;
             vec![(c.kernel(), c.source())]
         }
-        None => kernels.iter().map(|&k| (k, "given")).collect(),
+        Pick::Given(kernels) => kernels.iter().map(|&k| (k, "given")).collect(),
     };
     let mut rows = Vec::new();
     for (kernel, source) in choices {

@@ -370,7 +370,7 @@ fn bench_decode(
                 (nh, nkv),
                 args.head_dim,
                 dtype,
-                (args.repeats, &[], Some(&mut *tuner)),
+                (args.repeats, attention::Pick::Tuned(&mut *tuner)),
             ) {
                 Ok(mut rows) => rows.remove(0),
                 // A cache over the binding limit (a long context on a small adapter): say so and
@@ -456,7 +456,7 @@ fn bench_decode_plans(
                 (nh, nkv),
                 args.head_dim,
                 dtype,
-                (args.repeats, &kernels, None),
+                (args.repeats, attention::Pick::Given(&kernels)),
             ) {
                 Ok(rows) => by_dtype.push(Some(rows)),
                 Err(e) if matches!(e.downcast_ref(), Some(GpuError::TooLarge { .. })) => {
@@ -477,18 +477,7 @@ fn bench_decode_plans(
         );
         for (i, k) in knobs.iter().enumerate() {
             let p = pertoken_attention::team_plan_with(&s, k, caps.max_storage_binding);
-            let label = format!(
-                "t{} r{} w{} k{} s{}{} c{} → {}×{}",
-                k.teams,
-                k.max_rows,
-                k.target_workgroups,
-                k.min_keys_per_team,
-                k.max_splits,
-                if k.prefetch { " pf" } else { "" },
-                k.combine_step,
-                p.split.splits,
-                p.split.chunk
-            );
+            let label = format!("{k} → {}×{}", p.split.splits, p.split.chunk);
             let mut cells = Vec::new();
             let mut verified = Vec::new();
             for (dtype, rows) in [DType::F32, DType::F16].into_iter().zip(&by_dtype) {
