@@ -13,7 +13,8 @@
 // Weight formats (W_FMT): 0 f32, 1 f16 (packed pairs, unpack2x16float: works on every adapter),
 // 2 Q8_0 and 3 Q4_0 in ggml's byte layout (blocks of 32 along k: an f16 scale, then 32 i8 or 16
 // bytes of nibbles; 34 or 18 bytes, so blocks start on 2-byte boundaries; a block is read as the
-// 9 or 5 aligned words that cover it). x is f32, or f16 pairs when X_F16. Accumulation is f32.
+// 9 or 5 aligned words that cover it), 4 Q4_1 (an f16 scale and an f16 minimum in one word, then
+// 16 bytes of nibbles: 20 bytes, 5 aligned words). x is f32, or f16 pairs when X_F16. Accumulation is f32.
 // y is f32.
 //
 // The w binding may be a window of a larger tensor (for tensors over the storage-binding limit):
@@ -107,15 +108,18 @@ fn i8x4(word: u32) -> vec4<f32> {
 
 // Unit j of row `row` of w: UNIT weights along k, in order, as vec4s (only the first UNIT/4 —
 // for UNIT = 1 the first element — are meaningful), to be multiplied by the scale d. Q4_0's
-// nibbles are returned as stored (0..15): unit_dot subtracts the 8 through Σx, once per block.
+// and Q4_1's nibbles are returned as stored (0..15): unit_dot subtracts Q4_0's 8, or adds Q4_1's
+// minimum mn, through Σx, once per block.
 struct Unit {
     v: array<vec4<f32>, 8>,
     d: f32,
+    mn: f32,
 }
 
 fn unit(row: u32, j: u32) -> Unit {
     var u: Unit;
     u.d = 1.0;
+    u.mn = 0.0;
     if (W_FMT == 0u) {
         if (W_VEC) {
             let i = row * (p.k / 4u) + 2u * j;
@@ -132,6 +136,19 @@ fn unit(row: u32, j: u32) -> Unit {
         } else {
             let e = row * p.k + j;
             u.v[0].x = unpack2x16float(b_word(e >> 1u))[e & 1u];
+        }
+    } else if (W_FMT == 4u) {
+        // Q4_1 blocks are 20 bytes, so each starts on a word: d and mn, then 4 words of nibbles.
+        let a = (row * (p.k / 32u) + j) * 5u;
+        let dm = unpack2x16float(b_word(a));
+        u.d = dm.x;
+        u.mn = dm.y;
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            let q = b_word(a + 1u + i);
+            let lo = vec4<u32>(q) >> vec4<u32>(0u, 8u, 16u, 24u);
+            let hi = vec4<u32>(q) >> vec4<u32>(4u, 12u, 20u, 28u);
+            u.v[i] = vec4<f32>(lo & vec4<u32>(15u));
+            u.v[i + 4u] = vec4<f32>(hi & vec4<u32>(15u));
         }
     } else {
         // The block's bytes [off, off + size) lie in the aligned words a .. a + data_words; its
@@ -175,10 +192,11 @@ fn x_unit(m: u32, j: u32) -> array<vec4<f32>, 8> {
     return u;
 }
 
-// Σ over one unit of x's values, which Q4_0 needs (its weights are d·(nibble − 8)).
+// Σ over one unit of x's values, which Q4_0 and Q4_1 need (their weights are d·(nibble − 8) and
+// d·nibble + mn).
 fn x_sum(b: array<vec4<f32>, 8>) -> f32 {
     var s = vec4<f32>(0.0);
-    if (W_FMT == 3u) {
+    if (W_FMT >= 3u) {
         for (var c = 0u; c < 8u; c = c + 1u) {
             s = s + b[c];
         }
@@ -198,6 +216,9 @@ fn unit_dot(a: Unit, b: array<vec4<f32>, 8>, b_sum: f32) -> f32 {
     var t = s.x + s.y + s.z + s.w;
     if (W_FMT == 3u) {
         t = t - 8.0 * b_sum;
+    }
+    if (W_FMT == 4u) {
+        return fma(a.d, t, a.mn * b_sum);
     }
     return a.d * t;
 }

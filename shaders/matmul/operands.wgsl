@@ -1,8 +1,9 @@
 // Elements of A and B as f32, shared by tiled.wgsl and team.wgsl (the index appends this file to
 // both). Uses their `a` binding, A_F16, B_FMT and p.k, and the B accessors of the b_packed.wgsl
-// or b_f16.wgsl prelude. B_FMT: 0 f32, 1 f16, 2 Q8_0, 3 Q4_0; the quantized formats in ggml's
-// layout (blocks of 32 along K, each an f16 scale then 32 i8 or 16 bytes of nibbles: 34 or 18
-// bytes, so blocks start on 2-byte boundaries), read through q4_of.
+// or b_f16.wgsl prelude. B_FMT: 0 f32, 1 f16, 2 Q8_0, 3 Q4_0, 4 Q4_1; the quantized formats in
+// ggml's layout (blocks of 32 along K, each an f16 scale then 32 i8 or 16 bytes of nibbles: 34
+// or 18 bytes, so blocks start on 2-byte boundaries; Q4_1 an f16 scale, an f16 minimum and 16
+// bytes of nibbles: 20 bytes, on 4-byte boundaries), read through q4_of.
 
 fn a_word(i: u32) -> u32 {
     return a[i >> 2u][i & 3u];
@@ -73,9 +74,17 @@ fn q4_of(row: u32, k: u32) -> vec4<f32> {
         );
         return q * b_f16_at(off);
     }
+    let shift = select(0u, 4u, within >= 16u);
+    if (B_FMT == 4u) {
+        // d and the minimum share the block's first word; value = nibble · d + m.
+        let off = (row * blocks + (k >> 5u)) * 20u;
+        let dm = unpack2x16float(b_word(off >> 2u));
+        let word = b_word((off >> 2u) + 1u + ((within & 15u) >> 2u));
+        let q = (vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(15u);
+        return fma(vec4<f32>(q), vec4<f32>(dm.x), vec4<f32>(dm.y));
+    }
     let off = (row * blocks + (k >> 5u)) * 18u;
     let word = b_u32_at(off + 2u + (within & 15u));
-    let shift = select(0u, 4u, within >= 16u);
     let q = (vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(15u);
     return (vec4<f32>(q) - 8.0) * b_f16_at(off);
 }

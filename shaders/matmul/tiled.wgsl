@@ -12,7 +12,7 @@
 // i·(BM/TM) + ty), so neighbouring threads touch neighbouring vec4s: workgroup reads are free of
 // bank conflicts and the stores to C are coalesced.
 //
-// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16, 2 Q8_0, 3 Q4_0; the
+// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16, 2 Q8_0, 3 Q4_0, 4 Q4_1; the
 // quantized formats only with B_TRANS (ggml's layout: blocks of 32 along K, each an f16 scale then
 // 32 i8 or 16 bytes of nibbles, 34 or 18 bytes). Buffers are bound as arrays of vec4 (the runtime
 // pads every tensor to 16 bytes). When rows of an operand start on a 4-element boundary (A_VEC4,

@@ -16,6 +16,11 @@ pub enum DType {
     /// ggml's Q4_0: blocks of 32 values along the last dimension, each an f16 scale and 16 bytes
     /// of 4-bit values (18 bytes). Weights only.
     Q4_0,
+    /// ggml's Q4_1: blocks of 32 values along the last dimension, each an f16 scale, an f16
+    /// minimum and 16 bytes of 4-bit values (20 bytes). Weights only.
+    Q4_1,
+    /// 32-bit unsigned integers: token ids and indices (argmax results, embedding lookups).
+    U32,
 }
 
 impl DType {
@@ -26,6 +31,8 @@ impl DType {
             DType::F16 => (1, 2),
             DType::Q8_0 => (32, 34),
             DType::Q4_0 => (32, 18),
+            DType::Q4_1 => (32, 20),
+            DType::U32 => (1, 4),
         }
     }
 
@@ -40,13 +47,15 @@ impl DType {
         8.0 * bytes as f64 / elems as f64
     }
 
-    /// Lower-case name, as printed in reports (`f32`, `f16`, `q8_0`, `q4_0`).
+    /// Lower-case name, as printed in reports (`f32`, `f16`, `q8_0`, `q4_0`, `q4_1`, `u32`).
     pub const fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::Q8_0 => "q8_0",
             DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
+            DType::U32 => "u32",
         }
     }
 }
@@ -69,4 +78,8 @@ impl Element for f32 {
 
 impl Element for half::f16 {
     const DTYPE: DType = DType::F16;
+}
+
+impl Element for u32 {
+    const DTYPE: DType = DType::U32;
 }

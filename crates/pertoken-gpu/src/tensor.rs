@@ -167,6 +167,31 @@ impl Tensor {
         }
     }
 
+    /// A tensor of `shape` over the first bytes of this one's buffer (shared, not copied): a
+    /// decoder keeps buffers sized for its longest prompt and views the rows a shorter one
+    /// needs. The view must fit in the buffer; writes through either are seen by both.
+    pub fn view(&self, shape: &[usize]) -> Result<Tensor> {
+        let (len, bytes) = check_shape("Tensor::view", shape, self.dtype)?;
+        if bytes > self.buffer.size() {
+            return Err(Error::InvalidShape {
+                op: "Tensor::view",
+                shape: shape.to_vec(),
+                reason: format!(
+                    "needs {bytes} bytes; the viewed tensor {:?} has {}",
+                    self.shape,
+                    self.buffer.size()
+                ),
+            });
+        }
+        Ok(Tensor {
+            gpu: self.gpu.clone(),
+            buffer: Arc::clone(&self.buffer),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+            len,
+        })
+    }
+
     /// Overwrites the whole tensor with `data` (row-major), after every op recorded before it.
     pub fn write<T: Element>(&self, data: &[T]) -> Result<()> {
         self.check_dtype::<T>("Tensor::write")?;
@@ -182,6 +207,46 @@ impl Tensor {
         // first: an op recorded earlier must see the old contents.
         self.gpu.submit_pending("Tensor::write", None)?;
         self.write_bytes(bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Overwrites elements `start .. start + data.len()` (row-major), after every op recorded
+    /// before it: a decoder writes a prompt's tokens after the ones already in its buffer.
+    /// The byte offset and length must be multiples of 4 (an even count of f16).
+    pub fn write_range<T: Element>(&self, start: usize, data: &[T]) -> Result<()> {
+        const OP: &str = "Tensor::write_range";
+        self.check_dtype::<T>(OP)?;
+        let size = std::mem::size_of::<T>();
+        let bad = |reason: String| Error::InvalidShape {
+            op: OP,
+            shape: self.shape.clone(),
+            reason,
+        };
+        if start
+            .checked_add(data.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(bad(format!(
+                "elements {start}..{} are past the tensor's {}",
+                start.saturating_add(data.len()),
+                self.len
+            )));
+        }
+        if !(start * size).is_multiple_of(4) || !std::mem::size_of_val(data).is_multiple_of(4) {
+            return Err(bad(format!(
+                "{} elements from {start} are not whole 4-byte words",
+                data.len()
+            )));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.gpu.submit_pending(OP, None)?;
+        self.gpu.queue().write_buffer(
+            &self.buffer,
+            (start * size) as u64,
+            bytemuck::cast_slice(data),
+        );
         Ok(())
     }
 

@@ -91,6 +91,7 @@ pub(crate) fn format_code(dtype: DType) -> u32 {
         DType::F16 => 1,
         DType::Q8_0 => 2,
         DType::Q4_0 => 3,
+        DType::Q4_1 => 4,
         _ => 0,
     }
 }

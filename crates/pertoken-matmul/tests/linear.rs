@@ -19,11 +19,11 @@ use pertoken_reference::{
 /// Uploads `values` as `dtype`, returning the tensor and the values it actually holds.
 fn upload(gpu: &Gpu, values: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
     match dtype {
-        DType::Q8_0 | DType::Q4_0 => {
-            let f = if dtype == DType::Q8_0 {
-                QuantFormat::Q8_0
-            } else {
-                QuantFormat::Q4_0
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
+            let f = match dtype {
+                DType::Q8_0 => QuantFormat::Q8_0,
+                DType::Q4_0 => QuantFormat::Q4_0,
+                _ => QuantFormat::Q4_1,
             };
             let bytes = quantize(f, values).unwrap();
             let back = dequantize(f, &bytes).unwrap();
@@ -74,7 +74,13 @@ fn run(gpu: &Gpu, c: Case, kernel: Option<Kernel>) -> Result<(), String> {
     }
 }
 
-const ALL_W: [DType; 4] = [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0];
+const ALL_W: [DType; 5] = [
+    DType::F32,
+    DType::F16,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+];
 
 fn cases(ms: &[usize]) -> Vec<Case> {
     let mut out = Vec::new();
