@@ -19,7 +19,7 @@ pub mod estimate;
 mod model;
 
 pub use catalog::{Catalog, Figure, Hardware, Peak};
-pub use model::{Model, Params};
+pub use model::{Model, Params, Rope, RopePairing, RopeScaling};
 
 /// What can go wrong in the cost model; each message says what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use crate::{CostError, Result};
 
 /// A decoder-only transformer's shape (Llama-style: RMSNorm, gated MLP, grouped-query
 /// attention, optionally mixture-of-experts MLPs).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
     /// Catalog name (`llama-3.1-8b`).
@@ -42,10 +42,89 @@ pub struct Model {
     /// Attention window, if the model uses sliding-window attention.
     #[serde(default)]
     pub sliding_window: Option<u64>,
+    /// Rotary position embedding: base frequency and frequency scaling.
+    #[serde(default)]
+    pub rope: Rope,
+    /// RMSNorm's epsilon.
+    #[serde(default = "default_rms_eps")]
+    pub rms_eps: f64,
 }
 
 fn one() -> u64 {
     1
+}
+
+fn default_rms_eps() -> f64 {
+    1e-5
+}
+
+fn default_theta() -> f64 {
+    10_000.0
+}
+
+/// Rotary position embedding (RoPE): pair `f` of a head of width `d` turns by
+/// `position · θ^(−2f/d)`, the frequencies optionally rescaled for long contexts.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rope {
+    /// The base θ (`rope_theta`; 10000 for Llama 2, 500000 for Llama 3).
+    #[serde(default = "default_theta")]
+    pub theta: f64,
+    /// Llama 3's frequency scaling (`rope_scaling` with `rope_type = "llama3"`), if any.
+    #[serde(default)]
+    pub scaling: Option<RopeScaling>,
+}
+
+impl Default for Rope {
+    fn default() -> Self {
+        Rope {
+            theta: default_theta(),
+            scaling: None,
+        }
+    }
+}
+
+/// Which elements of a head RoPE turns together. This is a property of a checkpoint's layout,
+/// not of the model: the same model is stored both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+pub enum RopePairing {
+    /// Hugging Face's rotate-half: element `f` with `f + d/2`.
+    Halves,
+    /// Adjacent elements `2f` and `2f + 1`: Meta's original layout, and what llama.cpp's
+    /// converter writes into GGUF files of the llama architecture (it permutes q and k).
+    Interleaved,
+}
+
+/// Llama 3's RoPE frequency scaling: wavelengths longer than
+/// `original_context / low_freq_factor` are stretched by `factor`, those shorter than
+/// `original_context / high_freq_factor` kept, and those between interpolated.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeScaling {
+    /// How much the long wavelengths are stretched (8 for Llama 3.1, 32 for Llama 3.2).
+    pub factor: f64,
+    /// Wavelengths past `original_context / low_freq_factor` are scaled fully.
+    pub low_freq_factor: f64,
+    /// Wavelengths below `original_context / high_freq_factor` are not scaled.
+    pub high_freq_factor: f64,
+    /// The context length the model was first trained at (8192 for Llama 3).
+    pub original_context: u64,
+}
+
+/// The `rope_scaling` of a config.json, where it is Llama 3's kind.
+fn rope_scaling(v: &serde_json::Value) -> Option<RopeScaling> {
+    let r = v.get("rope_scaling")?;
+    let kind = r.get("rope_type").or_else(|| r.get("type"))?.as_str()?;
+    if kind != "llama3" {
+        return None;
+    }
+    let f = |k: &str| r.get(k).and_then(|x| x.as_f64());
+    Some(RopeScaling {
+        factor: f("factor")?,
+        low_freq_factor: f("low_freq_factor")?,
+        high_freq_factor: f("high_freq_factor")?,
+        original_context: r.get("original_max_position_embeddings")?.as_u64()?,
+    })
 }
 
 /// Parameter counts of a model.
@@ -86,6 +165,33 @@ impl Model {
                 "heads ({}) must be a multiple of kv_heads ({})",
                 self.heads, self.kv_heads
             )));
+        }
+        if !(self.rope.theta.is_finite() && self.rope.theta > 1.0) {
+            return Err(bad(format!(
+                "rope.theta must be a finite number above 1, not {}",
+                self.rope.theta
+            )));
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return Err(bad(format!(
+                "rms_eps must be a positive finite number, not {}",
+                self.rms_eps
+            )));
+        }
+        if let Some(s) = self.rope.scaling {
+            let ok = s.factor.is_finite()
+                && s.factor >= 1.0
+                && s.low_freq_factor.is_finite()
+                && s.high_freq_factor.is_finite()
+                && s.low_freq_factor > 0.0
+                && s.high_freq_factor > s.low_freq_factor
+                && s.original_context > 0;
+            if !ok {
+                return Err(bad(format!(
+                    "rope.scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and \
+                     original_context >= 1 (got {s:?})"
+                )));
+            }
         }
         if self.active_experts > self.experts {
             return Err(bad(format!(
@@ -197,6 +303,17 @@ impl Model {
                 .get("sliding_window")
                 .and_then(|t| t.as_u64())
                 .filter(|_| v.get("use_sliding_window").and_then(|u| u.as_bool()) != Some(false)),
+            rope: Rope {
+                theta: v
+                    .get("rope_theta")
+                    .and_then(|t| t.as_f64())
+                    .unwrap_or_else(default_theta),
+                scaling: rope_scaling(&v),
+            },
+            rms_eps: v
+                .get("rms_norm_eps")
+                .and_then(|t| t.as_f64())
+                .unwrap_or_else(default_rms_eps),
         };
         m.validate()?;
         Ok(m)

@@ -36,6 +36,8 @@ fn codellama_7b() -> Model {
         experts: 1,
         active_experts: 1,
         sliding_window: None,
+        rope: Default::default(),
+        rms_eps: 1e-5,
     }
 }
 
