@@ -181,6 +181,49 @@ pub const ATTENTION_APPEND: Shader = Shader {
     entry_point: "main",
 };
 
+/// RMSNorm of residual rows, optionally adding a layer's output into the residual first.
+pub const MODEL_RMSNORM: Shader = Shader {
+    name: "model/rmsnorm",
+    source: include_str!("../model/rmsnorm.wgsl"),
+    entry_point: "main",
+};
+
+/// RoPE on q and k (rotate-half or interleaved pairs), fused with the KV-cache append and q's
+/// heads-first layout.
+pub const MODEL_ROPE: Shader = Shader {
+    name: "model/rope",
+    source: include_str!("../model/rope.wgsl"),
+    entry_point: "main",
+};
+
+/// SwiGLU's silu(gate) · up.
+pub const MODEL_SILU_MUL: Shader = Shader {
+    name: "model/silu_mul",
+    source: include_str!("../model/silu_mul.wgsl"),
+    entry_point: "main",
+};
+
+/// Attention output from heads-first [heads, t, d] to tokens-first [t, heads·d].
+pub const MODEL_HEADS: Shader = Shader {
+    name: "model/heads",
+    source: include_str!("../model/heads.wgsl"),
+    entry_point: "main",
+};
+
+/// Token embedding gather from f32/f16/Q8_0/Q4_0/Q4_1 rows.
+pub const MODEL_EMBED: Shader = Shader {
+    name: "model/embed",
+    source: include_str!("../model/embed.wgsl"),
+    entry_point: "main",
+};
+
+/// Greedy sampling: argmax of a row of logits into the token buffer.
+pub const MODEL_ARGMAX: Shader = Shader {
+    name: "model/argmax",
+    source: include_str!("../model/argmax.wgsl"),
+    entry_point: "main",
+};
+
 /// Naive attention, first pass: materialized scores (the bench baseline).
 pub const ATTENTION_NAIVE_SCORES: Shader = Shader {
     name: "attention/naive_scores",
@@ -231,6 +274,12 @@ pub const ALL: &[Shader] = &[
     ATTENTION_NAIVE_SCORES,
     ATTENTION_NAIVE_SOFTMAX,
     ATTENTION_NAIVE_PV,
+    MODEL_RMSNORM,
+    MODEL_ROPE,
+    MODEL_SILU_MUL,
+    MODEL_HEADS,
+    MODEL_EMBED,
+    MODEL_ARGMAX,
 ];
 
 /// Looks a shader up by [`Shader::name`].
@@ -344,6 +393,20 @@ mod tests {
         for shader in ALL {
             validate(shader, &[]).unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+
+    #[test]
+    fn decoder_shaders_validate_in_every_variant() {
+        for add in [0.0, 1.0] {
+            validate(&MODEL_RMSNORM, &[("ADD", add), ("WG", 64.0)]).unwrap();
+        }
+        for interleaved in [0.0, 1.0] {
+            validate(&MODEL_ROPE, &[("INTERLEAVED", interleaved)]).unwrap();
+        }
+        for fmt in 0..5 {
+            validate(&MODEL_EMBED, &[("FMT", f64::from(fmt))]).unwrap();
+        }
+        validate(&MODEL_ARGMAX, &[("WG", 128.0)]).unwrap();
     }
 
     #[test]

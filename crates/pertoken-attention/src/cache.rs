@@ -104,6 +104,24 @@ impl KvCache {
         Ok(())
     }
 
+    /// Marks `t` more positions filled that a caller's kernel wrote into [`KvCache::keys`] and
+    /// [`KvCache::values`] at rows `len .. len + t` (a decoder's RoPE fused with the append).
+    /// No GPU work; an overflow is an error and changes nothing.
+    pub fn extend_written(&mut self, t: usize) -> Result<()> {
+        if self.len + t > self.capacity {
+            return Err(Error::InvalidShape {
+                op: "KvCache::extend_written",
+                shape: vec![self.n_kv_heads, t, self.head_dim],
+                reason: format!(
+                    "KV cache overflow: {} positions filled + {t} new > capacity {}",
+                    self.len, self.capacity
+                ),
+            });
+        }
+        self.len += t;
+        Ok(())
+    }
+
     /// The keys tensor (all `capacity` rows).
     pub fn keys(&self) -> &Tensor {
         &self.k

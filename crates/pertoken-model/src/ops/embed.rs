@@ -1,0 +1,101 @@
+//! The token embedding gather.
+
+use pertoken_gpu::{Binding, DType, Error, Gpu, Launch, Result, Tensor};
+use pertoken_shaders::MODEL_EMBED;
+
+use super::{need_f32, strided_groups, u};
+
+fn format_code(dtype: DType) -> Option<u32> {
+    Some(match dtype {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Q8_0 => 2,
+        DType::Q4_0 => 3,
+        DType::Q4_1 => 4,
+        _ => return None,
+    })
+}
+
+/// `out[i] = table[tokens[tok0 + i]]` for `out: [t, hidden]` (f32), from a `table: [vocab,
+/// hidden]` in f32, f16, Q8_0, Q4_0 or Q4_1 (dequantized on the way). A table over the
+/// storage-binding limit is gathered in windows of rows, one dispatch each. A token id past the
+/// vocabulary gives a row of NaN.
+pub fn embed(gpu: &Gpu, table: &Tensor, tokens: &Tensor, tok0: usize, out: &Tensor) -> Result<()> {
+    const OP: &str = "embed";
+    let Some(fmt) = format_code(table.dtype()) else {
+        return Err(Error::Unsupported {
+            op: OP,
+            reason: format!("embedding tables in {} are not supported", table.dtype()),
+        });
+    };
+    let ([vocab, h], [t, oh]) = (table.shape(), out.shape()) else {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: table.shape().to_vec(),
+            rhs: out.shape().to_vec(),
+            expected: "table [vocab, hidden] and out [t, hidden]".into(),
+        });
+    };
+    let (vocab, h, t) = (*vocab, *h, *t);
+    if *oh != h {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: table.shape().to_vec(),
+            rhs: out.shape().to_vec(),
+            expected: "out's width equal to the table's".into(),
+        });
+    }
+    if tokens.dtype() != DType::U32 || tokens.len() < tok0 + t {
+        return Err(Error::InvalidShape {
+            op: OP,
+            shape: tokens.shape().to_vec(),
+            reason: format!("tokens must be u32 and hold slots {tok0}..{}", tok0 + t),
+        });
+    }
+    need_f32(OP, out, t * h, "out")?;
+    let caps = gpu.capabilities();
+    let (elems, block) = table.dtype().block();
+    let row_bytes = (h / elems * block) as u64;
+    let total = table.buffer().size();
+    // Window starts must be multiples of the offset alignment: whole groups of `step` rows.
+    let align = u64::from(caps.min_storage_offset_alignment).max(4);
+    let step = align / gcd(row_bytes, align);
+    let fit = (caps.max_storage_binding / row_bytes / step * step) as usize;
+    if fit == 0 {
+        return Err(Error::TooLarge {
+            op: OP,
+            what: "embedding row",
+            bytes: row_bytes * step,
+            limit: caps.max_storage_binding,
+            limit_name: "max_storage_buffer_binding_size",
+        });
+    }
+    let groups = strided_groups(t * h, caps.max_workgroups_per_dimension);
+    let mut row0 = 0;
+    while row0 < vocab {
+        let rows = fit.min(vocab - row0);
+        let offset = row0 as u64 * row_bytes;
+        let size = (rows as u64 * row_bytes)
+            .next_multiple_of(4)
+            .min(total - offset);
+        let params: [u32; 8] = [u(t), u(h), u(row0), u(rows), u(tok0), u(vocab), 0, 0];
+        gpu.launch(&Launch {
+            op: OP,
+            shader: &MODEL_EMBED,
+            constants: &[("FMT", f64::from(fmt))],
+            bindings: &[
+                Binding::window(table, offset, size),
+                tokens.into(),
+                out.into(),
+            ],
+            params: bytemuck::cast_slice(&params),
+            workgroups: [groups, 1, 1],
+        })?;
+        row0 += rows;
+    }
+    Ok(())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}

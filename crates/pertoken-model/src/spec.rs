@@ -1,0 +1,88 @@
+//! What the decoder needs to know of a model: its shape (pertoken-cost's [`Model`], the one
+//! description both crates use) and how its checkpoint lays out RoPE's pairs.
+
+use pertoken_cost::{Model, RopePairing};
+
+use crate::{ModelError, Result};
+
+/// A model's shape plus the layout facts of the checkpoint it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// Layers, widths, heads, vocabulary, RoPE, norm epsilon, tied head, biases.
+    pub shape: Model,
+    /// Which elements RoPE turns together in these q/k weights.
+    pub pairing: RopePairing,
+}
+
+impl ModelSpec {
+    /// Checks that this decoder runs the shape: a dense Llama-family model whose widths the
+    /// kernels take.
+    pub fn check(&self) -> Result<()> {
+        let m = &self.shape;
+        let bad = |reason: String| {
+            Err(ModelError::Unsupported {
+                model: m.name.clone(),
+                reason,
+            })
+        };
+        m.validate().map_err(|e| ModelError::Unsupported {
+            model: m.name.clone(),
+            reason: e.to_string(),
+        })?;
+        if m.experts > 1 {
+            return bad(format!(
+                "mixture-of-experts MLPs ({} experts) are not supported yet; dense Llama-family \
+                 models are (Llama 2/3, Mistral, Qwen2, SmolLM2)",
+                m.experts
+            ));
+        }
+        if !m.head_dim.is_multiple_of(2) || m.head_dim > pertoken_attention::MAX_HEAD_DIM as u64 {
+            return bad(format!(
+                "head_dim {} must be even and at most {}",
+                m.head_dim,
+                pertoken_attention::MAX_HEAD_DIM
+            ));
+        }
+        Ok(())
+    }
+
+    /// Query width (heads · head_dim).
+    pub fn q_width(&self) -> usize {
+        (self.shape.heads * self.shape.head_dim) as usize
+    }
+
+    /// Key (and value) width (kv_heads · head_dim).
+    pub fn kv_width(&self) -> usize {
+        (self.shape.kv_heads * self.shape.head_dim) as usize
+    }
+
+    /// RoPE's angular frequency of each pair, `θ^(−2f/d)` with Llama 3's scaling where the
+    /// shape has it, as f32 for the kernel (computed in f64).
+    pub fn rope_frequencies(&self) -> Vec<f32> {
+        let d = self.shape.head_dim as usize;
+        let rope = self.shape.rope;
+        (0..d / 2)
+            .map(|f| {
+                let inv = rope.theta.powf(-2.0 * f as f64 / d as f64);
+                let scaled = match rope.scaling {
+                    None => inv,
+                    Some(s) => {
+                        let ctx = s.original_context as f64;
+                        let wavelength = std::f64::consts::TAU / inv;
+                        let (long, short) = (ctx / s.low_freq_factor, ctx / s.high_freq_factor);
+                        if wavelength > long {
+                            inv / s.factor
+                        } else if wavelength < short {
+                            inv
+                        } else {
+                            let t = (ctx / wavelength - s.low_freq_factor)
+                                / (s.high_freq_factor - s.low_freq_factor);
+                            inv * (t + (1.0 - t) / s.factor)
+                        }
+                    }
+                };
+                scaled as f32
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,162 @@
+//! Tiny synthetic models and the GPU-against-reference check the decoder tests share.
+
+#![allow(dead_code, unreachable_pub)]
+
+use pertoken_cost::{Model, Rope, RopePairing, RopeScaling};
+use pertoken_gpu::Gpu;
+use pertoken_model::{Decoder, DecoderOptions, ModelSpec, WeightSource, weights::to_reference};
+use pertoken_reference::decoder::{self, Weights};
+use pertoken_reference::{Comparison, Tolerance, compare};
+
+/// A small Llama-family shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Tiny {
+    pub layers: u64,
+    pub hidden: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub ffn: u64,
+    pub vocab: u64,
+    pub tied: bool,
+    pub bias: bool,
+    pub llama3: bool,
+    pub pairing: RopePairing,
+}
+
+pub const BASE: Tiny = Tiny {
+    layers: 2,
+    hidden: 96,
+    heads: 4,
+    kv_heads: 2,
+    head_dim: 32,
+    ffn: 160,
+    vocab: 200,
+    tied: false,
+    bias: false,
+    llama3: false,
+    pairing: RopePairing::Halves,
+};
+
+impl Tiny {
+    pub fn spec(self) -> ModelSpec {
+        ModelSpec {
+            shape: Model {
+                name: format!("tiny{self:?}"),
+                source: "test".into(),
+                layers: self.layers,
+                hidden: self.hidden,
+                heads: self.heads,
+                kv_heads: self.kv_heads,
+                head_dim: self.head_dim,
+                ffn: self.ffn,
+                vocab: self.vocab,
+                tied_embeddings: self.tied,
+                qkv_bias: self.bias,
+                experts: 1,
+                active_experts: 1,
+                sliding_window: None,
+                rope: Rope {
+                    theta: if self.llama3 { 500_000.0 } else { 10_000.0 },
+                    // A short original context, so the tiny positions cross every band.
+                    scaling: self.llama3.then_some(RopeScaling {
+                        factor: 8.0,
+                        low_freq_factor: 1.0,
+                        high_freq_factor: 4.0,
+                        original_context: 64,
+                    }),
+                },
+                rms_eps: 1e-5,
+            },
+            pairing: self.pairing,
+        }
+    }
+}
+
+/// Logits within `rel` of the reference, relative to the largest logit's magnitude.
+pub fn logits_tolerance(want: &[f64], rel: f64) -> Tolerance {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    Tolerance {
+        abs: rel * scale,
+        rel,
+    }
+}
+
+/// What one run found: the worst comparison over the steps.
+pub struct Checked {
+    pub worst: Comparison,
+    pub tokens: Vec<u32>,
+}
+
+/// Prefills `prompt`, then decodes `steps` tokens, comparing the logits after the prompt and
+/// after each step with the reference fed the same tokens. Err names the step that failed.
+pub fn check_against_reference(
+    gpu: &Gpu,
+    source: &dyn WeightSource,
+    reference: &Weights,
+    prompt: &[u32],
+    steps: usize,
+    rel: f64,
+) -> Result<Checked, String> {
+    let spec = source.spec();
+    let options = DecoderOptions {
+        context: prompt.len() + steps + 1,
+        max_tokens: prompt.len().min(16),
+    };
+    let mut gpu_model = Decoder::load(gpu, source, options).map_err(|e| e.to_string())?;
+    let mut cpu =
+        decoder::Decoder::new(&spec.shape, spec.pairing, reference).map_err(|e| e.to_string())?;
+    gpu_model.prefill(prompt).map_err(|e| e.to_string())?;
+    let mut want = cpu.step(prompt).map_err(|e| e.to_string())?;
+    let mut worst: Option<Comparison> = None;
+    for step in 0..=steps {
+        let got = gpu_model.logits().map_err(|e| e.to_string())?;
+        let cmp = compare(&got, &want, logits_tolerance(&want, rel));
+        if !cmp.passed() {
+            return Err(format!(
+                "step {step} (after {} tokens): {cmp}",
+                gpu_model.position()
+            ));
+        }
+        let tokens = gpu_model.tokens().map_err(|e| e.to_string())?;
+        let chosen = *tokens.last().expect("a token");
+        // The GPU's choice is its own logits' argmax, and the reference's unless they tie.
+        let own = decoder::argmax(&got.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+        if own != Some(chosen as usize) {
+            return Err(format!(
+                "step {step}: argmax chose {chosen}, its logits' largest is {own:?}"
+            ));
+        }
+        let best = decoder::argmax(&want).expect("finite logits");
+        let margin = want[best] - want[chosen as usize];
+        if chosen as usize != best && margin > cmp.tolerance.abs * 2.0 {
+            return Err(format!(
+                "step {step}: GPU chose {chosen}, the reference {best} by a margin of {margin}"
+            ));
+        }
+        if worst.as_ref().is_none_or(|w| cmp.max_abs > w.max_abs) {
+            worst = Some(cmp);
+        }
+        if step < steps {
+            gpu_model.decode().map_err(|e| e.to_string())?;
+            want = cpu.step(&[chosen]).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(Checked {
+        worst: worst.expect("at least one step"),
+        tokens: gpu_model.tokens().map_err(|e| e.to_string())?,
+    })
+}
+
+/// The reference weights of `source`, or a panic naming why not.
+pub fn reference_of(source: &dyn WeightSource) -> Weights {
+    to_reference(source).unwrap_or_else(|e| panic!("reference weights: {e}"))
+}
+
+/// `n` seeded token ids below `vocab`.
+pub fn prompt(seed: u64, n: usize, vocab: u64) -> Vec<u32> {
+    pertoken_reference::random::uniform_f32_in(seed, n, 0.0, vocab as f32)
+        .into_iter()
+        .map(|v| (v as u32).min(vocab as u32 - 1))
+        .collect()
+}

@@ -1,0 +1,314 @@
+//! Each decoder kernel against its f64 reference op, on seeded inputs with poisoned outputs.
+
+use pertoken_attention::KvCache;
+use pertoken_cost::{Rope, RopePairing, RopeScaling};
+use pertoken_gpu::testing::gpu_or_skip;
+use pertoken_gpu::{DType, Gpu, GpuOptions, Tensor};
+use pertoken_model::ops::{self, Columns};
+use pertoken_reference::decoder as r;
+use pertoken_reference::random::{uniform_f32, uniform_f32_in};
+use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
+
+fn poisoned(gpu: &Gpu, shape: &[usize]) -> Tensor {
+    let t = Tensor::zeros(gpu, shape, DType::F32).unwrap();
+    t.fill(f32::NAN).unwrap();
+    t
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+#[test]
+fn rms_norm_with_and_without_the_residual_add() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    // 70 and 1000 are no multiple of the workgroup; 1000 strides several times.
+    for (rows, h) in [(5, 70), (3, 1000), (1, 1)] {
+        let xv = uniform_f32(1 + h as u64, rows * h);
+        let dv = uniform_f32(2 + h as u64, rows * h);
+        let wv = uniform_f32_in(3, h, 0.5, 1.5);
+        let w = Tensor::from_slice(&gpu, &wv, &[h]).unwrap();
+        for add in [false, true] {
+            let x = Tensor::from_slice(&gpu, &xv, &[rows, h]).unwrap();
+            let d = Tensor::from_slice(&gpu, &dv, &[rows, h]).unwrap();
+            let out = poisoned(&gpu, &[rows, h]);
+            ops::rms_norm(&gpu, &x, add.then_some(&d), &w, &out, 0, 1e-5).unwrap();
+            let got = out.to_vec::<f32>().unwrap();
+            let mut want = Vec::new();
+            let mut resid = Vec::new();
+            for i in 0..rows {
+                let row: Vec<f64> = (0..h)
+                    .map(|c| {
+                        f64::from(xv[i * h + c]) + if add { f64::from(dv[i * h + c]) } else { 0.0 }
+                    })
+                    .collect();
+                want.extend(r::rms_norm(&row, &wv, 1e-5));
+                resid.extend(row);
+            }
+            let cmp = compare(&got, &want, Tolerance::F32.for_reduction(h, 1.0));
+            assert!(cmp.passed(), "rows {rows} h {h} add {add}: {cmp}");
+            // The add is written back into the residual stream.
+            let cmp = compare(&x.to_vec::<f32>().unwrap(), &resid, Tolerance::F32);
+            assert!(cmp.passed(), "residual: {cmp}");
+        }
+        // The last row alone, into a one-row output.
+        let x = Tensor::from_slice(&gpu, &xv, &[rows, h]).unwrap();
+        let out = poisoned(&gpu, &[1, h]);
+        ops::rms_norm(&gpu, &x, None, &w, &out, rows - 1, 1e-5).unwrap();
+        let want = r::rms_norm(&f64s(&xv[(rows - 1) * h..]), &wv, 1e-5);
+        let cmp = compare(
+            &out.to_vec::<f32>().unwrap(),
+            &want,
+            Tolerance::F32.for_reduction(h, 1.0),
+        );
+        assert!(cmp.passed(), "last row: {cmp}");
+    }
+}
+
+#[test]
+fn rope_append_turns_q_and_k_into_place_in_both_pairings() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (heads, kv, d, t, capacity) = (6, 2, 64, 5, 12);
+    let stride = (heads + 2 * kv) * d + 3; // a fused qkv row, padded off any alignment
+    let scaled = Rope {
+        theta: 500_000.0,
+        scaling: Some(RopeScaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_context: 32,
+        }),
+    };
+    for pairing in [RopePairing::Halves, RopePairing::Interleaved] {
+        for rope in [Rope::default(), scaled] {
+            let freqs = r::rope_frequencies(&rope, d);
+            let freq32: Vec<f32> = freqs.iter().map(|&f| f as f32).collect();
+            let freq = Tensor::from_slice(&gpu, &freq32, &[d / 2]).unwrap();
+            let src = uniform_f32(7, t * stride);
+            let qkv = Tensor::from_slice(&gpu, &src, &[t, stride]).unwrap();
+            let mut cache = KvCache::new(&gpu, kv, capacity, d, DType::F32).unwrap();
+            // Three positions already filled, so the new ones start at 3.
+            let first = Tensor::from_slice(&gpu, &uniform_f32(8, kv * 3 * d), &[kv, 3, d]).unwrap();
+            cache.append(&gpu, &first, &first).unwrap();
+            let q_out = poisoned(&gpu, &[heads, t, d]);
+            let cols = [0, heads * d, (heads + kv) * d].map(|col| Columns { tensor: &qkv, col });
+            ops::rope_append(&gpu, cols, t, &freq, pairing, &q_out, &mut cache).unwrap();
+            assert_eq!(cache.len(), 3 + t);
+            let (got_q, got_k, got_v) = (
+                q_out.to_vec::<f32>().unwrap(),
+                cache.keys().to_vec::<f32>().unwrap(),
+                cache.values().to_vec::<f32>().unwrap(),
+            );
+            let (mut wq, mut gq, mut wk, mut gk, mut wv, mut gv) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            for i in 0..t {
+                let row = &src[i * stride..];
+                for h in 0..heads + 2 * kv {
+                    let mut head = f64s(&row[h * d..(h + 1) * d]);
+                    if h < heads + kv {
+                        r::rope(&mut head, 3 + i, &freqs, pairing);
+                    }
+                    if h < heads {
+                        wq.extend(head);
+                        gq.extend_from_slice(&got_q[(h * t + i) * d..][..d]);
+                    } else {
+                        let c = if h < heads + kv {
+                            h - heads
+                        } else {
+                            h - heads - kv
+                        };
+                        let at = (c * capacity + 3 + i) * d;
+                        if h < heads + kv {
+                            wk.extend(head);
+                            gk.extend_from_slice(&got_k[at..at + d]);
+                        } else {
+                            wv.extend(head);
+                            gv.extend_from_slice(&got_v[at..at + d]);
+                        }
+                    }
+                }
+            }
+            // Angles reach 8 rad: f32 sin/cos of a rounded angle, a few ulps of 8.
+            let tol = Tolerance {
+                abs: 2e-5,
+                rel: 2e-5,
+            };
+            for (what, got, want) in [("q", &gq, &wq), ("k", &gk, &wk), ("v", &gv, &wv)] {
+                let cmp = compare(got, want, tol);
+                assert!(cmp.passed(), "{pairing:?} {rope:?} {what}: {cmp}");
+            }
+            // The rows before and after the new ones are untouched.
+            let old: Vec<f64> = f64s(&uniform_f32(8, kv * 3 * d)[..3 * d]);
+            assert!(compare(&got_k[..3 * d], &old, Tolerance::F32).passed());
+        }
+    }
+}
+
+#[test]
+fn rope_append_refuses_an_overflow() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let qkv = Tensor::from_slice(&gpu, &uniform_f32(1, 3 * 3 * 8), &[3, 24]).unwrap();
+    let freq = Tensor::from_slice(&gpu, &uniform_f32(2, 4), &[4]).unwrap();
+    let q_out = poisoned(&gpu, &[1, 3, 8]);
+    let mut cache = KvCache::new(&gpu, 1, 2, 8, DType::F32).unwrap();
+    let cols = [0, 8, 16].map(|col| Columns { tensor: &qkv, col });
+    let e = ops::rope_append(
+        &gpu,
+        cols,
+        3,
+        &freq,
+        RopePairing::Halves,
+        &q_out,
+        &mut cache,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("overflow"), "{e}");
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
+fn silu_mul_of_fused_and_separate_projections() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (t, f) = (3, 300);
+    let gu = uniform_f32_in(4, t * 2 * f, -6.0, 6.0);
+    let fused = Tensor::from_slice(&gpu, &gu, &[t, 2 * f]).unwrap();
+    let out = poisoned(&gpu, &[t, f]);
+    ops::silu_mul(
+        &gpu,
+        Columns {
+            tensor: &fused,
+            col: 0,
+        },
+        Columns {
+            tensor: &fused,
+            col: f,
+        },
+        &out,
+    )
+    .unwrap();
+    let mut want = Vec::new();
+    for i in 0..t {
+        let row = f64s(&gu[i * 2 * f..(i + 1) * 2 * f]);
+        want.extend(r::silu_mul(&row[..f], &row[f..]));
+    }
+    let cmp = compare(&out.to_vec::<f32>().unwrap(), &want, Tolerance::F32);
+    assert!(cmp.passed(), "{cmp}");
+}
+
+#[test]
+fn heads_to_tokens_transposes() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (h, t, d) = (3, 5, 7);
+    let v = uniform_f32(5, h * t * d);
+    let src = Tensor::from_slice(&gpu, &v, &[h, t, d]).unwrap();
+    let dst = poisoned(&gpu, &[t, h * d]);
+    ops::heads_to_tokens(&gpu, &src, &dst).unwrap();
+    let got = dst.to_vec::<f32>().unwrap();
+    for i in 0..t {
+        for j in 0..h {
+            for c in 0..d {
+                assert_eq!(got[i * h * d + j * d + c], v[(j * t + i) * d + c]);
+            }
+        }
+    }
+}
+
+fn table(gpu: &Gpu, dtype: DType, vocab: usize, h: usize) -> (Tensor, Vec<f32>) {
+    let v = uniform_f32(6, vocab * h);
+    let q = |f| {
+        let bytes = quantize(f, &v).unwrap();
+        let back = dequantize(f, &bytes).unwrap();
+        (
+            Tensor::from_quantized(gpu, &bytes, &[vocab, h], dtype).unwrap(),
+            back,
+        )
+    };
+    match dtype {
+        DType::Q8_0 => q(QuantFormat::Q8_0),
+        DType::Q4_0 => q(QuantFormat::Q4_0),
+        DType::Q4_1 => q(QuantFormat::Q4_1),
+        _ => Tensor::from_f32_as(gpu, &v, &[vocab, h], dtype).unwrap(),
+    }
+}
+
+fn check_embed(gpu: &Gpu, dtype: DType) {
+    let (vocab, h) = (37, 96);
+    let (t_, held) = table(gpu, dtype, vocab, h);
+    let ids: Vec<u32> = vec![9, 0, 36, 5, 5, 17, 36];
+    let tokens = Tensor::from_slice(gpu, &ids, &[ids.len()]).unwrap();
+    // Tokens from slot 2 on.
+    let out = poisoned(gpu, &[5, h]);
+    ops::embed(gpu, &t_, &tokens, 2, &out).unwrap();
+    let got = out.to_vec::<f32>().unwrap();
+    let want: Vec<f64> = ids[2..]
+        .iter()
+        .flat_map(|&id| f64s(&held[id as usize * h..(id as usize + 1) * h]))
+        .collect();
+    let cmp = compare(&got, &want, Tolerance { abs: 0.0, rel: 0.0 });
+    assert!(cmp.passed(), "{dtype}: {cmp}");
+}
+
+#[test]
+fn embedding_gather_in_every_format() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for dtype in [
+        DType::F32,
+        DType::F16,
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+    ] {
+        check_embed(&gpu, dtype);
+    }
+}
+
+#[test]
+fn embedding_tables_over_the_binding_limit_gather_in_windows() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    // 96 f32 = 384 bytes a row: 2048 bytes hold 5 rows (4 once windows start on 256-byte
+    // boundaries), so the 37-row table takes many windows; Q4_1 rows are 60 bytes.
+    let options = GpuOptions {
+        max_storage_binding: Some(2048),
+        ..GpuOptions::from_env().unwrap()
+    };
+    let gpu = Gpu::new(&options).unwrap();
+    for dtype in [DType::F32, DType::Q4_1, DType::Q8_0] {
+        check_embed(&gpu, dtype);
+    }
+}
+
+#[test]
+fn a_token_past_the_vocabulary_gives_nan() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (t_, _) = table(&gpu, DType::F16, 10, 32);
+    let tokens = Tensor::from_slice(&gpu, &[3u32, u32::MAX], &[2]).unwrap();
+    let out = Tensor::zeros(&gpu, &[2, 32], DType::F32).unwrap();
+    ops::embed(&gpu, &t_, &tokens, 0, &out).unwrap();
+    let got = out.to_vec::<f32>().unwrap();
+    assert!(got[..32].iter().all(|v| v.is_finite()));
+    assert!(got[32..].iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn argmax_picks_the_first_largest_skips_nan_and_writes_its_slot() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let n = 49_157; // strides unevenly over the workgroup
+    let mut rows = uniform_f32(9, 3 * n);
+    rows[n + 40_000] = 5.0; // row 1: the largest twice; the first wins
+    rows[n + 45_000] = 5.0;
+    rows[n + 3] = f32::NAN;
+    for v in &mut rows[2 * n..] {
+        *v = f32::NAN; // row 2: nothing to choose
+    }
+    let logits = Tensor::from_slice(&gpu, &rows, &[3, n]).unwrap();
+    let tokens = Tensor::from_slice(&gpu, &[7u32; 6], &[6]).unwrap();
+    for (row, slot) in [(0, 1), (1, 4), (2, 5)] {
+        ops::argmax_into(&gpu, &logits, row, &tokens, slot).unwrap();
+    }
+    let got = tokens.to_vec::<u32>().unwrap();
+    let want0 = r::argmax(&f64s(&rows[..n])).unwrap() as u32;
+    assert_eq!(got, vec![7, want0, 7, 7, 40_000, u32::MAX]);
+}
