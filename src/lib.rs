@@ -6,13 +6,17 @@
 //! - [`attention`]: fused attention kernels;
 //! - [`reference`]: the CPU reference every kernel is checked against;
 //! - [`shaders`]: the WGSL sources and their naga validation;
-//! - [`cost`]: the cost model (catalogs, accounting, rooflines, $ and J per token).
+//! - [`cost`]: the cost model (catalogs, accounting, rooflines, $ and J per token);
+//! - [`model`]: the Llama-family decoder built from the kernels;
+//! - [`formats`]: GGUF, safetensors and the GGUF's tokenizer.
 //!
-//! The `pertoken` binary (`pertoken devices`, `pertoken bench`) is built on the same crates.
+//! The `pertoken` binary (`pertoken devices`, `bench`, `generate`, `cost`) is built on the same crates.
 
 pub use pertoken_attention as attention;
 pub use pertoken_cost as cost;
+pub use pertoken_formats as formats;
 pub use pertoken_gpu as gpu;
 pub use pertoken_matmul as matmul;
+pub use pertoken_model as model;
 pub use pertoken_reference as reference;
 pub use pertoken_shaders as shaders;

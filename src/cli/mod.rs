@@ -3,6 +3,7 @@
 mod bench;
 mod cost;
 mod devices;
+mod generate;
 
 use clap::{Parser, Subcommand};
 use pertoken_gpu::{Gpu, GpuOptions};
@@ -21,6 +22,9 @@ enum Command {
     Devices(devices::Args),
     /// Measure the kernels on the chosen adapter, verified against the CPU reference.
     Bench(bench::Args),
+    /// Generate text from a model (GGUF, safetensors, or a catalog shape with random weights),
+    /// streamed as it decodes, with prefill and decode rates.
+    Generate(Box<generate::Args>),
     /// The cost model on catalog hardware: tokens/s, $ and J per token. No GPU needed.
     Cost(Box<cost::Args>),
     /// List the model catalog.
@@ -36,6 +40,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Devices(args) => devices::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Generate(args) => generate::run(&args),
         Command::Cost(args) => cost::run(&args),
         Command::Models(args) => cost::models(&args),
         Command::Hardware(args) => cost::hardware(&args),

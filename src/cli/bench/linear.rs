@@ -46,11 +46,11 @@ pub(crate) fn weights(
         .map(|v| v * scale)
         .collect();
     let (tensor, values) = match dtype {
-        DType::Q8_0 | DType::Q4_0 => {
-            let f = if dtype == DType::Q8_0 {
-                QuantFormat::Q8_0
-            } else {
-                QuantFormat::Q4_0
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
+            let f = match dtype {
+                DType::Q8_0 => QuantFormat::Q8_0,
+                DType::Q4_0 => QuantFormat::Q4_0,
+                _ => QuantFormat::Q4_1,
             };
             let bytes = quantize(f, &raw)?;
             let values = dequantize(f, &bytes)?;

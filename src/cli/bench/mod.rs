@@ -42,7 +42,7 @@ pub(crate) struct Args {
     /// Rows of x for the prefill bench, on the first linear shape; 0 skips it.
     #[arg(long, default_value_t = 512)]
     prefill: usize,
-    /// Weight formats for the linear benches: f32, f16, q8_0, q4_0.
+    /// Weight formats for the linear benches: f32, f16, q8_0, q4_0, q4_1.
     #[arg(long, value_delimiter = ',', default_value = "f16,q4_0", value_parser = parse_dtype)]
     dtypes: Vec<DType>,
     /// Bytes the copy kernel moves to measure bandwidth (clamped to the binding limit).
@@ -86,13 +86,16 @@ fn parse_linear(s: &str) -> Result<Option<(usize, usize)>, String> {
     }
 }
 
-fn parse_dtype(s: &str) -> Result<DType, String> {
+pub(crate) fn parse_dtype(s: &str) -> Result<DType, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "f32" => Ok(DType::F32),
         "f16" => Ok(DType::F16),
         "q8_0" => Ok(DType::Q8_0),
         "q4_0" => Ok(DType::Q4_0),
-        other => Err(format!("dtype {other:?}: expected f32, f16, q8_0 or q4_0")),
+        "q4_1" => Ok(DType::Q4_1),
+        other => Err(format!(
+            "dtype {other:?}: expected f32, f16, q8_0, q4_0 or q4_1"
+        )),
     }
 }
 

@@ -1,0 +1,247 @@
+//! `pertoken generate`: text from a model, streamed as it decodes, with prefill and decode
+//! rates; `--check` replays the tokens through the CPU reference.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use pertoken_cost::Catalog;
+use pertoken_formats::tokenizer::Tokenizer;
+use pertoken_gpu::DType;
+use pertoken_model::weights::to_reference;
+use pertoken_model::{
+    Decoder, DecoderOptions, GgufWeights, ModelSpec, SafetensorsWeights, Synthetic, WeightSource,
+};
+use pertoken_reference::decoder::{self as reference, argmax};
+
+use super::bench::parse_dtype;
+use super::{CliError, open_gpu};
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("weights_from").required(true).args(["gguf", "safetensors", "model"])))]
+pub(crate) struct Args {
+    /// A GGUF model file (llama or qwen2 architecture; F32/F16/Q8_0/Q4_0/Q4_1 tensors).
+    #[arg(long)]
+    gguf: Option<PathBuf>,
+    /// A Hugging Face checkpoint: a folder with config.json and model.safetensors (or shards).
+    #[arg(long)]
+    safetensors: Option<PathBuf>,
+    /// A catalog model (`pertoken models` lists them) with seeded random weights: the text is
+    /// noise, the timing is honest.
+    #[arg(long)]
+    model: Option<String>,
+    /// With --model: the weights' format (f32, f16, q8_0, q4_0, q4_1).
+    #[arg(long, default_value = "q4_0", value_parser = parse_dtype)]
+    weights: DType,
+    /// With --model: the seed of the random weights.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The prompt (needs the tokenizer a GGUF file carries).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// The prompt as token ids (`1,2,3`), for any model.
+    #[arg(long, value_delimiter = ',')]
+    prompt_ids: Vec<u32>,
+    /// Wrap the prompt in the chat template's user and assistant turns (ChatML:
+    /// `<|im_start|>user ... <|im_end|>`), as instruct models expect.
+    #[arg(long)]
+    chat: bool,
+    /// Tokens to generate.
+    #[arg(short = 'n', long, default_value_t = 64)]
+    tokens: usize,
+    /// Keep generating past the end-of-sequence token.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Replay the prompt and the generated tokens through the CPU reference (f64) and check
+    /// that it chooses the same greedy tokens (slow on large models).
+    #[arg(long)]
+    check: bool,
+    /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
+    #[arg(long)]
+    adapter: Option<String>,
+}
+
+enum Loaded {
+    Gguf(Box<GgufWeights>),
+    Safetensors(Box<SafetensorsWeights>),
+    Synthetic(Box<Synthetic>),
+}
+
+impl Loaded {
+    fn source(&self) -> &dyn WeightSource {
+        match self {
+            Loaded::Gguf(g) => g.as_ref(),
+            Loaded::Safetensors(s) => s.as_ref(),
+            Loaded::Synthetic(s) => s.as_ref(),
+        }
+    }
+}
+
+fn load(args: &Args) -> Result<Loaded, CliError> {
+    if let Some(path) = &args.gguf {
+        return Ok(Loaded::Gguf(Box::new(GgufWeights::open(path)?)));
+    }
+    if let Some(path) = &args.safetensors {
+        return Ok(Loaded::Safetensors(Box::new(SafetensorsWeights::open(
+            path,
+        )?)));
+    }
+    let name = args.model.as_deref().unwrap_or_default();
+    let shape = Catalog::builtin().model(name)?.clone();
+    let spec = ModelSpec {
+        shape,
+        pairing: pertoken_cost::RopePairing::Halves,
+    };
+    Ok(Loaded::Synthetic(Box::new(Synthetic::new(
+        spec,
+        args.weights,
+        args.seed,
+    )?)))
+}
+
+fn prompt_ids(args: &Args, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>, CliError> {
+    match (&args.prompt, args.prompt_ids.is_empty(), tokenizer) {
+        (Some(_), false, _) => Err("give --prompt or --prompt-ids, not both".into()),
+        (Some(text), true, Some(t)) => {
+            let text = if args.chat {
+                format!("<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n")
+            } else {
+                text.clone()
+            };
+            Ok(t.encode(&text)?)
+        }
+        (Some(_), true, None) => Err(
+            "--prompt needs a tokenizer, which only GGUF files carry here; give the prompt as \
+             token ids with --prompt-ids 1,2,3"
+                .into(),
+        ),
+        (None, false, _) => Ok(args.prompt_ids.clone()),
+        (None, true, _) => Err("give a prompt: --prompt TEXT, or --prompt-ids 1,2,3".into()),
+    }
+}
+
+pub(crate) fn run(args: &Args) -> Result<(), CliError> {
+    let loaded = load(args)?;
+    let source = loaded.source();
+    let tokenizer = match &loaded {
+        Loaded::Gguf(g) => Some(Tokenizer::from_gguf(g.gguf())?),
+        _ => None,
+    };
+    let prompt = prompt_ids(args, tokenizer.as_ref())?;
+    let gpu = open_gpu(args.adapter.as_deref())?;
+    let m = &source.spec().shape;
+    eprintln!(
+        "model: {} ({} layers, hidden {}, {} heads / {} KV heads), {}",
+        m.name,
+        m.layers,
+        m.hidden,
+        m.heads,
+        m.kv_heads,
+        source.describe()
+    );
+    eprintln!(
+        "adapter: {} ({:?})",
+        gpu.adapter().name,
+        gpu.adapter().backend
+    );
+    let options = DecoderOptions {
+        context: prompt.len() + args.tokens.max(1) + 1,
+        max_tokens: prompt.len().clamp(1, 512),
+    };
+    let started = Instant::now();
+    let mut decoder = Decoder::load(&gpu, source, options)?;
+    eprintln!(
+        "loaded {:.1} MB of weights in {:.2} s; prompt: {} tokens",
+        decoder.weight_bytes() as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        prompt.len()
+    );
+    let eos = tokenizer.as_ref().and_then(|t| t.eos());
+    // Warm-up: the first use of each kernel compiles its pipeline, which is not the model's
+    // speed. One prefill and one decode step compile every pipeline the timed run uses.
+    decoder.prefill(&prompt)?;
+    decoder.decode()?;
+    decoder.tokens()?;
+    decoder.reset()?;
+
+    let mut stream = tokenizer.as_ref().map(|t| t.stream());
+    let mut out = std::io::stdout().lock();
+    if let Some(text) = &args.prompt {
+        write!(out, "{text}")?;
+    }
+    // Prefill, until the first generated token is on the host.
+    let t0 = Instant::now();
+    decoder.prefill(&prompt)?;
+    let mut seq = decoder.tokens()?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let mut generated = vec![*seq.last().ok_or("no token")?];
+    let mut show = |id: u32, out: &mut dyn Write| -> Result<(), CliError> {
+        match &mut stream {
+            Some(s) => write!(out, "{}", s.push(id)?)?,
+            None => write!(out, " {id}")?,
+        }
+        out.flush()?;
+        Ok(())
+    };
+    show(generated[0], &mut out)?;
+    let t1 = Instant::now();
+    while generated.len() < args.tokens
+        && (args.ignore_eos || Some(*generated.last().unwrap_or(&0)) != eos)
+    {
+        decoder.decode()?;
+        seq = decoder.tokens()?;
+        let id = *seq.last().ok_or("no token")?;
+        generated.push(id);
+        show(id, &mut out)?;
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    writeln!(out)?;
+    let steps = generated.len() - 1;
+    eprintln!(
+        "prefill: {} tokens in {:.3} s = {:.1} tokens/s (to the first generated token)",
+        prompt.len(),
+        prefill_s,
+        prompt.len() as f64 / prefill_s
+    );
+    if steps > 0 {
+        eprintln!(
+            "decode:  {steps} tokens in {:.3} s = {:.1} tokens/s (each step submitted whole, its \
+             token read back to stream it)",
+            decode_s,
+            steps as f64 / decode_s
+        );
+    }
+    if args.check {
+        check(source, &prompt, &generated)?;
+    }
+    Ok(())
+}
+
+/// Feeds the prompt and the generated tokens to the CPU reference and checks that its greedy
+/// choice at every step is the token the GPU chose.
+fn check(source: &dyn WeightSource, prompt: &[u32], generated: &[u32]) -> Result<(), CliError> {
+    eprintln!("check: running the CPU reference (f64) over the same tokens...");
+    let weights = to_reference(source)?;
+    let spec = source.spec();
+    let mut cpu = reference::Decoder::new(&spec.shape, spec.pairing, &weights)?;
+    let mut logits = cpu.step(prompt)?;
+    for (i, &id) in generated.iter().enumerate() {
+        let best = argmax(&logits).ok_or("the reference's logits are all NaN")?;
+        if best != id as usize {
+            let margin = logits[best] - logits[id as usize];
+            return Err(format!(
+                "check FAILED at generated token {i}: the GPU chose {id}, the reference {best} \
+                 (its logit higher by {margin:.3e})"
+            )
+            .into());
+        }
+        if i + 1 < generated.len() {
+            logits = cpu.step(&[id])?;
+        }
+    }
+    eprintln!(
+        "check: verified: the CPU reference chooses the same {} greedy tokens",
+        generated.len()
+    );
+    Ok(())
+}
