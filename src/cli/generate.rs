@@ -56,6 +56,11 @@ pub(crate) struct Args {
     /// that it chooses the same greedy tokens (slow on large models).
     #[arg(long)]
     check: bool,
+    /// After generating, time decode steps: the whole step as one submission (median of this
+    /// many) against the sum of its kernels each submitted and timed alone, with the share of
+    /// each kind of kernel.
+    #[arg(long, value_name = "STEPS", num_args = 0..=1, default_missing_value = "5")]
+    profile: Option<usize>,
     /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
     #[arg(long)]
     adapter: Option<String>,
@@ -145,7 +150,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         gpu.adapter().backend
     );
     let options = DecoderOptions {
-        context: prompt.len() + args.tokens.max(1) + 1,
+        context: prompt.len() + args.tokens.max(1) + 2 * args.profile.unwrap_or(0) + 2,
         max_tokens: prompt.len().clamp(1, 512),
     };
     let started = Instant::now();
@@ -211,8 +216,66 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
             steps as f64 / decode_s
         );
     }
+    if let Some(steps) = args.profile {
+        profile(&gpu, &mut decoder, steps.max(1))?;
+    }
     if args.check {
         check(source, &prompt, &generated)?;
+    }
+    Ok(())
+}
+
+/// Times `steps` decode steps whole and `steps` with each kernel alone, and prints both and
+/// where the time goes.
+fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Result<(), CliError> {
+    let mut whole = Vec::new();
+    let mut alone = Vec::new();
+    let mut by_op: Vec<(&'static str, usize, f64)> = Vec::new();
+    let mut method = None;
+    for _ in 0..steps {
+        // The decoder's own errors pass through the timers' closures as values.
+        let (r, t) = gpu.time(|| Ok(decoder.decode()))?;
+        r?;
+        method = Some(t.method);
+        whole.push(t.seconds);
+        let (r, log) = gpu.time_each(|| Ok(decoder.decode()))?;
+        r?;
+        alone.push(log.iter().map(|(_, t)| t.seconds).sum::<f64>());
+        if by_op.is_empty() {
+            for (op, t) in &log {
+                match by_op.iter_mut().find(|(o, _, _)| o == op) {
+                    Some(e) => {
+                        e.1 += 1;
+                        e.2 += t.seconds;
+                    }
+                    None => by_op.push((op, 1, t.seconds)),
+                }
+            }
+        }
+    }
+    let (w, a) = (
+        super::bench::median(&mut whole),
+        super::bench::median(&mut alone),
+    );
+    let method = method.map_or_else(String::new, |m| m.to_string());
+    eprintln!(
+        "profile ({steps} steps at position {}, {method}): a decode step submitted whole takes \
+         {:.3} ms; its {} kernels each submitted and timed alone add up to {:.3} ms (step / \
+         sum = {:.2})",
+        decoder.position(),
+        w * 1e3,
+        by_op.iter().map(|e| e.1).sum::<usize>(),
+        a * 1e3,
+        w / a
+    );
+    let total: f64 = by_op.iter().map(|e| e.2).sum();
+    by_op.sort_by(|x, y| y.2.total_cmp(&x.2));
+    for (op, n, s) in by_op {
+        eprintln!(
+            "  {op:<16} {n:>4} launches {:>9.3} ms {:>5.1}%",
+            s * 1e3,
+            100.0 * s / total
+        );
     }
     Ok(())
 }

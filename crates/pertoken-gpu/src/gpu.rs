@@ -34,6 +34,8 @@ pub(crate) struct Inner {
 pub(crate) struct Pending {
     pub(crate) encoder: Option<wgpu::CommandEncoder>,
     pub(crate) recorder: Option<Recorder>,
+    /// While [`Gpu::time_each`] runs: each launch's op and time, the launch run alone.
+    pub(crate) solo: Option<Vec<(&'static str, crate::Timing)>>,
 }
 
 const _: () = {

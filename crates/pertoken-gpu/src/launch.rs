@@ -162,6 +162,21 @@ impl Gpu {
     /// [`Gpu::sync`]. Checks every binding against the adapter's storage-binding limit and the
     /// dispatch against the per-dimension workgroup limit first.
     pub fn launch(&self, launch: &Launch<'_>) -> Result<()> {
+        // Inside Gpu::time_each: this launch alone, timed, then logged.
+        let solo = self.pending().solo.take();
+        if let Some(mut log) = solo {
+            let timed = self.time(|| self.record(launch));
+            let mut pending = self.pending();
+            if let Ok(((), t)) = &timed {
+                log.push((launch.op, *t));
+            }
+            pending.solo = Some(log);
+            return timed.map(|_| ());
+        }
+        self.record(launch)
+    }
+
+    fn record(&self, launch: &Launch<'_>) -> Result<()> {
         let caps = self.capabilities();
         for b in launch.bindings {
             let t = b.tensor;

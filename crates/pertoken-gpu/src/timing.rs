@@ -178,6 +178,24 @@ impl Gpu {
     }
 }
 
+impl Gpu {
+    /// Runs `f` with every kernel launch it makes submitted, waited on and timed alone (by
+    /// [`Gpu::time`]), and returns each launch's op and time, in order: where a sequence's time
+    /// goes, and what its kernels cost without overlapping (against a [`Gpu::time`] of the same
+    /// `f`). Launches other threads make on this handle meanwhile are timed too.
+    pub fn time_each<R>(
+        &self,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<(R, Vec<(&'static str, Timing)>)> {
+        self.sync()?;
+        self.pending().solo = Some(Vec::new());
+        let result = f();
+        let log = self.pending().solo.take().unwrap_or_default();
+        self.sync()?;
+        Ok((result?, log))
+    }
+}
+
 /// GPU time a timed batch of calls should span at least: on a fast GPU one kernel takes
 /// microseconds, the same order as the gap between a pass's start timestamp and its first
 /// instruction, so a single timed call overstates it (an H100 showed ~0.3 ms on every GEMV).

@@ -160,3 +160,44 @@ fn misaligned_binding_windows_are_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidShape { .. }), "{err}");
 }
+
+#[test]
+fn time_each_runs_and_times_every_launch_alone() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let v: Vec<f32> = (0..4096).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let a = Tensor::from_slice(&gpu, &v, &[4096]).unwrap();
+    let b = Tensor::zeros(&gpu, &[4096], DType::F32).unwrap();
+    let c = Tensor::zeros(&gpu, &[4096], DType::F32).unwrap();
+    let ((), log) = gpu
+        .time_each(|| {
+            pertoken_gpu::copy(&gpu, &a, &b)?;
+            pertoken_gpu::copy(&gpu, &b, &c)
+        })
+        .unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|(_, t)| t.seconds > 0.0 && t.passes == 1));
+    assert_eq!(c.to_vec::<f32>().unwrap(), v, "the launches ran, in order");
+    // Outside time_each, launches record as before.
+    pertoken_gpu::copy(&gpu, &c, &b).unwrap();
+    let ((), t) = gpu.time(|| pertoken_gpu::copy(&gpu, &a, &c)).unwrap();
+    assert_eq!(t.passes, 1);
+}
+
+#[test]
+fn views_and_range_writes_share_the_buffer() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let t = Tensor::from_slice(&gpu, &[1u32, 2, 3, 4, 5, 6], &[6]).unwrap();
+    t.write_range(2, &[30u32, 40]).unwrap();
+    let v = t.view(&[2, 2]).unwrap();
+    assert_eq!(v.to_vec::<u32>().unwrap(), vec![1, 2, 30, 40]);
+    assert!(t.view(&[9]).is_err(), "a view past the buffer");
+    assert!(
+        t.write_range(5, &[1u32, 2]).is_err(),
+        "a write past the end"
+    );
+    let h = Tensor::from_slice(&gpu, &[half::f16::ONE; 4], &[4]).unwrap();
+    assert!(
+        h.write_range(1, &[half::f16::ZERO; 2]).is_err(),
+        "not whole words"
+    );
+}
