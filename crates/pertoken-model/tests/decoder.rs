@@ -175,3 +175,33 @@ fn bad_calls_are_errors() {
         .to_string();
     assert!(e.contains("not u32"), "{e}");
 }
+
+#[test]
+fn a_model_that_does_not_fit_is_an_error_with_the_sizes() {
+    use pertoken_gpu::{Gpu, GpuOptions};
+    use pertoken_model::{Decoder, DecoderOptions};
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    // One layer's K cache: 2 KV heads · 4096 positions · 32 · 4 bytes = 1 MiB, over 512 KiB.
+    let options = GpuOptions {
+        max_storage_binding: Some(512 << 10),
+        ..GpuOptions::from_env().unwrap()
+    };
+    let gpu = Gpu::new(&options).unwrap();
+    let source = Synthetic::new(BASE.spec(), DType::Q8_0, 3).unwrap();
+    let long = DecoderOptions {
+        context: 4096,
+        max_tokens: 8,
+    };
+    let e = Decoder::load(&gpu, &source, long).unwrap_err().to_string();
+    assert!(
+        e.contains("K cache") && e.contains("1048576 bytes") && e.contains("shorter context"),
+        "{e}"
+    );
+    let short = DecoderOptions {
+        context: 1024,
+        ..long
+    };
+    Decoder::load(&gpu, &source, short).unwrap();
+}

@@ -110,12 +110,12 @@ impl GgufWeights {
             rope: Rope {
                 theta: file
                     .f32_opt(&key("rope.freq_base"))?
-                    .map_or(10_000.0, f64::from),
+                    .map_or(10_000.0, decimal),
                 scaling: None,
             },
             rms_eps: file
                 .f32_opt(&key("attention.layer_norm_rms_epsilon"))?
-                .map_or(1e-5, f64::from),
+                .map_or(1e-5, decimal),
         };
         let w = GgufWeights {
             file,
@@ -150,6 +150,12 @@ impl GgufWeights {
             &TYPES,
         )?))
     }
+}
+
+/// An f32 as the f64 of its shortest decimal form: GGUF stores 1e-5 as an f32, and the model
+/// means 1e-5, not 9.9999997e-6.
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// The GGUF name of a weight.

@@ -1,0 +1,305 @@
+//! Model files: tiny GGUF and safetensors checkpoints written by the test (from synthetic
+//! weights), loaded through the real readers and run against the reference; and damaged ones,
+//! each an error naming the file, the tensor, what was expected and what was found.
+
+mod common;
+
+use std::path::Path;
+
+use common::{BASE, Tiny, check_against_reference, prompt, reference_of};
+use pertoken_cost::RopePairing;
+use pertoken_formats::gguf::GgmlType;
+use pertoken_formats::gguf::write::GgufBuilder;
+use pertoken_gpu::DType;
+use pertoken_gpu::testing::gpu_or_skip;
+use pertoken_model::weights::{hf_tensor_name, tensor_name};
+use pertoken_model::{GgufWeights, Role, SafetensorsWeights, Synthetic, WeightSource};
+
+fn roles(source: &dyn WeightSource) -> Vec<Role> {
+    let m = &source.spec().shape;
+    let mut r = vec![Role::Embed, Role::Output, Role::FinalNorm];
+    for l in 0..m.layers as usize {
+        r.extend(Role::of_layer(l, m.qkv_bias));
+    }
+    r
+}
+
+fn ggml(dtype: DType) -> GgmlType {
+    match dtype {
+        DType::F16 => GgmlType::F16,
+        DType::Q8_0 => GgmlType::Q8_0,
+        DType::Q4_0 => GgmlType::Q4_0,
+        DType::Q4_1 => GgmlType::Q4_1,
+        _ => GgmlType::F32,
+    }
+}
+
+/// `source` as a GGUF file of `arch`, with `edit` applied to the builder before writing.
+fn gguf_of(
+    source: &dyn WeightSource,
+    arch: &str,
+    skip: Option<&str>,
+    ffn_meta: u64,
+) -> GgufBuilder {
+    let m = &source.spec().shape;
+    let mut b = GgufBuilder::new();
+    let k = |s: &str| format!("{arch}.{s}");
+    b.set("general.architecture", arch)
+        .set("general.name", "tiny test model")
+        .set(k("block_count"), m.layers as u32)
+        .set(k("embedding_length"), m.hidden as u32)
+        .set(k("feed_forward_length"), ffn_meta as u32)
+        .set(k("attention.head_count"), m.heads as u32)
+        .set(k("attention.head_count_kv"), m.kv_heads as u32)
+        .set(k("rope.dimension_count"), m.head_dim as u32)
+        .set(k("rope.freq_base"), m.rope.theta as f32)
+        .set(k("attention.layer_norm_rms_epsilon"), m.rms_eps as f32);
+    for role in roles(source) {
+        let Some(t) = source.tensor(role).unwrap() else {
+            continue;
+        };
+        let name = tensor_name(role);
+        if Some(name.as_str()) == skip {
+            continue;
+        }
+        let dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+        b.add_tensor(name, ggml(t.dtype), &dims, t.bytes.to_vec());
+    }
+    b
+}
+
+fn run(source: &dyn WeightSource, seed: u64) {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let reference = reference_of(source);
+    let p = prompt(seed, 7, source.spec().shape.vocab);
+    if let Err(e) = check_against_reference(&gpu, source, &reference, &p, 3, 2e-5) {
+        panic!("{}: {e}", source.describe());
+    }
+}
+
+#[test]
+fn a_llama_gguf_file_loads_and_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    // llama.cpp's llama files pair RoPE elements as neighbours; a tied Q4_1 head, as SmolLM2's.
+    let tiny = Tiny {
+        tied: true,
+        pairing: RopePairing::Interleaved,
+        ..BASE
+    };
+    let synthetic = Synthetic::new(tiny.spec(), DType::Q4_1, 41).unwrap();
+    let path = dir.path().join("tiny.gguf");
+    gguf_of(&synthetic, "llama", None, tiny.ffn)
+        .write(&path)
+        .unwrap();
+    let file = GgufWeights::open(&path).unwrap();
+    let mut want = synthetic.spec().clone();
+    want.shape.name = "tiny test model".into();
+    want.shape.source = file.spec().shape.source.clone();
+    assert_eq!(file.spec(), &want, "metadata gives the shape");
+    run(&file, 41);
+}
+
+#[test]
+fn a_qwen2_gguf_file_with_biases_loads_and_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Tiny {
+        bias: true,
+        kv_heads: 1,
+        ..BASE
+    };
+    let synthetic = Synthetic::new(tiny.spec(), DType::F16, 42).unwrap();
+    let path = dir.path().join("qwen.gguf");
+    gguf_of(&synthetic, "qwen2", None, tiny.ffn)
+        .write(&path)
+        .unwrap();
+    let file = GgufWeights::open(&path).unwrap();
+    assert_eq!(file.spec().pairing, RopePairing::Halves);
+    assert!(file.spec().shape.qkv_bias && !file.spec().shape.tied_embeddings);
+    run(&file, 42);
+}
+
+fn open_err(path: &Path) -> String {
+    GgufWeights::open(path).unwrap_err().to_string()
+}
+
+#[test]
+fn damaged_gguf_model_files_are_errors_that_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let synthetic = Synthetic::new(BASE.spec(), DType::Q4_0, 43).unwrap();
+    let file = |name: &str| dir.path().join(name);
+
+    // A missing tensor.
+    let p = file("missing.gguf");
+    gguf_of(&synthetic, "llama", Some("blk.1.ffn_up.weight"), BASE.ffn)
+        .write(&p)
+        .unwrap();
+    let e = open_err(&p);
+    assert!(
+        e.contains("missing.gguf") && e.contains("blk.1.ffn_up.weight"),
+        "{e}"
+    );
+
+    // Metadata that disagrees with a tensor's shape.
+    let p = file("shape.gguf");
+    gguf_of(&synthetic, "llama", None, BASE.ffn + 32)
+        .write(&p)
+        .unwrap();
+    let e = open_err(&p);
+    assert!(
+        e.contains("shape.gguf") && e.contains("blk.0.ffn_gate.weight"),
+        "{e}"
+    );
+    assert!(
+        e.contains("192") && e.contains("160"),
+        "expected and found: {e}"
+    );
+
+    // A tensor type the kernels do not read (Q5_0: 22 bytes per 32 values).
+    let p = file("type.gguf");
+    let mut b = gguf_of(&synthetic, "llama", Some("blk.0.attn_k.weight"), BASE.ffn);
+    let kv = (BASE.kv_heads * BASE.head_dim) as usize;
+    b.add_tensor(
+        "blk.0.attn_k.weight",
+        GgmlType::Q5_0,
+        &[BASE.hidden, kv as u64],
+        vec![7u8; kv * BASE.hidden as usize / 32 * 22],
+    );
+    b.write(&p).unwrap();
+    let e = open_err(&p);
+    assert!(
+        e.contains("blk.0.attn_k.weight") && e.contains("Q5_0") && e.contains("Q4_1"),
+        "{e}"
+    );
+
+    // An architecture this decoder does not run.
+    let p = file("arch.gguf");
+    gguf_of(&synthetic, "mamba", None, BASE.ffn)
+        .write(&p)
+        .unwrap();
+    let e = open_err(&p);
+    assert!(e.contains("mamba") && e.contains("llama"), "{e}");
+
+    // Truncated, and bytes flipped through the header: errors, never a panic.
+    let whole = gguf_of(&synthetic, "llama", None, BASE.ffn)
+        .to_bytes()
+        .unwrap();
+    let p = file("cut.gguf");
+    for cut in [10, 100, 1000, whole.len() / 2, whole.len() - 1] {
+        std::fs::write(&p, &whole[..cut]).unwrap();
+        let e = open_err(&p);
+        assert!(e.contains("cut.gguf"), "cut at {cut}: {e}");
+    }
+    for at in (0..2000).step_by(7) {
+        let mut bad = whole.clone();
+        bad[at] ^= 0x5a;
+        std::fs::write(&p, &bad).unwrap();
+        let _ = GgufWeights::open(&p);
+    }
+}
+
+/// `source` as a Hugging Face checkpoint: config.json and model.safetensors with every matrix
+/// in bf16 (as most checkpoints ship) and the norms in f32.
+fn checkpoint(source: &dyn WeightSource, dir: &Path, skip: Option<&str>) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let m = &source.spec().shape;
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": if m.qkv_bias { "qwen2" } else { "llama" },
+        "hidden_size": m.hidden,
+        "intermediate_size": m.ffn,
+        "num_hidden_layers": m.layers,
+        "num_attention_heads": m.heads,
+        "num_key_value_heads": m.kv_heads,
+        "head_dim": m.head_dim,
+        "vocab_size": m.vocab,
+        "rms_norm_eps": m.rms_eps,
+        "rope_theta": m.rope.theta,
+        "tie_word_embeddings": m.tied_embeddings,
+        "max_position_embeddings": 2048,
+        "rope_scaling": m.rope.scaling.map(|s| serde_json::json!({
+            "rope_type": "llama3",
+            "factor": s.factor,
+            "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
+            "original_max_position_embeddings": s.original_context,
+        })),
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut data = Vec::new();
+    for role in roles(source) {
+        let Some(t) = source.tensor(role).unwrap() else {
+            continue;
+        };
+        let values = t.to_f32().unwrap();
+        let (dtype, bytes) = if role.is_vector() {
+            (Dtype::F32, bytemuck_f32(&values))
+        } else {
+            let b: Vec<u8> = values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect();
+            (Dtype::BF16, b)
+        };
+        data.push((hf_tensor_name(role), dtype, t.shape.clone(), bytes));
+    }
+    let views: Vec<(String, TensorView<'_>)> = data
+        .iter()
+        .filter(|(n, ..)| Some(n.as_str()) != skip)
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+}
+
+fn bytemuck_f32(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn a_safetensors_checkpoint_in_bf16_loads_and_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Tiny {
+        llama3: true,
+        bias: true,
+        ..BASE
+    };
+    let synthetic = Synthetic::new(tiny.spec(), DType::F32, 44).unwrap();
+    checkpoint(&synthetic, dir.path(), None);
+    let file = SafetensorsWeights::open(dir.path()).unwrap();
+    assert_eq!(file.spec().shape.rope, synthetic.spec().shape.rope);
+    assert_eq!(file.spec().pairing, RopePairing::Halves);
+    // bf16 arrives as f16.
+    assert_eq!(file.stored(Role::Q(0)).unwrap().unwrap().0, DType::F16);
+    run(&file, 44);
+}
+
+#[test]
+fn damaged_safetensors_checkpoints_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let synthetic = Synthetic::new(BASE.spec(), DType::F32, 45).unwrap();
+    checkpoint(
+        &synthetic,
+        dir.path(),
+        Some("model.layers.1.mlp.down_proj.weight"),
+    );
+    let e = SafetensorsWeights::open(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.layers.1.mlp.down_proj.weight"), "{e}");
+    checkpoint(&synthetic, dir.path(), None);
+    let path = dir.path().join("model.safetensors");
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() - 100]).unwrap();
+    let e = SafetensorsWeights::open(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.safetensors"), "{e}");
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let e = SafetensorsWeights::open(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("config.json"), "{e}");
+}
