@@ -463,3 +463,89 @@ fn bench_report_feeds_the_cost_model() {
     assert!(!ok);
     assert!(stderr.contains("line 3"), "{stderr}");
 }
+
+#[test]
+fn generate_on_smollm2_gives_the_reference_greedy_text() {
+    let Some(model) = pertoken::formats::testdata::smollm2_or_skip() else {
+        return;
+    };
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let model = model.to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = pertoken(&[
+        "generate",
+        "--gguf",
+        &model,
+        "--prompt",
+        "What is the capital of France?",
+        "--chat",
+        "-n",
+        "12",
+        "--check",
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("Paris"), "{stdout}");
+    assert!(stderr.contains("prefill: 16 tokens"), "{stderr}");
+    assert!(
+        stderr.contains("verified: the CPU reference chooses the same"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn generate_with_synthetic_weights_streams_ids_and_profiles_a_step() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let (ok, stdout, stderr) = pertoken(&[
+        "generate",
+        "--model",
+        "tiny",
+        "--weights",
+        "q4_1",
+        "--prompt-ids",
+        "5,9,2,7",
+        "-n",
+        "6",
+        "--profile",
+        "2",
+        "--check",
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let ids: Vec<u32> = stdout
+        .split_whitespace()
+        .map(|t| t.parse().expect("token ids"))
+        .collect();
+    assert_eq!(ids.len(), 6, "{stdout}");
+    assert!(stderr.contains("decode:  5 tokens"), "{stderr}");
+    assert!(stderr.contains("step / sum"), "{stderr}");
+    assert!(stderr.contains("verified"), "{stderr}");
+}
+
+#[test]
+fn generate_refuses_bad_input_with_what_to_do() {
+    let (ok, _, stderr) = pertoken(&[
+        "generate",
+        "--gguf",
+        "/nonexistent/m.gguf",
+        "--prompt",
+        "hi",
+    ]);
+    assert!(!ok && stderr.contains("/nonexistent/m.gguf"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&["generate", "--model", "tiny", "--prompt", "hi"]);
+    assert!(!ok && stderr.contains("--prompt-ids"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&["generate", "--model", "tiny"]);
+    assert!(!ok && stderr.contains("give a prompt"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&["generate", "--model", "no-such-model", "--prompt-ids", "1"]);
+    assert!(!ok && stderr.contains("no-such-model"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"not a gguf file at all").unwrap();
+    let junk = junk.to_string_lossy().into_owned();
+    let (ok, _, stderr) = pertoken(&["generate", "--gguf", &junk, "--prompt", "hi"]);
+    assert!(
+        !ok && stderr.contains("junk.gguf") && stderr.contains("magic"),
+        "{stderr}"
+    );
+}
