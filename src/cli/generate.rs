@@ -8,11 +8,11 @@ use std::time::Instant;
 use pertoken_cost::Catalog;
 use pertoken_formats::tokenizer::Tokenizer;
 use pertoken_gpu::DType;
-use pertoken_model::weights::to_reference;
+use pertoken_model::weights::{reference_decoder, to_reference};
 use pertoken_model::{
     Decoder, DecoderOptions, GgufWeights, ModelSpec, SafetensorsWeights, Synthetic, WeightSource,
 };
-use pertoken_reference::decoder::{self as reference, argmax};
+use pertoken_reference::decoder::argmax;
 
 use super::bench::parse_dtype;
 use super::{CliError, open_gpu};
@@ -93,10 +93,7 @@ fn load(args: &Args) -> Result<Loaded, CliError> {
     }
     let name = args.model.as_deref().unwrap_or_default();
     let shape = Catalog::builtin().model(name)?.clone();
-    let spec = ModelSpec {
-        shape,
-        pairing: pertoken_cost::RopePairing::Halves,
-    };
+    let spec = ModelSpec::new(shape, pertoken_cost::RopePairing::Halves);
     Ok(Loaded::Synthetic(Box::new(Synthetic::new(
         spec,
         args.weights,
@@ -286,7 +283,7 @@ fn check(source: &dyn WeightSource, prompt: &[u32], generated: &[u32]) -> Result
     eprintln!("check: running the CPU reference (f64) over the same tokens...");
     let weights = to_reference(source)?;
     let spec = source.spec();
-    let mut cpu = reference::Decoder::new(&spec.shape, spec.pairing, &weights)?;
+    let mut cpu = reference_decoder(spec, &weights)?;
     let mut logits = cpu.step(prompt)?;
     for (i, &id) in generated.iter().enumerate() {
         let best = argmax(&logits).ok_or("the reference's logits are all NaN")?;

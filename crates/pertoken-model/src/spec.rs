@@ -12,9 +12,22 @@ pub struct ModelSpec {
     pub shape: Model,
     /// Which elements RoPE turns together in these q/k weights.
     pub pairing: RopePairing,
+    /// Per-pair divisors of RoPE's frequencies, `[head_dim / 2]`, where the checkpoint stores
+    /// them (a GGUF file's `rope_freqs.weight`: llama.cpp's form of Llama 3's scaling). Applied
+    /// to `θ^(−2f/d)` in place of `shape.rope.scaling`.
+    pub rope_factors: Option<Vec<f32>>,
 }
 
 impl ModelSpec {
+    /// A spec with no stored RoPE factors.
+    pub fn new(shape: Model, pairing: RopePairing) -> ModelSpec {
+        ModelSpec {
+            shape,
+            pairing,
+            rope_factors: None,
+        }
+    }
+
     /// Checks that this decoder runs the shape: a dense Llama-family model whose widths the
     /// kernels take.
     pub fn check(&self) -> Result<()> {
@@ -34,6 +47,15 @@ impl ModelSpec {
                 "mixture-of-experts MLPs ({} experts) are not supported yet; dense Llama-family \
                  models are (Llama 2/3, Mistral, Qwen2, SmolLM2)",
                 m.experts
+            ));
+        }
+        if let Some(f) = &self.rope_factors
+            && (f.len() as u64 != m.head_dim / 2 || f.iter().any(|&x| !(x.is_finite() && x > 0.0)))
+        {
+            return bad(format!(
+                "RoPE factors: {} values, expected head_dim / 2 = {}, each positive and finite",
+                f.len(),
+                m.head_dim / 2
             ));
         }
         if !m.head_dim.is_multiple_of(2) || m.head_dim > pertoken_attention::MAX_HEAD_DIM as u64 {
@@ -56,14 +78,17 @@ impl ModelSpec {
         (self.shape.kv_heads * self.shape.head_dim) as usize
     }
 
-    /// RoPE's angular frequency of each pair, `θ^(−2f/d)` with Llama 3's scaling where the
-    /// shape has it, as f32 for the kernel (computed in f64).
+    /// RoPE's angular frequency of each pair, `θ^(−2f/d)` divided by the stored factors, or
+    /// with Llama 3's scaling where the shape has it, as f32 for the kernel (computed in f64).
     pub fn rope_frequencies(&self) -> Vec<f32> {
         let d = self.shape.head_dim as usize;
         let rope = self.shape.rope;
         (0..d / 2)
             .map(|f| {
                 let inv = rope.theta.powf(-2.0 * f as f64 / d as f64);
+                if let Some(factors) = &self.rope_factors {
+                    return (inv / f64::from(factors[f])) as f32;
+                }
                 let scaled = match rope.scaling {
                     None => inv,
                     Some(s) => {

@@ -303,3 +303,57 @@ fn damaged_safetensors_checkpoints_are_errors() {
         .to_string();
     assert!(e.contains("config.json"), "{e}");
 }
+
+#[test]
+fn llama3_scaling_stored_as_gguf_rope_factors_matches_the_parametric_scaling() {
+    use pertoken_model::{Decoder, DecoderOptions};
+    use pertoken_reference::decoder::rope_frequencies;
+    let Some(gpu) = gpu_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Tiny {
+        llama3: true,
+        pairing: RopePairing::Interleaved,
+        ..BASE
+    };
+    let synthetic = Synthetic::new(tiny.spec(), DType::Q8_0, 46).unwrap();
+    let m = &synthetic.spec().shape;
+    // llama.cpp's converter: factor = unscaled frequency / scaled frequency, per pair.
+    let unscaled = pertoken_cost::Rope {
+        scaling: None,
+        ..m.rope
+    };
+    let d = m.head_dim as usize;
+    let factors: Vec<f32> = rope_frequencies(&unscaled, d)
+        .iter()
+        .zip(rope_frequencies(&m.rope, d))
+        .map(|(u, s)| (u / s) as f32)
+        .collect();
+    assert!(
+        factors.iter().any(|&f| f > 1.0),
+        "the scaling changes some pairs"
+    );
+    let mut b = gguf_of(&synthetic, "llama", None, tiny.ffn);
+    b.add_f32("rope_freqs.weight", &[d as u64 / 2], &factors);
+    let path = dir.path().join("llama3.gguf");
+    b.write(&path).unwrap();
+    let file = GgufWeights::open(&path).unwrap();
+    assert_eq!(file.spec().rope_factors.as_deref(), Some(&factors[..]));
+    assert_eq!(file.spec().shape.rope.scaling, None);
+    run(&file, 46);
+
+    // The same weights with the parametric scaling give the same logits.
+    let p = prompt(46, 30, m.vocab);
+    let options = DecoderOptions {
+        context: 40,
+        max_tokens: 30,
+    };
+    let mut logits = Vec::new();
+    for source in [&synthetic as &dyn WeightSource, &file] {
+        let mut dec = Decoder::load(&gpu, source, options).unwrap();
+        dec.prefill(&p).unwrap();
+        logits.push(dec.logits().unwrap());
+    }
+    let want: Vec<f64> = logits[0].iter().map(|&v| f64::from(v)).collect();
+    let cmp = pertoken_reference::compare(&logits[1], &want, common::logits_tolerance(&want, 2e-5));
+    assert!(cmp.passed(), "{cmp}");
+}

@@ -10,9 +10,10 @@ mod common;
 use pertoken_formats::testdata::smollm2_or_skip;
 use pertoken_formats::tokenizer::Tokenizer;
 use pertoken_gpu::testing::gpu_or_skip;
+use pertoken_model::weights::reference_decoder;
 use pertoken_model::{Decoder, DecoderOptions, GgufWeights, WeightSource};
 use pertoken_reference::compare;
-use pertoken_reference::decoder::{self, argmax};
+use pertoken_reference::decoder::argmax;
 
 /// Logits within this fraction of the largest: 30 layers of f32 arithmetic against f64.
 const REL: f64 = 1e-4;
@@ -54,7 +55,7 @@ fn smollm2_matches_the_reference_on_prompts_and_a_greedy_continuation() {
     for text in prompts {
         let ids = tokenizer.encode(text).unwrap();
         gpu_model.reset().unwrap();
-        let mut cpu = decoder::Decoder::new(&spec.shape, spec.pairing, &reference).unwrap();
+        let mut cpu = reference_decoder(&spec, &reference).unwrap();
         gpu_model.prefill(&ids).unwrap();
         let mut want = cpu.step(&ids).unwrap();
         let mut expected = Vec::new();

@@ -76,16 +76,27 @@ impl GgufWeights {
             Some(v) => v,
             None => embd.shape_row_major()[0],
         };
-        if file.get(&key("rope.scaling.type")).is_some() || file.tensor("rope_freqs.weight").is_ok()
+        // Linear and YaRN scaling (rope.scaling.type) are not implemented; Llama 3's scaling
+        // comes as per-pair factors (rope_freqs.weight), read below.
+        if let Some(kind) = file.get(&key("rope.scaling.type")).and_then(|v| v.as_str())
+            && kind != "none"
         {
             return Err(ModelError::Unsupported {
                 model: file.file().to_owned(),
-                reason: "RoPE scaling stored in a GGUF file (rope.scaling.* or rope_freqs.weight) \
-                         is not read yet; use the safetensors checkpoint, whose config.json \
-                         describes it"
-                    .into(),
+                reason: format!(
+                    "RoPE scaling of type {kind:?} is not implemented; Llama 3's (stored as \
+                     rope_freqs.weight) is"
+                ),
             });
         }
+        let rope_factors = match file.tensor("rope_freqs.weight") {
+            Err(_) => None,
+            Ok(_) => {
+                let info =
+                    file.tensor_checked("rope_freqs.weight", &[head_dim / 2], &[GgmlType::F32])?;
+                Some(bytemuck_f32(file.tensor_bytes(info)))
+            }
+        };
         let name = file
             .get("general.name")
             .and_then(|v| v.as_str())
@@ -119,7 +130,11 @@ impl GgufWeights {
         };
         let w = GgufWeights {
             file,
-            spec: ModelSpec { shape, pairing },
+            spec: ModelSpec {
+                shape,
+                pairing,
+                rope_factors,
+            },
         };
         w.spec.check()?;
         // Every tensor the model needs, present with its shape and a supported type.
@@ -150,6 +165,13 @@ impl GgufWeights {
             &TYPES,
         )?))
     }
+}
+
+fn bytemuck_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// An f32 as the f64 of its shortest decimal form: GGUF stores 1e-5 as an f32, and the model

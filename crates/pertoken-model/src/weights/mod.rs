@@ -9,7 +9,7 @@ mod safetensors;
 mod synthetic;
 
 pub use gguf::{GgufWeights, tensor_name};
-pub use reference::to_reference;
+pub use reference::{reference_decoder, to_reference};
 pub use safetensors::{SafetensorsWeights, hf_tensor_name};
 pub use synthetic::Synthetic;
 

@@ -2,10 +2,23 @@
 //! dequantized), so the reference and the kernels compute with the same numbers.
 
 use ndarray::Array2;
-use pertoken_reference::decoder::{Layer, Weights};
+use pertoken_reference::decoder::{Decoder, Layer, Weights};
 
 use super::{Role, WeightSource};
-use crate::{ModelError, Result};
+use crate::{ModelError, ModelSpec, Result};
+
+/// The reference decoder for `spec` over `weights`, with the spec's stored RoPE factors.
+pub fn reference_decoder<'a>(spec: &'a ModelSpec, weights: &'a Weights) -> Result<Decoder<'a>> {
+    let bad = |e: pertoken_reference::decoder::DecoderError| ModelError::Invalid {
+        op: "reference_decoder",
+        reason: e.to_string(),
+    };
+    let d = Decoder::new(&spec.shape, spec.pairing, weights).map_err(bad)?;
+    match &spec.rope_factors {
+        None => Ok(d),
+        Some(f) => d.with_rope_factors(f).map_err(bad),
+    }
+}
 
 /// Reads every weight of `source` into the reference decoder's f32 form. Memory: 4 bytes per
 /// parameter.

@@ -82,11 +82,8 @@ impl SafetensorsWeights {
         };
         let w = SafetensorsWeights {
             files,
-            spec: ModelSpec {
-                shape,
-                // Hugging Face's q and k are laid out for rotate-half.
-                pairing: RopePairing::Halves,
-            },
+            // Hugging Face's q and k are laid out for rotate-half.
+            spec: ModelSpec::new(shape, RopePairing::Halves),
             path: path.display().to_string(),
         };
         w.spec.check()?;

@@ -4,7 +4,8 @@
 
 use pertoken_cost::{Model, Rope, RopePairing, RopeScaling};
 use pertoken_gpu::Gpu;
-use pertoken_model::{Decoder, DecoderOptions, ModelSpec, WeightSource, weights::to_reference};
+use pertoken_model::weights::{reference_decoder, to_reference};
+use pertoken_model::{Decoder, DecoderOptions, ModelSpec, WeightSource};
 use pertoken_reference::decoder::{self, Weights};
 use pertoken_reference::{Comparison, Tolerance, compare};
 
@@ -40,8 +41,8 @@ pub const BASE: Tiny = Tiny {
 
 impl Tiny {
     pub fn spec(self) -> ModelSpec {
-        ModelSpec {
-            shape: Model {
+        ModelSpec::new(
+            Model {
                 name: format!("tiny{self:?}"),
                 source: "test".into(),
                 layers: self.layers,
@@ -68,8 +69,8 @@ impl Tiny {
                 },
                 rms_eps: 1e-5,
             },
-            pairing: self.pairing,
-        }
+            self.pairing,
+        )
     }
 }
 
@@ -104,8 +105,7 @@ pub fn check_against_reference(
         max_tokens: prompt.len().min(16),
     };
     let mut gpu_model = Decoder::load(gpu, source, options).map_err(|e| e.to_string())?;
-    let mut cpu =
-        decoder::Decoder::new(&spec.shape, spec.pairing, reference).map_err(|e| e.to_string())?;
+    let mut cpu = reference_decoder(spec, reference).map_err(|e| e.to_string())?;
     gpu_model.prefill(prompt).map_err(|e| e.to_string())?;
     let mut want = cpu.step(prompt).map_err(|e| e.to_string())?;
     let mut worst: Option<Comparison> = None;

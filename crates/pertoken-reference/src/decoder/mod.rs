@@ -165,6 +165,29 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// Divides RoPE's frequencies by per-pair `factors` (`[head_dim / 2]`): how llama.cpp
+    /// stores Llama 3's scaling in GGUF files (`rope_freqs.weight`). Replaces the shape's
+    /// parametric scaling.
+    pub fn with_rope_factors(mut self, factors: &[f32]) -> Result<Self, DecoderError> {
+        if factors.len() != self.freqs.len() {
+            return Err(DecoderError(format!(
+                "{} RoPE factors for {} pairs",
+                factors.len(),
+                self.freqs.len()
+            )));
+        }
+        let plain = pertoken_cost::Rope {
+            scaling: None,
+            ..self.shape.rope
+        };
+        self.freqs = rope_frequencies(&plain, self.shape.head_dim as usize)
+            .iter()
+            .zip(factors)
+            .map(|(f, &k)| f / f64::from(k))
+            .collect();
+        Ok(self)
+    }
+
     /// Positions in the cache.
     pub fn len(&self) -> usize {
         self.len
