@@ -39,6 +39,13 @@ struct Params {
 
 override INTERLEAVED: bool = false;
 
+// (a, b) turned by angle.
+fn turn(a: f32, b: f32, angle: f32) -> vec2<f32> {
+    let c = cos(angle);
+    let s = sin(angle);
+    return vec2<f32>(a * c - b * s, b * c + a * s);
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let half = p.d / 2u;
@@ -56,29 +63,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         e1 = 2u * f + 1u;
     }
     let pos = p.len + i;
+    let angle = f32(pos) * freq[f];
     if (head < p.n_heads) {
         let src = i * p.q_stride + p.q_col + head * p.d;
-        let a = q_src[src + e0];
-        let b = q_src[src + e1];
-        let angle = f32(pos) * freq[f];
-        let c = cos(angle);
-        let s = sin(angle);
+        let r = turn(q_src[src + e0], q_src[src + e1], angle);
         let dst = (head * p.t + i) * p.d;
-        q_out[dst + e0] = a * c - b * s;
-        q_out[dst + e1] = b * c + a * s;
+        q_out[dst + e0] = r.x;
+        q_out[dst + e1] = r.y;
         return;
     }
     let kv = head - p.n_heads;
     if (kv < p.n_kv_heads) {
         let src = i * p.k_stride + p.k_col + kv * p.d;
-        let a = k_src[src + e0];
-        let b = k_src[src + e1];
-        let angle = f32(pos) * freq[f];
-        let c = cos(angle);
-        let s = sin(angle);
+        let r = turn(k_src[src + e0], k_src[src + e1], angle);
         let dst = (kv * p.capacity + pos) * p.d;
-        k_cache[dst + e0] = a * c - b * s;
-        k_cache[dst + e1] = b * c + a * s;
+        k_cache[dst + e0] = r.x;
+        k_cache[dst + e1] = r.y;
         return;
     }
     let vh = kv - p.n_kv_heads;

@@ -15,15 +15,6 @@ use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_model::weights::{hf_tensor_name, tensor_name};
 use pertoken_model::{GgufWeights, Role, SafetensorsWeights, Synthetic, WeightSource};
 
-fn roles(source: &dyn WeightSource) -> Vec<Role> {
-    let m = &source.spec().shape;
-    let mut r = vec![Role::Embed, Role::Output, Role::FinalNorm];
-    for l in 0..m.layers as usize {
-        r.extend(Role::of_layer(l, m.qkv_bias));
-    }
-    r
-}
-
 fn ggml(dtype: DType) -> GgmlType {
     match dtype {
         DType::F16 => GgmlType::F16,
@@ -54,7 +45,7 @@ fn gguf_of(
         .set(k("rope.dimension_count"), m.head_dim as u32)
         .set(k("rope.freq_base"), m.rope.theta as f32)
         .set(k("attention.layer_norm_rms_epsilon"), m.rms_eps as f32);
-    for role in roles(source) {
+    for role in Role::all(source.spec()) {
         let Some(t) = source.tensor(role).unwrap() else {
             continue;
         };
@@ -226,7 +217,7 @@ fn checkpoint(source: &dyn WeightSource, dir: &Path, skip: Option<&str>) {
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let mut data = Vec::new();
-    for role in roles(source) {
+    for role in Role::all(source.spec()) {
         let Some(t) = source.tensor(role).unwrap() else {
             continue;
         };

@@ -97,12 +97,8 @@ pub fn plan_memory(
     let m = &spec.shape;
     let mut weights = 0u64;
     let mut largest = 0u64;
-    let mut roles = vec![Role::Embed, Role::Output, Role::FinalNorm];
-    for l in 0..m.layers as usize {
-        roles.extend(Role::of_layer(l, m.qkv_bias));
-    }
     let mut fused = 0u64;
-    for role in roles {
+    for role in Role::all(spec) {
         let Some((dtype, shape)) = source.stored(role)? else {
             continue;
         };

@@ -138,12 +138,7 @@ impl GgufWeights {
         };
         w.spec.check()?;
         // Every tensor the model needs, present with its shape and a supported type.
-        let m = &w.spec.shape;
-        let mut roles = vec![Role::Embed, Role::Output, Role::FinalNorm];
-        for l in 0..m.layers as usize {
-            roles.extend(Role::of_layer(l, m.qkv_bias));
-        }
-        for role in roles {
+        for role in Role::all(&w.spec) {
             w.info(role)?;
         }
         Ok(w)

@@ -86,6 +86,17 @@ impl Role {
         )
     }
 
+    /// Every weight of a model of `spec`'s shape, the output head included (a source gives
+    /// `None` for it where it is tied), in the order a file lists them.
+    pub fn all(spec: &ModelSpec) -> Vec<Role> {
+        let m = &spec.shape;
+        let mut roles = vec![Role::Embed, Role::Output, Role::FinalNorm];
+        for l in 0..m.layers as usize {
+            roles.extend(Role::of_layer(l, m.qkv_bias));
+        }
+        roles
+    }
+
     /// The roles of layer `l`, biases included only where the shape has them.
     pub fn of_layer(l: usize, qkv_bias: bool) -> Vec<Role> {
         let mut r = vec![Role::AttnNorm(l), Role::Q(l), Role::K(l), Role::V(l)];

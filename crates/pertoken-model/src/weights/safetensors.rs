@@ -87,12 +87,7 @@ impl SafetensorsWeights {
             path: path.display().to_string(),
         };
         w.spec.check()?;
-        let m = &w.spec.shape;
-        let mut roles = vec![Role::Embed, Role::Output, Role::FinalNorm];
-        for l in 0..m.layers as usize {
-            roles.extend(Role::of_layer(l, m.qkv_bias));
-        }
-        for role in roles {
+        for role in Role::all(&w.spec) {
             w.stored(role)?;
         }
         Ok(w)
