@@ -29,6 +29,7 @@ fn bench_prints_a_verified_table() {
     }
     let (ok, stdout, stderr) = pertoken(&[
         "bench",
+        "kernels",
         "--no-tune",
         "--sizes",
         "33,20x65x7",
@@ -85,16 +86,24 @@ fn devices_lists_the_adapter_and_its_limits() {
 
 #[test]
 fn bad_arguments_are_clear_errors() {
-    let (ok, _, stderr) = pertoken(&["bench", "--sizes", "0"]);
+    let (ok, _, stderr) = pertoken(&["bench", "kernels", "--sizes", "0"]);
     assert!(!ok);
     assert!(stderr.contains("at least 1"), "{stderr}");
-    let (ok, _, stderr) = pertoken(&["bench", "--sizes", "12x4"]);
+    let (ok, _, stderr) = pertoken(&["bench", "kernels", "--sizes", "12x4"]);
     assert!(!ok);
     assert!(stderr.contains("MxKxN"), "{stderr}");
-    let (ok, _, stderr) = pertoken(&["bench", "--adapter", "no-such-adapter-anywhere"]);
-    assert!(!ok);
-    assert!(stderr.contains("no GPU adapter found"), "{stderr}");
-    assert!(stderr.contains("no-such-adapter-anywhere"), "{stderr}");
+    for cmd in [&["bench"][..], &["bench", "kernels"]] {
+        let mut args = cmd.to_vec();
+        args.extend(["--adapter", "no-such-adapter-anywhere"]);
+        let (ok, _, stderr) = pertoken(&args);
+        assert!(!ok);
+        assert!(stderr.contains("no GPU adapter found"), "{stderr}");
+        assert!(stderr.contains("no-such-adapter-anywhere"), "{stderr}");
+    }
+    let (ok, _, stderr) = pertoken(&["bench", "-m", "no-such-model"]);
+    assert!(!ok && stderr.contains("no-such-model"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&["bench", "--weights", "q5_k"]);
+    assert!(!ok && stderr.contains("q4_1"), "{stderr}");
 }
 
 #[test]
@@ -189,6 +198,7 @@ fn cost_sweep_writes_a_chart() {
 fn attention_bench(extra: &[&str]) -> (bool, String, String) {
     let mut args = vec![
         "bench",
+        "kernels",
         "--no-tune",
         "--sizes",
         "none",
@@ -287,6 +297,7 @@ fn bench_tunes_the_decode_plan_and_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "bench",
+        "kernels",
         "--sizes",
         "none",
         "--linear",
@@ -410,6 +421,7 @@ fn bench_report_feeds_the_cost_model() {
     let report = dir.path().join("bench.json");
     let (ok, stdout, stderr) = pertoken(&[
         "bench",
+        "kernels",
         "--no-tune",
         "--sizes",
         "64",
@@ -548,4 +560,55 @@ fn generate_refuses_bad_input_with_what_to_do() {
         !ok && stderr.contains("junk.gguf") && stderr.contains("magic"),
         "{stderr}"
     );
+}
+
+#[test]
+fn bench_measures_a_model_verified_with_every_combination() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("model.json");
+    let (ok, stdout, stderr) = pertoken(&[
+        "bench",
+        "-m",
+        "tiny",
+        "--weights",
+        "q4_1,f16",
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-d",
+        "0,3",
+        "-r",
+        "2",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| tiny")).collect();
+    // 2 formats × 2 depths × (pp8, tg4).
+    assert_eq!(rows.len(), 8, "{stdout}");
+    for test in [" pp8 |", " tg4 |", " pp8 @ d3 |", " tg4 @ d3 |"] {
+        assert_eq!(
+            rows.iter().filter(|r| r.contains(test)).count(),
+            2,
+            "{test}: {stdout}"
+        );
+    }
+    assert!(
+        rows.iter().all(|r| r.contains("yes (whole model")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("one generation step takes"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    for r in rows {
+        assert_eq!(r["samples"].as_array().unwrap().len(), 2);
+        assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["verified"]["passed"], true);
+    }
 }

@@ -20,8 +20,9 @@ pub(crate) struct Cli {
 enum Command {
     /// List adapters, backends, capabilities and limits.
     Devices(devices::Args),
-    /// Measure the kernels on the chosen adapter, verified against the CPU reference.
-    Bench(bench::Args),
+    /// Measure a model's prompt and generation tokens/s on the chosen adapter, verified against
+    /// the CPU reference, with the adapter's bound (`bench kernels`: each kernel alone).
+    Bench(Box<bench::Args>),
     /// Generate text from a model (GGUF, safetensors, or a catalog shape with random weights),
     /// streamed as it decodes, with prefill and decode rates.
     Generate(Box<generate::Args>),

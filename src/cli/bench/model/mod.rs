@@ -1,0 +1,461 @@
+//! `pertoken bench` (the main job): a model's prompt and generation tokens/s on this adapter, as
+//! llama-bench measures them, each configuration verified against the f64 reference, with the
+//! adapter's bound and where a generation step's time goes.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use pertoken_cost::{Catalog, RopePairing};
+use pertoken_gpu::{DType, Gpu};
+use pertoken_model::weights::{reference_decoder, to_reference};
+use pertoken_model::{
+    Decoder, DecoderOptions, GgufWeights, ModelSpec, SafetensorsWeights, Synthetic, WeightSource,
+};
+use pertoken_reference::decoder::argmax;
+use pertoken_reference::random::uniform_f32_in;
+use pertoken_reference::{Tolerance, compare};
+
+use super::kernels::parse_dtype;
+use crate::cli::{CliError, open_gpu};
+
+mod report;
+mod source;
+
+use report::{Row, print_rows};
+use source::{Loaded, Truncated};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ModelArgs {
+    /// Catalog models with seeded random weights (`pertoken models` lists them); default per
+    /// adapter: smollm2-135m on CPU adapters, llama-3.1-8b on GPUs.
+    #[arg(short = 'm', long, value_delimiter = ',')]
+    model: Vec<String>,
+    /// A GGUF model file instead (its tensors as stored).
+    #[arg(long, conflicts_with_all = ["model", "safetensors"])]
+    gguf: Option<PathBuf>,
+    /// A Hugging Face checkpoint folder (config.json + safetensors) instead.
+    #[arg(long, conflicts_with_all = ["model", "gguf"])]
+    safetensors: Option<PathBuf>,
+    /// Weight formats of the catalog models: f32, f16, q8_0, q4_0, q4_1.
+    #[arg(long, value_delimiter = ',', default_value = "q4_0", value_parser = parse_dtype)]
+    weights: Vec<DType>,
+    /// Prompt-processing tests: tokens per prompt (`pp512`); 0 skips. Default 512 on GPUs, 64
+    /// on CPU adapters.
+    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',')]
+    prompt: Vec<usize>,
+    /// Generation tests: tokens generated (`tg128`); 0 skips. Default 128 on GPUs, 16 on CPU
+    /// adapters.
+    #[arg(short = 'n', long = "n-gen", value_delimiter = ',')]
+    generate: Vec<usize>,
+    /// Tokens already in the context before each test (`pp512 @ d4096`).
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    depth: Vec<usize>,
+    /// Repetitions of each test, reported as mean ± standard deviation. Default 5 on GPUs, 3
+    /// on CPU adapters.
+    #[arg(short = 'r', long)]
+    repetitions: Option<usize>,
+    /// Skip the check against the CPU reference.
+    #[arg(long)]
+    no_verify: bool,
+    /// Also write every row (with its samples) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
+    #[arg(long)]
+    adapter: Option<String>,
+}
+
+/// The tests, formats and models this run covers, with the defaults filled in for the adapter.
+struct Plan {
+    sources: Vec<Loaded>,
+    prompt: Vec<usize>,
+    generate: Vec<usize>,
+    depth: Vec<usize>,
+    reps: usize,
+}
+
+fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<Plan, CliError> {
+    let cpu = gpu.capabilities().cpu;
+    let (model, p, n, r) = if cpu {
+        ("smollm2-135m", 64, 16, 3)
+    } else {
+        ("llama-3.1-8b", 512, 128, 5)
+    };
+    let sources = if let Some(path) = &args.gguf {
+        vec![Loaded::Gguf(Box::new(GgufWeights::open(path)?))]
+    } else if let Some(path) = &args.safetensors {
+        vec![Loaded::Safetensors(Box::new(SafetensorsWeights::open(
+            path,
+        )?))]
+    } else {
+        let names = if args.model.is_empty() {
+            vec![model.to_owned()]
+        } else {
+            args.model.clone()
+        };
+        let mut out = Vec::new();
+        for name in &names {
+            let shape = Catalog::builtin().model(name)?.clone();
+            for &w in &args.weights {
+                let spec = ModelSpec::new(shape.clone(), RopePairing::Halves);
+                out.push(Loaded::Synthetic(Box::new(Synthetic::new(spec, w, 1)?)));
+            }
+        }
+        out
+    };
+    let or = |v: &[usize], d: usize| if v.is_empty() { vec![d] } else { v.to_vec() };
+    let plan = Plan {
+        sources,
+        prompt: or(&args.prompt, p),
+        generate: or(&args.generate, n),
+        depth: args.depth.clone(),
+        reps: args.repetitions.unwrap_or(r).max(1),
+    };
+    if args.model.is_empty() && args.gguf.is_none() && args.safetensors.is_none() {
+        eprintln!(
+            "defaults for {} adapter: -m {model} --weights {} -p {} -n {} -r {} (change with \
+             -m NAME, --gguf FILE, --weights, -p, -n, -d, -r)",
+            if cpu { "a CPU" } else { "a GPU" },
+            args.weights
+                .iter()
+                .map(|w| w.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            plan.prompt
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            plan.generate
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            plan.reps
+        );
+    }
+    Ok(plan)
+}
+
+/// Seeded prompt ids below `vocab` (random weights make any ids as good as any other).
+fn ids(seed: u64, n: usize, vocab: u64) -> Vec<u32> {
+    uniform_f32_in(seed, n, 0.0, vocab as f32)
+        .into_iter()
+        .map(|v| (v as u32).min(vocab as u32 - 1))
+        .collect()
+}
+
+pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
+    let gpu = open_gpu(args.adapter.as_deref())?;
+    let a = gpu.adapter();
+    println!(
+        "adapter: {} ({:?}, {:?}), driver {} {}",
+        a.name, a.backend, a.device_type, a.driver, a.driver_info
+    );
+    let plan = plan(args, &gpu)?;
+    let bw = pertoken_gpu::measure_bandwidth(&gpu, 64 << 20, 10)?;
+    let copy_rate = bw.best_bytes_per_second();
+    println!(
+        "copy kernel: {:.2} GB/s (fastest of 10; the bandwidth bound of generation)",
+        copy_rate * 1e-9
+    );
+    let mut rows = Vec::new();
+    for loaded in &plan.sources {
+        rows.extend(bench_source(
+            &gpu,
+            loaded.source(),
+            &plan,
+            args.no_verify,
+            copy_rate,
+        )?);
+    }
+    println!();
+    print_rows(&rows);
+    if let Some(path) = &args.json {
+        let json: Vec<serde_json::Value> = rows.iter().map(Row::json).collect();
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("wrote {} rows to {}", rows.len(), path.display());
+    }
+    if rows
+        .iter()
+        .any(|r| r.verified.as_ref().is_some_and(|v| v.is_err()))
+    {
+        return Err("a result differs from the CPU reference (verified column)".into());
+    }
+    Ok(())
+}
+
+fn bench_source(
+    gpu: &Gpu,
+    source: &dyn WeightSource,
+    plan: &Plan,
+    no_verify: bool,
+    copy_rate: f64,
+) -> Result<Vec<Row>, CliError> {
+    let m = &source.spec().shape;
+    let max_depth = plan.depth.iter().copied().max().unwrap_or(0);
+    let longest = plan
+        .prompt
+        .iter()
+        .chain(&plan.generate)
+        .copied()
+        .max()
+        .unwrap_or(1);
+    let options = DecoderOptions {
+        context: max_depth + longest + 4,
+        max_tokens: plan.prompt.iter().copied().max().unwrap_or(1).clamp(1, 512),
+    };
+    eprintln!("loading {} ({})...", m.name, source.describe());
+    let mut decoder = Decoder::load(gpu, source, options)?;
+    let vocab = m.vocab;
+    // Warm-up: compile every pipeline the tests use.
+    decoder.prefill(&ids(7, options.max_tokens.min(8), vocab))?;
+    decoder.decode()?;
+    decoder.tokens()?;
+    let mut rows = Vec::new();
+    for &depth in &plan.depth {
+        for &p in plan.prompt.iter().filter(|&&p| p > 0) {
+            rows.push(run_test(
+                gpu,
+                &mut decoder,
+                source,
+                Test::Prompt(p),
+                depth,
+                plan.reps,
+                no_verify,
+                copy_rate,
+            )?);
+        }
+        for &n in plan.generate.iter().filter(|&&n| n > 0) {
+            rows.push(run_test(
+                gpu,
+                &mut decoder,
+                source,
+                Test::Gen(n),
+                depth,
+                plan.reps,
+                no_verify,
+                copy_rate,
+            )?);
+        }
+    }
+    Ok(rows)
+}
+
+/// One llama-bench test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Test {
+    /// Process a prompt of this many tokens.
+    Prompt(usize),
+    /// Generate this many tokens, one step each.
+    Gen(usize),
+}
+
+impl Test {
+    fn name(self, depth: usize) -> String {
+        let base = match self {
+            Test::Prompt(p) => format!("pp{p}"),
+            Test::Gen(n) => format!("tg{n}"),
+        };
+        if depth > 0 {
+            format!("{base} @ d{depth}")
+        } else {
+            base
+        }
+    }
+
+    fn tokens(self) -> usize {
+        match self {
+            Test::Prompt(n) | Test::Gen(n) => n,
+        }
+    }
+}
+
+/// Runs the tokens of one repetition: `depth` context tokens (untimed), then the test, timed
+/// from a synced GPU to a synced GPU. Returns tokens per second.
+fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Result<f64, CliError> {
+    let vocab = decoder.spec().shape.vocab;
+    decoder.reset()?;
+    if depth > 0 {
+        decoder.prefill(&ids(11, depth, vocab))?;
+    }
+    let seconds = match test {
+        Test::Prompt(p) => {
+            let prompt = ids(13 + p as u64, p, vocab);
+            gpu.sync()?;
+            let t0 = Instant::now();
+            decoder.prefill(&prompt)?;
+            gpu.sync()?;
+            t0.elapsed().as_secs_f64()
+        }
+        Test::Gen(n) => {
+            if depth == 0 {
+                decoder.prefill(&ids(17, 1, vocab))?;
+            }
+            gpu.sync()?;
+            // Steps queue back to back: each one's token stays on the GPU for the next.
+            let t0 = Instant::now();
+            for _ in 0..n {
+                decoder.decode()?;
+            }
+            gpu.sync()?;
+            t0.elapsed().as_secs_f64()
+        }
+    };
+    Ok(test.tokens() as f64 / seconds)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_test(
+    gpu: &Gpu,
+    decoder: &mut Decoder,
+    source: &dyn WeightSource,
+    test: Test,
+    depth: usize,
+    reps: usize,
+    no_verify: bool,
+    copy_rate: f64,
+) -> Result<Row, CliError> {
+    let name = test.name(depth);
+    eprint!("{name}: ");
+    let mut samples = Vec::with_capacity(reps);
+    let mut verified = None;
+    for rep in 0..reps {
+        samples.push(repetition(gpu, decoder, test, depth)?);
+        eprint!(".");
+        if rep == 0 && !no_verify {
+            verified = Some(verify(gpu, decoder, source, test, depth)?);
+        }
+    }
+    eprintln!();
+    let m = &source.spec().shape;
+    let bound = match test {
+        Test::Gen(n) => {
+            let kv = 2 * m.layers * m.kv_heads * m.head_dim * 4;
+            let bytes = decoder.weight_bytes() as f64 + kv as f64 * (depth as f64 + n as f64 / 2.0);
+            Some(copy_rate / bytes)
+        }
+        Test::Prompt(_) => None,
+    };
+    let breakdown = match test {
+        Test::Gen(_) => Some(breakdown(gpu, decoder)?),
+        Test::Prompt(_) => None,
+    };
+    Ok(Row::new(source, &name, samples, verified, bound, breakdown))
+}
+
+/// Where one generation step's time goes: each kernel submitted and timed alone, summed by
+/// kind, with the whole step's time.
+fn breakdown(gpu: &Gpu, decoder: &mut Decoder) -> Result<report::Breakdown, CliError> {
+    let (r, whole) = gpu.time(|| Ok(decoder.decode()))?;
+    r?;
+    let (r, log) = gpu.time_each(|| Ok(decoder.decode()))?;
+    r?;
+    let mut by_op: Vec<(&'static str, usize, f64)> = Vec::new();
+    for (op, t) in &log {
+        match by_op.iter_mut().find(|(o, _, _)| o == op) {
+            Some(e) => {
+                e.1 += 1;
+                e.2 += t.seconds;
+            }
+            None => by_op.push((op, 1, t.seconds)),
+        }
+    }
+    by_op.sort_by(|x, y| y.2.total_cmp(&x.2));
+    Ok(report::Breakdown {
+        step_seconds: whole.seconds,
+        by_op,
+    })
+}
+
+/// Params up to which the whole model is checked; past it, a 2-layer copy.
+const WHOLE_CHECK_PARAMS: u64 = 1_000_000_000;
+/// Tokens a reduced-depth check runs (the reference is slow on wide layers).
+const REDUCED_CHECK_TOKENS: usize = 8;
+
+/// Checks the sequence the decoder just ran against the CPU reference: every greedy token it
+/// chose and the last logits. Small models are checked whole; larger ones through a 2-layer
+/// copy run again on the GPU with a shorter sequence.
+fn verify(
+    gpu: &Gpu,
+    decoder: &Decoder,
+    source: &dyn WeightSource,
+    test: Test,
+    depth: usize,
+) -> Result<Result<String, String>, CliError> {
+    let params = source.spec().shape.params().total;
+    if params <= WHOLE_CHECK_PARAMS {
+        let seq = decoder.tokens()?;
+        let start = match test {
+            Test::Prompt(p) => depth + p,
+            Test::Gen(_) => depth.max(1),
+        };
+        let logits = decoder.logits()?;
+        return Ok(check(source, &seq, start, &logits)
+            .map(|()| format!("whole model, {} tokens", seq.len() - 1)));
+    }
+    let copy = Truncated::new(source, 2);
+    let t = match test {
+        Test::Prompt(p) => Test::Prompt(p.min(REDUCED_CHECK_TOKENS)),
+        Test::Gen(n) => Test::Gen(n.min(REDUCED_CHECK_TOKENS)),
+    };
+    let d = depth.min(REDUCED_CHECK_TOKENS);
+    let options = DecoderOptions {
+        context: d + t.tokens() + 2,
+        max_tokens: t.tokens(),
+    };
+    let mut small = Decoder::load(gpu, &copy, options)?;
+    repetition(gpu, &mut small, t, d)?;
+    let seq = small.tokens()?;
+    let start = match t {
+        Test::Prompt(p) => d + p,
+        Test::Gen(_) => d.max(1),
+    };
+    let logits = small.logits()?;
+    Ok(check(&copy, &seq, start, &logits)
+        .map(|()| format!("2-layer copy, {} tokens", seq.len() - 1)))
+}
+
+/// The reference over `seq[..start]`, then each later token: each must be the reference's
+/// greedy choice (or tie it within the logits' tolerance), and the last logits must match.
+fn check(
+    source: &dyn WeightSource,
+    seq: &[u32],
+    start: usize,
+    logits: &[f32],
+) -> Result<(), String> {
+    let weights = to_reference(source).map_err(|e| e.to_string())?;
+    let spec = source.spec();
+    let mut cpu = reference_decoder(spec, &weights).map_err(|e| e.to_string())?;
+    let mut want = cpu.step(&seq[..start]).map_err(|e| e.to_string())?;
+    let scale = |w: &[f64]| w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for i in start..seq.len() {
+        let chose = seq[i] as usize;
+        let best = argmax(&want).ok_or("the reference's logits are all NaN")?;
+        let margin = want[best] - want[chose.min(want.len() - 1)];
+        if chose != best && margin > 1e-3 * scale(&want) {
+            return Err(format!(
+                "token {i}: the GPU chose {chose}, the reference {best} (by {margin:.3e})"
+            ));
+        }
+        if i + 1 < seq.len() {
+            want = cpu.step(&[seq[i]]).map_err(|e| e.to_string())?;
+        }
+    }
+    let tol = Tolerance {
+        abs: 1e-4 * scale(&want),
+        rel: 1e-4,
+    };
+    let cmp = compare(logits, &want, tol);
+    if cmp.passed() {
+        Ok(())
+    } else {
+        Err(format!("last logits: {cmp}"))
+    }
+}

@@ -1,0 +1,166 @@
+//! The bench's table and JSON rows.
+
+use pertoken_model::WeightSource;
+
+/// Where a generation step's time goes.
+pub(crate) struct Breakdown {
+    /// The whole step, submitted at once.
+    pub step_seconds: f64,
+    /// Each kind of kernel: launches and seconds, each launch timed alone.
+    pub by_op: Vec<(&'static str, usize, f64)>,
+}
+
+/// One test of one model.
+pub(crate) struct Row {
+    model: String,
+    size_bytes: u64,
+    params: u64,
+    backend: String,
+    test: String,
+    samples: Vec<f64>,
+    /// What was checked against the reference, or why it failed; `None` when not checked.
+    pub verified: Option<Result<String, String>>,
+    /// The adapter's bound in tokens/s, where one is computed.
+    bound: Option<f64>,
+    breakdown: Option<Breakdown>,
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+impl Row {
+    pub(crate) fn new(
+        source: &dyn WeightSource,
+        test: &str,
+        samples: Vec<f64>,
+        verified: Option<Result<String, String>>,
+        bound: Option<f64>,
+        breakdown: Option<Breakdown>,
+    ) -> Row {
+        let m = &source.spec().shape;
+        let size_bytes = pertoken_model::weights::Role::all(source.spec())
+            .into_iter()
+            .filter_map(|r| source.stored(r).ok().flatten())
+            .map(|(dtype, shape)| {
+                let (elems, bytes) = dtype.block();
+                (shape.iter().product::<usize>() / elems * bytes) as u64
+            })
+            .sum();
+        Row {
+            model: format!("{} {}", m.name, weights_label(source)),
+            size_bytes,
+            params: m.params().total,
+            backend: "wgpu".into(),
+            test: test.to_owned(),
+            samples,
+            verified,
+            bound,
+            breakdown,
+        }
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let (mean, sd) = mean_sd(&self.samples);
+        serde_json::json!({
+            "model": self.model,
+            "size_bytes": self.size_bytes,
+            "params": self.params,
+            "backend": self.backend,
+            "test": self.test,
+            "tokens_per_second": mean,
+            "stddev": sd,
+            "samples": self.samples,
+            "verified": match &self.verified {
+                None => serde_json::Value::Null,
+                Some(Ok(what)) => serde_json::json!({"passed": true, "checked": what}),
+                Some(Err(why)) => serde_json::json!({"passed": false, "failure": why}),
+            },
+            "bound_tokens_per_second": self.bound,
+            "step_seconds": self.breakdown.as_ref().map(|b| b.step_seconds),
+        })
+    }
+}
+
+fn weights_label(source: &dyn WeightSource) -> String {
+    let d = source.describe();
+    if let Some(rest) = d.strip_prefix("synthetic ") {
+        rest.split_whitespace().next().unwrap_or("").to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// Prints the rows as llama-bench's markdown table with our columns, then each generation
+/// row's breakdown.
+pub(crate) fn print_rows(rows: &[Row]) {
+    println!(
+        "| {:<24} | {:>9} | {:>8} | {:<7} | {:>13} | {:>18} | {:>8} | {:<28} |",
+        "model", "size", "params", "backend", "test", "t/s", "% bound", "verified"
+    );
+    println!(
+        "| {:-<24} | {:->9} | {:->8} | {:-<7} | {:->13} | {:->18} | {:->8} | {:-<28} |",
+        "", "", "", "", "", "", "", ""
+    );
+    for r in rows {
+        let (mean, sd) = mean_sd(&r.samples);
+        let pct = r
+            .bound
+            .map_or_else(|| "-".to_owned(), |b| format!("{:.1}%", 100.0 * mean / b));
+        let verified = match &r.verified {
+            None => "not checked".to_owned(),
+            Some(Ok(what)) => format!("yes ({what})"),
+            Some(Err(_)) => "NO".to_owned(),
+        };
+        println!(
+            "| {:<24} | {:>5.1} MiB | {:>7.1}M | {:<7} | {:>13} | {:>9.2} ± {:>6.2} | {:>8} | {:<28} |",
+            r.model,
+            r.size_bytes as f64 / (1 << 20) as f64,
+            r.params as f64 / 1e6,
+            r.backend,
+            r.test,
+            mean,
+            sd,
+            pct,
+            verified
+        );
+    }
+    println!();
+    println!(
+        "t/s: mean ± standard deviation over the repetitions, wall clock from a synced GPU to a \
+         synced GPU. % bound (generation): against copy bandwidth / (weight bytes + KV bytes \
+         read per token)."
+    );
+    for r in rows {
+        if let Some(Err(why)) = &r.verified {
+            println!("{} {}: verification FAILED: {why}", r.model, r.test);
+        }
+    }
+    for r in rows {
+        let Some(b) = &r.breakdown else { continue };
+        let total: f64 = b.by_op.iter().map(|e| e.2).sum();
+        println!();
+        println!(
+            "{} {}: one generation step takes {:.3} ms submitted whole; its kernels timed alone \
+             add up to {:.3} ms:",
+            r.model,
+            r.test,
+            b.step_seconds * 1e3,
+            total * 1e3
+        );
+        for (op, n, s) in &b.by_op {
+            println!(
+                "  {op:<16} {n:>5} launches {:>9.3} ms {:>5.1}%",
+                s * 1e3,
+                100.0 * s / total
+            );
+        }
+    }
+}
