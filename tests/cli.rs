@@ -583,10 +583,17 @@ fn bench_measures_a_model_verified_with_every_combination() {
         "0,3",
         "-r",
         "2",
+        "--hardware",
+        "h100-sxm",
         "--json",
         report.to_str().unwrap(),
     ]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("from catalog h100-sxm (--hardware"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("TDP of catalog h100-sxm"), "{stdout}");
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| tiny")).collect();
     // 2 formats × 2 depths × (pp8, tg4).
     assert_eq!(rows.len(), 8, "{stdout}");
@@ -610,5 +617,27 @@ fn bench_measures_a_model_verified_with_every_combination() {
         assert_eq!(r["samples"].as_array().unwrap().len(), 2);
         assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0);
         assert_eq!(r["verified"]["passed"], true);
+        // $/1M at $/hour p and r tokens/s is p / 3600 / r · 10⁶.
+        let (tps, usd) = (
+            r["tokens_per_second"].as_f64().unwrap(),
+            r["usd_per_million_tokens"].as_f64().unwrap(),
+        );
+        let per_hour = pertoken::cost::Catalog::builtin()
+            .hardware("h100-sxm")
+            .unwrap()
+            .price_per_hour
+            .as_ref()
+            .unwrap()
+            .value;
+        assert!(
+            (usd - per_hour / 3600.0 / tps * 1e6).abs() <= 1e-9 * usd,
+            "{r}"
+        );
+        assert!(r["joules_per_token"].as_f64().unwrap() > 0.0);
     }
+    // Without a price: the rates, and how to add one.
+    let (ok, stdout, _) = pertoken(&["bench", "-m", "tiny", "-p", "4", "-n", "2", "-r", "1"]);
+    assert!(ok && stdout.contains("add --rent USD_PER_HOUR"), "{stdout}");
+    let (ok, _, stderr) = pertoken(&["bench", "-m", "tiny", "--rent=-3"]);
+    assert!(!ok && stderr.contains("positive price"), "{stderr}");
 }

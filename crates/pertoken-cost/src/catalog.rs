@@ -88,6 +88,18 @@ pub struct Catalog {
     pub models: Vec<Model>,
 }
 
+/// Adapter-name words that identify a catalog entry: every word of the first list, none of the
+/// second. The H100's PCIe card is a different entry, which the catalog does not hold.
+pub const ADAPTER_PATTERNS: &[(&[&str], &[&str], &str)] = &[
+    (&["h100"], &["pcie", "nvl"], "h100-sxm"),
+    (&["h200"], &[], "h200"),
+    (&["a100", "80gb"], &["pcie"], "a100-80gb"),
+    (&["l4"], &[], "l4"),
+    (&["rtx", "4090"], &[], "rtx-4090"),
+    (&["rtx", "3090"], &[], "rtx-3090"),
+    (&["mi300x"], &[], "mi300x"),
+];
+
 const HARDWARE_TOML: &str = include_str!("../data/hardware.toml");
 const MODELS_TOML: &str = include_str!("../data/models.toml");
 
@@ -139,6 +151,23 @@ impl Catalog {
             self.models.push(m);
         }
         Ok(())
+    }
+
+    /// The catalog entry for a wgpu adapter's name (`NVIDIA H100 80GB HBM3` is `h100-sxm`), by
+    /// the chip names in [`ADAPTER_PATTERNS`]; `None` where none matches (a CPU adapter, or a
+    /// card the catalog lacks).
+    pub fn hardware_for_adapter(&self, adapter: &str) -> Option<&Hardware> {
+        let name = adapter.to_ascii_lowercase();
+        let words: Vec<&str> = name
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        ADAPTER_PATTERNS
+            .iter()
+            .find(|(all, none, _)| {
+                all.iter().all(|w| words.contains(w)) && !none.iter().any(|w| words.contains(w))
+            })
+            .and_then(|(_, _, entry)| self.hardware.iter().find(|h| h.name == *entry))
     }
 
     /// The hardware named `name` (case-insensitive), or an error suggesting the closest name.
@@ -203,6 +232,26 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adapter_names_match_their_catalog_entries() {
+        let c = Catalog::builtin();
+        let entry = |a: &str| c.hardware_for_adapter(a).map(|h| h.name.as_str());
+        assert_eq!(entry("NVIDIA H100 80GB HBM3"), Some("h100-sxm"));
+        assert_eq!(entry("NVIDIA H100 PCIe"), None);
+        assert_eq!(entry("NVIDIA H200"), Some("h200"));
+        assert_eq!(entry("NVIDIA A100-SXM4-80GB"), Some("a100-80gb"));
+        assert_eq!(entry("NVIDIA A100-SXM4-40GB"), None);
+        assert_eq!(entry("NVIDIA L4"), Some("l4"));
+        assert_eq!(entry("NVIDIA L40S"), None);
+        assert_eq!(entry("NVIDIA GeForce RTX 4090"), Some("rtx-4090"));
+        assert_eq!(entry("AMD Instinct MI300X (RADV GFX942)"), Some("mi300x"));
+        assert_eq!(entry("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
+        for (_, _, name) in ADAPTER_PATTERNS {
+            c.hardware(name)
+                .expect("every pattern names a catalog entry");
+        }
+    }
 
     #[test]
     fn builtin_catalogs_parse_and_every_figure_has_a_source() {

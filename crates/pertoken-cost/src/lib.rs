@@ -18,7 +18,7 @@ mod catalog;
 pub mod estimate;
 mod model;
 
-pub use catalog::{Catalog, Figure, Hardware, Peak};
+pub use catalog::{ADAPTER_PATTERNS, Catalog, Figure, Hardware, Peak};
 pub use model::{Model, Params, Rope, RopePairing, RopeScaling};
 
 /// What can go wrong in the cost model; each message says what to fix.

@@ -18,9 +18,11 @@ use pertoken_reference::{Tolerance, compare};
 use super::kernels::parse_dtype;
 use crate::cli::{CliError, open_gpu};
 
+mod price;
 mod report;
 mod source;
 
+use price::Pricing;
 use report::{Row, print_rows};
 use source::{Loaded, Truncated};
 
@@ -59,6 +61,13 @@ pub(crate) struct ModelArgs {
     /// on CPU adapters.
     #[arg(short = 'r', long)]
     repetitions: Option<usize>,
+    /// The adapter's price in USD per hour, for $ per 1M tokens (else the catalog's price of
+    /// --hardware, or of the entry the adapter's name matches).
+    #[arg(long, value_name = "USD_PER_HOUR")]
+    rent: Option<f64>,
+    /// The catalog entry (`pertoken hardware` lists them) whose price and TDP to use.
+    #[arg(long)]
+    hardware: Option<String>,
     /// Skip the check against the CPU reference.
     #[arg(long)]
     no_verify: bool,
@@ -164,6 +173,8 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
         "copy kernel: {:.2} GB/s (fastest of 10; the bandwidth bound of generation)",
         copy_rate * 1e-9
     );
+    let pricing = Pricing::new(args.rent, args.hardware.as_deref(), &a.name)?;
+    println!("{}", pricing.describe());
     let mut rows = Vec::new();
     for loaded in &plan.sources {
         rows.extend(bench_source(
@@ -173,6 +184,9 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
             args.no_verify,
             copy_rate,
         )?);
+    }
+    for r in &mut rows {
+        r.price(&pricing);
     }
     println!();
     print_rows(&rows);

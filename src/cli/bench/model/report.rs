@@ -23,6 +23,8 @@ pub(crate) struct Row {
     /// The adapter's bound in tokens/s, where one is computed.
     bound: Option<f64>,
     breakdown: Option<Breakdown>,
+    /// USD per 1M tokens and J per token, where a price or a power is known.
+    cost: (Option<f64>, Option<f64>),
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -64,7 +66,13 @@ impl Row {
             verified,
             bound,
             breakdown,
+            cost: (None, None),
         }
+    }
+
+    /// Prices the row's mean rate.
+    pub(crate) fn price(&mut self, pricing: &super::Pricing) {
+        self.cost = pricing.at(mean_sd(&self.samples).0);
     }
 
     pub(crate) fn json(&self) -> serde_json::Value {
@@ -85,6 +93,8 @@ impl Row {
             },
             "bound_tokens_per_second": self.bound,
             "step_seconds": self.breakdown.as_ref().map(|b| b.step_seconds),
+            "usd_per_million_tokens": self.cost.0,
+            "joules_per_token": self.cost.1,
         })
     }
 }
@@ -102,12 +112,12 @@ fn weights_label(source: &dyn WeightSource) -> String {
 /// row's breakdown.
 pub(crate) fn print_rows(rows: &[Row]) {
     println!(
-        "| {:<24} | {:>9} | {:>8} | {:<7} | {:>13} | {:>18} | {:>8} | {:<28} |",
-        "model", "size", "params", "backend", "test", "t/s", "% bound", "verified"
+        "| {:<24} | {:>9} | {:>8} | {:<7} | {:>13} | {:>18} | {:>8} | {:>9} | {:>8} | {:<28} |",
+        "model", "size", "params", "backend", "test", "t/s", "% bound", "$/1M", "J/tok", "verified"
     );
     println!(
-        "| {:-<24} | {:->9} | {:->8} | {:-<7} | {:->13} | {:->18} | {:->8} | {:-<28} |",
-        "", "", "", "", "", "", "", ""
+        "| {:-<24} | {:->9} | {:->8} | {:-<7} | {:->13} | {:->18} | {:->8} | {:->9} | {:->8} | {:-<28} |",
+        "", "", "", "", "", "", "", "", "", ""
     );
     for r in rows {
         let (mean, sd) = mean_sd(&r.samples);
@@ -119,8 +129,16 @@ pub(crate) fn print_rows(rows: &[Row]) {
             Some(Ok(what)) => format!("yes ({what})"),
             Some(Err(_)) => "NO".to_owned(),
         };
+        let money = r
+            .cost
+            .0
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
+        let joules = r
+            .cost
+            .1
+            .map_or_else(|| "-".to_owned(), |j| format!("{j:.3}"));
         println!(
-            "| {:<24} | {:>5.1} MiB | {:>7.1}M | {:<7} | {:>13} | {:>9.2} ± {:>6.2} | {:>8} | {:<28} |",
+            "| {:<24} | {:>5.1} MiB | {:>7.1}M | {:<7} | {:>13} | {:>9.2} ± {:>6.2} | {:>8} | {:>9} | {:>8} | {:<28} |",
             r.model,
             r.size_bytes as f64 / (1 << 20) as f64,
             r.params as f64 / 1e6,
@@ -129,6 +147,8 @@ pub(crate) fn print_rows(rows: &[Row]) {
             mean,
             sd,
             pct,
+            money,
+            joules,
             verified
         );
     }
@@ -136,7 +156,8 @@ pub(crate) fn print_rows(rows: &[Row]) {
     println!(
         "t/s: mean ± standard deviation over the repetitions, wall clock from a synced GPU to a \
          synced GPU. % bound (generation): against copy bandwidth / (weight bytes + KV bytes \
-         read per token)."
+         read per token). $/1M: per million tokens of the row's kind (input for pp, output for \
+         tg) at its mean rate, one sequence."
     );
     for r in rows {
         if let Some(Err(why)) = &r.verified {
