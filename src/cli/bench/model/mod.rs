@@ -212,6 +212,21 @@ fn bench_source(
     no_verify: bool,
     copy_rate: f64,
 ) -> Result<Vec<Row>, CliError> {
+    let shape = &source.spec().shape;
+    let longest_prompt = plan.prompt.iter().copied().max().unwrap_or(0);
+    let rates = Rates {
+        copy: copy_rate,
+        matmul: (longest_prompt > 0)
+            .then(|| {
+                matmul_rate(
+                    gpu,
+                    longest_prompt.min(512),
+                    shape.hidden as usize,
+                    shape.ffn as usize,
+                )
+            })
+            .transpose()?,
+    };
     let m = &source.spec().shape;
     let max_depth = plan.depth.iter().copied().max().unwrap_or(0);
     let longest = plan
@@ -243,7 +258,7 @@ fn bench_source(
                 depth,
                 plan.reps,
                 no_verify,
-                copy_rate,
+                rates,
             )?);
         }
         for &n in plan.generate.iter().filter(|&&n| n > 0) {
@@ -255,11 +270,49 @@ fn bench_source(
                 depth,
                 plan.reps,
                 no_verify,
-                copy_rate,
+                rates,
             )?);
         }
     }
     Ok(rows)
+}
+
+/// The adapter's measured ceilings for one model.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    /// Best copy bandwidth, bytes/s.
+    copy: f64,
+    /// Best f32 matmul rate at the model's prefill shape, FLOP/s (verified).
+    matmul: Option<f64>,
+}
+
+/// The f32 matmul rate at `[m, k]·[k, n]` with the selected kernel, checked against the
+/// reference first: the ceiling a prompt's matmuls are held to.
+fn matmul_rate(gpu: &Gpu, m: usize, k: usize, n: usize) -> Result<f64, CliError> {
+    use pertoken_gpu::Tensor;
+    use pertoken_reference::random::uniform_array2;
+    let (a, b) = (uniform_array2(1, m, k), uniform_array2(2, k, n));
+    let (ta, tb) = (
+        Tensor::from_array(gpu, a.view())?,
+        Tensor::from_array(gpu, b.view())?,
+    );
+    let c = pertoken_matmul::matmul(gpu, &ta, &tb)?;
+    let want = pertoken_reference::matmul(a.view(), b.view())?;
+    let want: Vec<f64> = want.iter().copied().collect();
+    let cmp = compare(
+        &c.to_vec::<f32>()?,
+        &want,
+        Tolerance::F32.for_reduction(k, 1.0),
+    );
+    if !cmp.passed() {
+        return Err(format!("the {m}x{k}x{n} matmul that bounds prompts is wrong: {cmp}").into());
+    }
+    let kernel =
+        pertoken_matmul::select(gpu.capabilities(), pertoken_matmul::MatmulShape { m, k, n });
+    let t = gpu.measure(3, &mut || {
+        pertoken_matmul::matmul_into(gpu, &ta, &tb, &c, kernel)
+    })?;
+    Ok(2.0 * (m * k * n) as f64 / t.best)
 }
 
 /// One llama-bench test.
@@ -334,7 +387,7 @@ fn run_test(
     depth: usize,
     reps: usize,
     no_verify: bool,
-    copy_rate: f64,
+    rates: Rates,
 ) -> Result<Row, CliError> {
     let name = test.name(depth);
     eprint!("{name}: ");
@@ -353,9 +406,20 @@ fn run_test(
         Test::Gen(n) => {
             let kv = 2 * m.layers * m.kv_heads * m.head_dim * 4;
             let bytes = decoder.weight_bytes() as f64 + kv as f64 * (depth as f64 + n as f64 / 2.0);
-            Some(copy_rate / bytes)
+            Some(rates.copy / bytes)
         }
-        Test::Prompt(_) => None,
+        Test::Prompt(p) => {
+            // Per prompt token: the layers' matmuls, attention over the keys before it (half
+            // the prompt on average, plus the depth), and the head once per prompt.
+            let (h, q) = (m.hidden as f64, (m.heads * m.head_dim) as f64);
+            let kv = (m.kv_heads * m.head_dim) as f64;
+            let layer = h * q + 2.0 * h * kv + q * h + 3.0 * h * m.ffn as f64;
+            let keys = depth as f64 + p as f64 / 2.0;
+            let flops = 2.0 * m.layers as f64 * layer
+                + 4.0 * m.layers as f64 * q * keys
+                + 2.0 * h * m.vocab as f64 / p as f64;
+            rates.matmul.map(|r| r / flops)
+        }
     };
     let breakdown = match test {
         Test::Gen(_) => Some(breakdown(gpu, decoder)?),

@@ -155,8 +155,9 @@ pub(crate) fn print_rows(rows: &[Row]) {
     println!();
     println!(
         "t/s: mean ± standard deviation over the repetitions, wall clock from a synced GPU to a \
-         synced GPU. % bound (generation): against copy bandwidth / (weight bytes + KV bytes \
-         read per token). $/1M: per million tokens of the row's kind (input for pp, output for \
+         synced GPU. % bound: generation against copy bandwidth / (weight bytes + KV bytes \
+         read per token); prompts against the best f32 matmul rate at the model's shape over \
+         the FLOPs per token. $/1M: per million tokens of the row's kind (input for pp, output for \
          tg) at its mean rate, one sequence."
     );
     for r in rows {
