@@ -433,7 +433,9 @@ fn plot(path: &std::path::Path, title: &str, estimates: &[Estimate]) -> Result<(
     draw().map_err(|e| format!("--plot {}: {e}", path.display()).into())
 }
 
-/// Efficiencies from a `pertoken bench --json` report.
+/// Efficiencies from a `pertoken bench --json` report: the kernels bench's rows (matmul and
+/// prefill linears for FLOP/s, decode linears for bytes/s) or the model bench's whole steps
+/// (prompt rows for FLOP/s, generation rows for bytes/s).
 fn efficiency_from_report(
     path: &std::path::Path,
     hw: &pertoken_cost::Hardware,
@@ -469,13 +471,13 @@ fn efficiency_from_report(
     let flops = rows
         .iter()
         .filter(verified)
-        .filter(|r| is(r, "matmul") || (is(r, "linear") && m_of(r) >= 64))
+        .filter(|r| is(r, "matmul") || is(r, "model_prompt") || (is(r, "linear") && m_of(r) >= 64))
         .filter_map(|r| num(r, "flops_per_s"))
         .fold(0.0f64, f64::max);
     let bytes = rows
         .iter()
         .filter(verified)
-        .filter(|r| is(r, "linear") && m_of(r) <= 16)
+        .filter(|r| is(r, "model_generation") || (is(r, "linear") && m_of(r) <= 16))
         .filter_map(|r| num(r, "bytes_per_s"))
         .fold(0.0f64, f64::max);
     if flops <= 0.0 || bytes <= 0.0 {

@@ -191,7 +191,14 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
     println!();
     print_rows(&rows);
     if let Some(path) = &args.json {
-        let json: Vec<serde_json::Value> = rows.iter().map(Row::json).collect();
+        // The kernels bench's report format, so `pertoken cost --bench-report` reads both.
+        let json = serde_json::json!({
+            "pertoken_bench_report": 1,
+            "kind": "model",
+            "adapter": { "name": a.name, "backend": format!("{:?}", a.backend), "driver": a.driver_info },
+            "copy_bytes_per_s": copy_rate,
+            "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
+        });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("wrote {} rows to {}", rows.len(), path.display());
@@ -402,11 +409,11 @@ fn run_test(
     }
     eprintln!();
     let m = &source.spec().shape;
-    let bound = match test {
+    let (work, bound) = match test {
         Test::Gen(n) => {
             let kv = 2 * m.layers * m.kv_heads * m.head_dim * 4;
             let bytes = decoder.weight_bytes() as f64 + kv as f64 * (depth as f64 + n as f64 / 2.0);
-            Some(rates.copy / bytes)
+            (report::Work::Bytes(bytes), Some(rates.copy / bytes))
         }
         Test::Prompt(p) => {
             // Per prompt token: the layers' matmuls, attention over the keys before it (half
@@ -418,14 +425,21 @@ fn run_test(
             let flops = 2.0 * m.layers as f64 * layer
                 + 4.0 * m.layers as f64 * q * keys
                 + 2.0 * h * m.vocab as f64 / p as f64;
-            rates.matmul.map(|r| r / flops)
+            (report::Work::Flops(flops), rates.matmul.map(|r| r / flops))
         }
     };
     let breakdown = match test {
         Test::Gen(_) => Some(breakdown(gpu, decoder)?),
         Test::Prompt(_) => None,
     };
-    Ok(Row::new(source, &name, samples, verified, bound, breakdown))
+    Ok(Row::new(
+        source,
+        &name,
+        samples,
+        verified,
+        (work, bound),
+        breakdown,
+    ))
 }
 
 /// Where one generation step's time goes: each kernel submitted and timed alone, summed by

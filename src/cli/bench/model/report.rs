@@ -10,6 +10,15 @@ pub(crate) struct Breakdown {
     pub by_op: Vec<(&'static str, usize, f64)>,
 }
 
+/// What one token of a test moves or computes: the quantity its bound is counted in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Work {
+    /// Bytes read per generated token (weights and KV).
+    Bytes(f64),
+    /// FLOPs per prompt token.
+    Flops(f64),
+}
+
 /// One test of one model.
 pub(crate) struct Row {
     model: String,
@@ -20,6 +29,8 @@ pub(crate) struct Row {
     samples: Vec<f64>,
     /// What was checked against the reference, or why it failed; `None` when not checked.
     pub verified: Option<Result<String, String>>,
+    /// Work per token.
+    work: Work,
     /// The adapter's bound in tokens/s, where one is computed.
     bound: Option<f64>,
     breakdown: Option<Breakdown>,
@@ -44,7 +55,7 @@ impl Row {
         test: &str,
         samples: Vec<f64>,
         verified: Option<Result<String, String>>,
-        bound: Option<f64>,
+        (work, bound): (Work, Option<f64>),
         breakdown: Option<Breakdown>,
     ) -> Row {
         let m = &source.spec().shape;
@@ -64,6 +75,7 @@ impl Row {
             test: test.to_owned(),
             samples,
             verified,
+            work,
             bound,
             breakdown,
             cost: (None, None),
@@ -77,7 +89,15 @@ impl Row {
 
     pub(crate) fn json(&self) -> serde_json::Value {
         let (mean, sd) = mean_sd(&self.samples);
+        let (op, bytes_per_s, flops_per_s) = match self.work {
+            Work::Bytes(b) => ("model_generation", Some(b * mean), None),
+            Work::Flops(f) => ("model_prompt", None, Some(f * mean)),
+        };
         serde_json::json!({
+            "op": op,
+            "device": "gpu",
+            "bytes_per_s": bytes_per_s,
+            "flops_per_s": flops_per_s,
             "model": self.model,
             "size_bytes": self.size_bytes,
             "params": self.params,
@@ -86,10 +106,11 @@ impl Row {
             "tokens_per_second": mean,
             "stddev": sd,
             "samples": self.samples,
-            "verified": match &self.verified {
-                None => serde_json::Value::Null,
-                Some(Ok(what)) => serde_json::json!({"passed": true, "checked": what}),
-                Some(Err(why)) => serde_json::json!({"passed": false, "failure": why}),
+            "verified": matches!(self.verified, Some(Ok(_))),
+            "checked": match &self.verified {
+                None => "not checked".to_owned(),
+                Some(Ok(what)) => what.clone(),
+                Some(Err(why)) => format!("FAILED: {why}"),
             },
             "bound_tokens_per_second": self.bound,
             "step_seconds": self.breakdown.as_ref().map(|b| b.step_seconds),
