@@ -1,6 +1,6 @@
-// Token embedding: out[i, c] = table[tokens[tok0 + i], c] for t tokens of width h, dequantized
-// to f32 from the table's format (FMT): 0 f32, 1 f16, 2 Q8_0, 3 Q4_0, 4 Q4_1, in ggml's byte
-// layout (blocks of 32 along a row), read as 32-bit words.
+// Token embedding: out[out_row0 + i, c] = table[tokens[tok0 + i], c] for t tokens of width h,
+// dequantized to f32 from the table's format (FMT): 0 f32, 1 f16, 2 Q8_0, 3 Q4_0, 4 Q4_1, in
+// ggml's byte layout (blocks of 32 along a row), read as 32-bit words.
 //
 // The table binding may be a window of rows row0 .. row0 + rows of a larger table (tables over
 // the storage-binding limit take one dispatch per window): a token outside the window is left to
@@ -15,7 +15,7 @@ struct Params {
     rows: u32,
     tok0: u32,
     vocab: u32,
-    _pad0: u32,
+    out_row0: u32,
     _pad1: u32,
 }
 
@@ -69,12 +69,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let i = e / p.h;
         let c = e % p.h;
         let tok = tokens[p.tok0 + i];
+        let at = p.out_row0 * p.h + e;
         if (tok >= p.vocab) {
             if (p.row0 == 0u) {
-                out[e] = bitcast<f32>(0x7fc00000u);
+                out[at] = bitcast<f32>(0x7fc00000u);
             }
         } else if (tok >= p.row0 && tok - p.row0 < p.rows) {
-            out[e] = element(tok - p.row0, c);
+            out[at] = element(tok - p.row0, c);
         }
     }
 }

@@ -1,12 +1,13 @@
-// Heads-first to tokens-first: src [n_heads, t, d] (the attention output) → dst [t, n_heads·d]
-// (the output projection's input). Decode (t = 1) needs no copy: both layouts are the same.
+// Heads-first to tokens-first: src [n_heads, t, d] (the attention output) → rows row0 .. row0 + t
+// of dst [rows, n_heads·d] (the output projection's input). A single sequence's decode (t = 1)
+// needs no copy, both layouts being the same; a batch of sequences gathers each one's row.
 // One invocation per element, striding over the whole tensor.
 
 struct Params {
     t: u32,
     d: u32,
     n_heads: u32,
-    _pad: u32,
+    row0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
@@ -22,6 +23,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let rest = e % (p.n_heads * p.d);
         let head = rest / p.d;
         let c = rest % p.d;
-        dst[e] = src[(head * p.t + i) * p.d + c];
+        dst[p.row0 * p.n_heads * p.d + e] = src[(head * p.t + i) * p.d + c];
     }
 }

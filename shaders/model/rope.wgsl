@@ -6,7 +6,7 @@
 //   q_out  [n_heads, t, D]                     rotated q,
 //   k_cache[n_kv_heads, capacity, D] rows len .. len + t: rotated k,
 //   v_cache[n_kv_heads, capacity, D] rows len .. len + t: v as it is.
-// Token i sits at position len + i. Pair f of a head (f < D/2) turns by (len + i)·freq[f]:
+// Token i is row row0 + i of the projections and sits at position len + i. Pair f of a head (f < D/2) turns by (len + i)·freq[f]:
 // HF's rotate-half pairs elements (f, f + D/2); the interleaved pairing that llama.cpp's
 // converter writes into GGUF files pairs (2f, 2f + 1) (INTERLEAVED).
 //
@@ -26,6 +26,10 @@ struct Params {
     v_col: u32,
     capacity: u32,
     len: u32,
+    row0: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q_src: array<f32>;
@@ -65,7 +69,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pos = p.len + i;
     let angle = f32(pos) * freq[f];
     if (head < p.n_heads) {
-        let src = i * p.q_stride + p.q_col + head * p.d;
+        let src = (p.row0 + i) * p.q_stride + p.q_col + head * p.d;
         let r = turn(q_src[src + e0], q_src[src + e1], angle);
         let dst = (head * p.t + i) * p.d;
         q_out[dst + e0] = r.x;
@@ -74,7 +78,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let kv = head - p.n_heads;
     if (kv < p.n_kv_heads) {
-        let src = i * p.k_stride + p.k_col + kv * p.d;
+        let src = (p.row0 + i) * p.k_stride + p.k_col + kv * p.d;
         let r = turn(k_src[src + e0], k_src[src + e1], angle);
         let dst = (kv * p.capacity + pos) * p.d;
         k_cache[dst + e0] = r.x;
@@ -82,7 +86,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let vh = kv - p.n_kv_heads;
-    let src = i * p.v_stride + p.v_col + vh * p.d;
+    let src = (p.row0 + i) * p.v_stride + p.v_col + vh * p.d;
     let dst = (vh * p.capacity + pos) * p.d;
     v_cache[dst + e0] = v_src[src + e0];
     v_cache[dst + e1] = v_src[src + e1];

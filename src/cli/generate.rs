@@ -149,6 +149,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     let options = DecoderOptions {
         context: prompt.len() + args.tokens.max(1) + 2 * args.profile.unwrap_or(0) + 2,
         max_tokens: prompt.len().clamp(1, 512),
+        batch: 1,
     };
     let started = Instant::now();
     let mut decoder = Decoder::load(&gpu, source, options)?;

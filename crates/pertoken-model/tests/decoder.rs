@@ -101,6 +101,7 @@ fn decoding_after_a_prefill_equals_recomputing_the_sequence() {
     let options = DecoderOptions {
         context: 32,
         max_tokens: 4,
+        batch: 1,
     };
     let mut step_by_step = Decoder::load(&gpu, &source, options).unwrap();
     step_by_step.prefill(&p).unwrap();
@@ -120,6 +121,7 @@ fn decoding_after_a_prefill_equals_recomputing_the_sequence() {
         DecoderOptions {
             context: 32,
             max_tokens: 32,
+            batch: 1,
         },
     )
     .unwrap();
@@ -144,6 +146,7 @@ fn bad_calls_are_errors() {
     let options = DecoderOptions {
         context: 8,
         max_tokens: 4,
+        batch: 1,
     };
     let mut d = Decoder::load(&gpu, &source, options).unwrap();
     let e = d.decode().unwrap_err().to_string();
@@ -193,6 +196,7 @@ fn a_model_that_does_not_fit_is_an_error_with_the_sizes() {
     let long = DecoderOptions {
         context: 4096,
         max_tokens: 8,
+        batch: 1,
     };
     let e = Decoder::load(&gpu, &source, long).unwrap_err().to_string();
     assert!(
@@ -204,4 +208,65 @@ fn a_model_that_does_not_fit_is_an_error_with_the_sizes() {
         ..long
     };
     Decoder::load(&gpu, &source, short).unwrap();
+}
+
+#[test]
+fn a_batch_of_sequences_decodes_as_each_alone_and_as_the_reference() {
+    use pertoken_model::weights::reference_decoder;
+    use pertoken_model::{Decoder, DecoderOptions, WeightSource};
+    let Some(gpu) = gpu_or_skip() else { return };
+    let tiny = Tiny {
+        bias: true,
+        pairing: RopePairing::Interleaved,
+        ..BASE
+    };
+    let source = Synthetic::new(tiny.spec(), DType::Q4_1, 51).unwrap();
+    let reference = reference_of(&source);
+    let steps = 5;
+    // Prompts of different lengths: each sequence sits at its own position.
+    let prompts: Vec<Vec<u32>> = (0..3)
+        .map(|b| prompt(60 + b, 4 + 3 * b as usize, tiny.vocab))
+        .collect();
+    let options = DecoderOptions {
+        context: 24,
+        max_tokens: 8,
+        batch: 3,
+    };
+    let mut batch = Decoder::load(&gpu, &source, options).unwrap();
+    for (b, p) in prompts.iter().enumerate() {
+        batch.prefill_sequence(b, p).unwrap();
+    }
+    for _ in 0..steps {
+        batch.decode().unwrap();
+    }
+    for (b, p) in prompts.iter().enumerate() {
+        let mut alone = Decoder::load(
+            &gpu,
+            &source,
+            DecoderOptions {
+                batch: 1,
+                ..options
+            },
+        )
+        .unwrap();
+        alone.prefill(p).unwrap();
+        for _ in 0..steps {
+            alone.decode().unwrap();
+        }
+        let seq = batch.tokens_of(b).unwrap();
+        assert_eq!(seq, alone.tokens().unwrap(), "sequence {b}");
+        assert_eq!(batch.position_of(b), p.len() + steps);
+        let got = batch.logits_of(b).unwrap();
+        // The reference fed the same tokens.
+        let mut cpu = reference_decoder(source.spec(), &reference).unwrap();
+        let want = cpu.step(&seq[..seq.len() - 1]).unwrap();
+        let cmp = pertoken_reference::compare(&got, &want, common::logits_tolerance(&want, REL));
+        assert!(cmp.passed(), "sequence {b}: {cmp}");
+    }
+    let e = batch.logits_of(3).unwrap_err().to_string();
+    assert!(e.contains("holds 3"), "{e}");
+    batch.reset().unwrap();
+    batch.prefill_sequence(0, &prompts[0]).unwrap();
+    let e = batch.decode().unwrap_err().to_string();
+    assert!(e.contains("sequence 1 has nothing to continue"), "{e}");
 }

@@ -337,6 +337,7 @@ fn llama3_scaling_stored_as_gguf_rope_factors_matches_the_parametric_scaling() {
     let options = DecoderOptions {
         context: 40,
         max_tokens: 30,
+        batch: 1,
     };
     let mut logits = Vec::new();
     for source in [&synthetic as &dyn WeightSource, &file] {

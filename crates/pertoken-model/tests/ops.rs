@@ -92,7 +92,7 @@ fn rope_append_turns_q_and_k_into_place_in_both_pairings() {
             cache.append(&gpu, &first, &first).unwrap();
             let q_out = poisoned(&gpu, &[heads, t, d]);
             let cols = [0, heads * d, (heads + kv) * d].map(|col| Columns { tensor: &qkv, col });
-            ops::rope_append(&gpu, cols, t, &freq, pairing, &q_out, &mut cache).unwrap();
+            ops::rope_append(&gpu, cols, (0, t), &freq, pairing, &q_out, &mut cache).unwrap();
             assert_eq!(cache.len(), 3 + t);
             let (got_q, got_k, got_v) = (
                 q_out.to_vec::<f32>().unwrap(),
@@ -155,7 +155,7 @@ fn rope_append_refuses_an_overflow() {
     let e = ops::rope_append(
         &gpu,
         cols,
-        3,
+        (0, 3),
         &freq,
         RopePairing::Halves,
         &q_out,
@@ -202,16 +202,23 @@ fn heads_to_tokens_transposes() {
     let (h, t, d) = (3, 5, 7);
     let v = uniform_f32(5, h * t * d);
     let src = Tensor::from_slice(&gpu, &v, &[h, t, d]).unwrap();
-    let dst = poisoned(&gpu, &[t, h * d]);
-    ops::heads_to_tokens(&gpu, &src, &dst).unwrap();
+    // Into rows 2 .. 2 + t of a larger output, as a batched step gathers each sequence's row.
+    let dst = poisoned(&gpu, &[t + 3, h * d]);
+    ops::heads_to_tokens(&gpu, &src, &dst, 2).unwrap();
     let got = dst.to_vec::<f32>().unwrap();
     for i in 0..t {
         for j in 0..h {
             for c in 0..d {
-                assert_eq!(got[i * h * d + j * d + c], v[(j * t + i) * d + c]);
+                assert_eq!(got[(2 + i) * h * d + j * d + c], v[(j * t + i) * d + c]);
             }
         }
     }
+    let untouched = |r: usize| got[r * h * d..(r + 1) * h * d].iter().all(|x| x.is_nan());
+    assert!(untouched(0) && untouched(1) && untouched(t + 2));
+    assert!(
+        ops::heads_to_tokens(&gpu, &src, &dst, 4).is_err(),
+        "rows past the output"
+    );
 }
 
 fn table(gpu: &Gpu, dtype: DType, vocab: usize, h: usize) -> (Tensor, Vec<f32>) {
@@ -237,15 +244,17 @@ fn check_embed(gpu: &Gpu, dtype: DType) {
     let (t_, held) = table(gpu, dtype, vocab, h);
     let ids: Vec<u32> = vec![9, 0, 36, 5, 5, 17, 36];
     let tokens = Tensor::from_slice(gpu, &ids, &[ids.len()]).unwrap();
-    // Tokens from slot 2 on.
-    let out = poisoned(gpu, &[5, h]);
-    ops::embed(gpu, &t_, &tokens, 2, &out).unwrap();
+    // Tokens from slot 2 on, into rows 1.. of the output.
+    let out = poisoned(gpu, &[6, h]);
+    ops::embed(gpu, &t_, &tokens, (2, 5), &out, 1).unwrap();
     let got = out.to_vec::<f32>().unwrap();
+    assert!(got[..h].iter().all(|v| v.is_nan()), "row 0 untouched");
+    let got = &got[h..];
     let want: Vec<f64> = ids[2..]
         .iter()
         .flat_map(|&id| f64s(&held[id as usize * h..(id as usize + 1) * h]))
         .collect();
-    let cmp = compare(&got, &want, Tolerance { abs: 0.0, rel: 0.0 });
+    let cmp = compare(got, &want, Tolerance { abs: 0.0, rel: 0.0 });
     assert!(cmp.passed(), "{dtype}: {cmp}");
 }
 
@@ -268,10 +277,10 @@ fn embedding_tables_over_the_binding_limit_gather_in_windows() {
     if gpu_or_skip().is_none() {
         return;
     }
-    // 96 f32 = 384 bytes a row: 2048 bytes hold 5 rows (4 once windows start on 256-byte
-    // boundaries), so the 37-row table takes many windows; Q4_1 rows are 60 bytes.
+    // 96 f32 = 384 bytes a row: 4096 bytes hold 10 rows (8 once windows start on 256-byte
+    // boundaries), so the 37-row table takes 5 windows; Q4_1 rows are 60 bytes.
     let options = GpuOptions {
-        max_storage_binding: Some(2048),
+        max_storage_binding: Some(4096),
         ..GpuOptions::from_env().unwrap()
     };
     let gpu = Gpu::new(&options).unwrap();
@@ -286,7 +295,7 @@ fn a_token_past_the_vocabulary_gives_nan() {
     let (t_, _) = table(&gpu, DType::F16, 10, 32);
     let tokens = Tensor::from_slice(&gpu, &[3u32, u32::MAX], &[2]).unwrap();
     let out = Tensor::zeros(&gpu, &[2, 32], DType::F32).unwrap();
-    ops::embed(&gpu, &t_, &tokens, 0, &out).unwrap();
+    ops::embed(&gpu, &t_, &tokens, (0, 2), &out, 0).unwrap();
     let got = out.to_vec::<f32>().unwrap();
     assert!(got[..32].iter().all(|v| v.is_finite()));
     assert!(got[32..].iter().all(|v| v.is_nan()));

@@ -49,6 +49,7 @@ fn smollm2_matches_the_reference_on_prompts_and_a_greedy_continuation() {
         DecoderOptions {
             context: 128,
             max_tokens: 64,
+            batch: 1,
         },
     )
     .unwrap();

@@ -1,10 +1,10 @@
-//! Activations, made once at load for the longest forward pass (`max_tokens` rows) and viewed
-//! at each step's row count: a step allocates nothing.
+//! Activations, made once at load for the longest forward pass (`max_tokens` rows, or `batch`
+//! for a batched step) and viewed at each step's row count: a step allocates nothing.
 
 use pertoken_gpu::{DType, Gpu, Result, Tensor};
 
 use super::layer::Proj;
-use crate::ModelSpec;
+use crate::{DecoderOptions, ModelSpec};
 
 #[derive(Debug)]
 pub(crate) struct Activations {
@@ -26,9 +26,11 @@ pub(crate) struct Activations {
     pub gate_up: Vec<Tensor>,
     /// silu(gate)·up `[T, ffn]`.
     pub act: Tensor,
-    /// The last position's final norm `[1, hidden]`.
+    /// Per sequence of a batched step: q and attention's output, `[heads, 1, head_dim]` each.
+    pub q_seq: Vec<(Tensor, Tensor)>,
+    /// The last position's final norm, one row per sequence `[batch, hidden]`.
     pub last: Tensor,
-    /// The last position's logits `[1, vocab]`.
+    /// The last position's logits, one row per sequence `[batch, vocab]`.
     pub logits: Tensor,
 }
 
@@ -43,7 +45,7 @@ impl Activations {
     pub(crate) fn new(
         gpu: &Gpu,
         spec: &ModelSpec,
-        max_tokens: usize,
+        options: DecoderOptions,
         qkv: &Proj,
         gate_up: &Proj,
     ) -> Result<Activations> {
@@ -51,7 +53,8 @@ impl Activations {
         let (h, f, v) = (m.hidden as usize, m.ffn as usize, m.vocab as usize);
         let (heads, d) = (m.heads as usize, m.head_dim as usize);
         let (q, kv) = (spec.q_width(), spec.kv_width());
-        let t = max_tokens;
+        let t = options.max_tokens.max(options.batch);
+        let b = options.batch;
         let z = |shape: &[usize]| Tensor::zeros(gpu, shape, DType::F32);
         Ok(Activations {
             x: z(&[t, h])?,
@@ -69,8 +72,15 @@ impl Activations {
                 .map(|w| z(&[t, w]))
                 .collect::<Result<_>>()?,
             act: z(&[t, f])?,
-            last: z(&[1, h])?,
-            logits: z(&[1, v])?,
+            q_seq: if b > 1 {
+                (0..b)
+                    .map(|_| Ok((z(&[heads, 1, d])?, z(&[heads, 1, d])?)))
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            },
+            last: z(&[b, h])?,
+            logits: z(&[b, v])?,
         })
     }
 }

@@ -13,7 +13,7 @@ pub struct MemoryPlan {
     pub weights: u64,
     /// The largest single weight tensor (a fused q/k/v or gate/up counts as one).
     pub largest_weight: u64,
-    /// K and V caches of every layer.
+    /// K and V caches of every layer and sequence.
     pub kv: u64,
     /// One layer's K (or V) cache tensor.
     pub kv_per_tensor: u64,
@@ -120,7 +120,8 @@ pub fn plan_memory(
         largest = largest.max(fused);
     }
     let kv_per_tensor = m.kv_heads * options.context as u64 * m.head_dim * 4;
-    let t = options.max_tokens as u64;
+    let batch = options.batch as u64;
+    let t = options.max_tokens.max(options.batch) as u64;
     let q = m.heads * m.head_dim;
     let activations = 4
         * (t * (4 * m.hidden + 3 * q + 2 * m.kv_heads * m.head_dim + 3 * m.ffn)
@@ -130,7 +131,7 @@ pub fn plan_memory(
     Ok(MemoryPlan {
         weights,
         largest_weight: largest,
-        kv: 2 * m.layers * kv_per_tensor,
+        kv: 2 * m.layers * batch * kv_per_tensor,
         kv_per_tensor,
         activations,
     })

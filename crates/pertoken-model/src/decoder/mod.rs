@@ -1,34 +1,37 @@
-//! The decoder on the GPU: weights uploaded once, one [`KvCache`] per layer, activations made
-//! once, and a forward pass that reads as the model's equation (see
+//! The decoder on the GPU: weights uploaded once, one [`KvCache`] per layer and sequence,
+//! activations made once, and a forward pass that reads as the model's equation (see
 //! [`pertoken_reference::decoder`] for the same pass on the CPU).
 //!
-//! A forward pass of `t` tokens records every layer's dispatches into the pending encoder and
-//! ends with argmax on the GPU, writing the next token into the token buffer that the next
+//! A forward pass records every layer's dispatches into the pending encoder and ends with
+//! argmax on the GPU, writing each sequence's next token into the token buffer that the next
 //! step's embedding gather reads: a step is one submission, and steps need no host round trip.
+//! With `batch` sequences, [`Decoder::decode`] steps them all at once: the linear layers run at
+//! M = batch, attention over each sequence's own cache.
 
 mod buffers;
+mod forward;
 mod layer;
 mod memory;
 
 pub use memory::{MemoryPlan, plan_memory};
 
-use pertoken_attention::{AttentionOptions, KvCache};
+use pertoken_attention::KvCache;
 use pertoken_gpu::{DType, Gpu, Tensor};
-use pertoken_matmul::{check_linear, linear_into, select_linear};
 
-use crate::ops::{self, Columns};
 use crate::weights::{Role, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
-use buffers::{Activations, rows};
+use buffers::Activations;
 use layer::{GpuLayer, Proj, fetch, load_layer, upload, upload_vector};
 
 /// How much a decoder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderOptions {
-    /// Positions the KV cache holds (prompt plus generated tokens).
+    /// Positions each sequence's KV cache holds (prompt plus generated tokens).
     pub context: usize,
     /// Most tokens one forward pass takes; longer prompts run in chunks of this many.
     pub max_tokens: usize,
+    /// Sequences decoded together.
+    pub batch: usize,
 }
 
 impl Default for DecoderOptions {
@@ -36,6 +39,7 @@ impl Default for DecoderOptions {
         DecoderOptions {
             context: 1024,
             max_tokens: 256,
+            batch: 1,
         }
     }
 }
@@ -49,14 +53,17 @@ pub struct Decoder {
     output: Option<Tensor>,
     final_norm: Tensor,
     layers: Vec<GpuLayer>,
-    caches: Vec<KvCache>,
+    /// `[sequence][layer]`.
+    caches: Vec<Vec<KvCache>>,
     freq: Tensor,
     act: Activations,
-    /// Every token of the sequence, `[context + 1]`: the prompt, then each argmax.
+    /// Every token of every sequence, `[batch, context + 1]`: the prompt, then each argmax.
     tokens: Tensor,
     options: DecoderOptions,
-    /// Positions run so far (the caches' length).
-    pos: usize,
+    /// Positions each sequence has run (its caches' length).
+    pos: Vec<usize>,
+    /// The row of `act.logits` holding each sequence's last logits, if any.
+    logits_row: Vec<Option<usize>>,
     weight_bytes: u64,
 }
 
@@ -66,10 +73,10 @@ impl Decoder {
     pub fn load(gpu: &Gpu, source: &dyn WeightSource, options: DecoderOptions) -> Result<Decoder> {
         let spec = source.spec().clone();
         spec.check()?;
-        if options.context == 0 || options.max_tokens == 0 {
+        if options.context == 0 || options.max_tokens == 0 || options.batch == 0 {
             return Err(ModelError::Invalid {
                 op: "Decoder::load",
-                reason: "context and max_tokens must be at least 1".into(),
+                reason: "context, max_tokens and batch must be at least 1".into(),
             });
         }
         let plan = plan_memory(gpu, source, options)?;
@@ -91,26 +98,37 @@ impl Decoder {
         };
         let final_norm = upload_vector(gpu, &fetch(source, Role::FinalNorm)?)?;
         let mut layers = Vec::with_capacity(m.layers as usize);
-        let mut caches = Vec::with_capacity(m.layers as usize);
         for l in 0..m.layers as usize {
             layers.push(load_layer(gpu, source, l)?);
-            caches.push(KvCache::new(
-                gpu,
-                m.kv_heads as usize,
-                options.context,
-                m.head_dim as usize,
-                DType::F32,
-            )?);
+        }
+        let fused = |p: &Proj| matches!(p, Proj::Fused { .. });
+        if layers.iter().any(|l| {
+            fused(&l.qkv) != fused(&layers[0].qkv) || fused(&l.gate_up) != fused(&layers[0].gate_up)
+        }) {
+            return Err(ModelError::Unsupported {
+                model: m.name.clone(),
+                reason: "layers store q/k/v (or gate/up) in formats that mix differently from \
+                         layer to layer"
+                    .into(),
+            });
+        }
+        let mut caches = Vec::with_capacity(options.batch);
+        for _ in 0..options.batch {
+            let mut seq = Vec::with_capacity(m.layers as usize);
+            for _ in 0..m.layers {
+                seq.push(KvCache::new(
+                    gpu,
+                    m.kv_heads as usize,
+                    options.context,
+                    m.head_dim as usize,
+                    DType::F32,
+                )?);
+            }
+            caches.push(seq);
         }
         let freq = Tensor::from_slice(gpu, &spec.rope_frequencies(), &[m.head_dim as usize / 2])?;
-        let act = Activations::new(
-            gpu,
-            &spec,
-            options.max_tokens,
-            &layers[0].qkv,
-            &layers[0].gate_up,
-        )?;
-        let tokens = Tensor::zeros(gpu, &[options.context + 1], DType::U32)?;
+        let act = Activations::new(gpu, &spec, options, &layers[0].qkv, &layers[0].gate_up)?;
+        let tokens = Tensor::zeros(gpu, &[options.batch * (options.context + 1)], DType::U32)?;
         Ok(Decoder {
             gpu: gpu.clone(),
             weight_bytes: plan.weights,
@@ -124,7 +142,8 @@ impl Decoder {
             act,
             tokens,
             options,
-            pos: 0,
+            pos: vec![0; options.batch],
+            logits_row: vec![None; options.batch],
         })
     }
 
@@ -138,9 +157,14 @@ impl Decoder {
         self.weight_bytes
     }
 
-    /// Positions run so far.
+    /// Positions the first sequence has run.
     pub fn position(&self) -> usize {
-        self.pos
+        self.pos[0]
+    }
+
+    /// Positions sequence `b` has run.
+    pub fn position_of(&self, b: usize) -> usize {
+        self.pos.get(b).copied().unwrap_or(0)
     }
 
     /// The options it was loaded with.
@@ -148,18 +172,28 @@ impl Decoder {
         self.options
     }
 
-    /// Forgets the sequence: the next prefill starts at position 0.
+    /// Forgets every sequence: the next prefill starts at position 0.
     pub fn reset(&mut self) -> Result<()> {
-        for c in &mut self.caches {
-            c.truncate(0)?;
+        for seq in &mut self.caches {
+            for c in seq {
+                c.truncate(0)?;
+            }
         }
-        self.pos = 0;
+        self.pos.fill(0);
+        self.logits_row.fill(None);
         Ok(())
     }
 
-    /// Runs `prompt` from the current position, in chunks of at most `max_tokens`, and leaves
-    /// the greedy next token in the token buffer. Records; a download or [`Gpu::sync`] submits.
+    /// Runs `prompt` on the first sequence ([`Decoder::prefill_sequence`] 0).
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<()> {
+        self.prefill_sequence(0, prompt)
+    }
+
+    /// Runs `prompt` on sequence `b` from its current position, in chunks of at most
+    /// `max_tokens`, and leaves its greedy next token in the token buffer. Records; a download
+    /// or [`Gpu::sync`] submits.
+    pub fn prefill_sequence(&mut self, b: usize, prompt: &[u32]) -> Result<()> {
+        self.check_sequence(b)?;
         let vocab = self.spec.shape.vocab;
         if let Some(&bad) = prompt.iter().find(|&&t| u64::from(t) >= vocab) {
             return Err(ModelError::Invalid {
@@ -173,34 +207,48 @@ impl Decoder {
                 reason: "the prompt is empty".into(),
             });
         }
-        self.room_for(prompt.len())?;
-        self.tokens.write_range(self.pos, prompt)?;
+        self.room_for(b, prompt.len())?;
+        self.tokens.write_range(self.slot(b, self.pos[b]), prompt)?;
         let chunks = prompt.len().div_ceil(self.options.max_tokens);
         for (i, chunk) in prompt.chunks(self.options.max_tokens).enumerate() {
             // Only the last chunk's last position needs logits (and a next token, which would
             // overwrite the next chunk's first one).
-            self.forward(chunk.len(), i + 1 == chunks)?;
+            self.forward(b, chunk.len(), i + 1 == chunks)?;
         }
         Ok(())
     }
 
-    /// One generation step: runs the token the last step chose and chooses the next.
+    /// One generation step of every sequence: each runs the token its last step chose and
+    /// chooses the next, the linear layers over all of them at once.
     pub fn decode(&mut self) -> Result<()> {
-        if self.pos == 0 {
+        if let Some(b) = self.pos.iter().position(|&p| p == 0) {
             return Err(ModelError::Invalid {
                 op: "decode",
-                reason: "nothing to continue: prefill a prompt first".into(),
+                reason: format!("sequence {b} has nothing to continue: prefill a prompt first"),
             });
         }
-        self.room_for(1)?;
-        self.forward(1, true)
+        for b in 0..self.options.batch {
+            self.room_for(b, 1)?;
+        }
+        if self.options.batch == 1 {
+            self.forward(0, 1, true)
+        } else {
+            self.forward_batch()
+        }
     }
 
-    /// The sequence so far: the prompt, then every chosen token, with the next one last
-    /// (`position() + 1` tokens). Waits for the GPU.
+    /// The first sequence so far ([`Decoder::tokens_of`] 0).
     pub fn tokens(&self) -> Result<Vec<u32>> {
+        self.tokens_of(0)
+    }
+
+    /// Sequence `b` so far: its prompt, then every chosen token, with the next one last
+    /// (`position_of(b) + 1` tokens). Waits for the GPU.
+    pub fn tokens_of(&self, b: usize) -> Result<Vec<u32>> {
+        self.check_sequence(b)?;
         let all = self.tokens.to_vec::<u32>()?;
-        let seq = all[..=self.pos].to_vec();
+        let start = self.slot(b, 0);
+        let seq = all[start..=start + self.pos[b]].to_vec();
         if let Some(i) = seq
             .iter()
             .position(|&t| u64::from(t) >= self.spec.shape.vocab)
@@ -208,169 +256,60 @@ impl Decoder {
             return Err(ModelError::Invalid {
                 op: "tokens",
                 reason: format!(
-                    "the model produced no valid token at position {i} (every logit NaN): \
-                     the weights or a kernel are broken"
+                    "the model produced no valid token at position {i} of sequence {b} (every \
+                     logit NaN): the weights or a kernel are broken"
                 ),
             });
         }
         Ok(seq)
     }
 
-    /// The last position's logits. Waits for the GPU.
+    /// The first sequence's last logits ([`Decoder::logits_of`] 0).
     pub fn logits(&self) -> Result<Vec<f32>> {
-        Ok(self.act.logits.to_vec::<f32>()?)
+        self.logits_of(0)
     }
 
-    fn room_for(&self, t: usize) -> Result<()> {
-        if self.pos + t > self.options.context {
+    /// The logits of sequence `b`'s last position, from the last forward pass that ran it.
+    /// Waits for the GPU.
+    pub fn logits_of(&self, b: usize) -> Result<Vec<f32>> {
+        self.check_sequence(b)?;
+        let Some(row) = self.logits_row[b] else {
+            return Err(ModelError::Invalid {
+                op: "logits",
+                reason: format!("sequence {b} has no logits: run it first"),
+            });
+        };
+        let v = self.spec.shape.vocab as usize;
+        let all = self.act.logits.to_vec::<f32>()?;
+        Ok(all[row * v..(row + 1) * v].to_vec())
+    }
+
+    /// Where sequence `b`'s token at position `p` lives in the token buffer.
+    fn slot(&self, b: usize, p: usize) -> usize {
+        b * (self.options.context + 1) + p
+    }
+
+    fn check_sequence(&self, b: usize) -> Result<()> {
+        if b >= self.options.batch {
             return Err(ModelError::Invalid {
                 op: "decoder",
-                reason: format!(
-                    "the context holds {} positions: {} used + {t} more does not fit; load \
-                     with a longer context",
-                    self.options.context, self.pos
-                ),
+                reason: format!("sequence {b}: the decoder holds {}", self.options.batch),
             });
         }
         Ok(())
     }
 
-    fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Result<()> {
-        let p = check_linear(x, w, bias)?;
-        let kernel = select_linear(self.gpu.capabilities(), &p);
-        Ok(linear_into(&self.gpu, x, w, bias, out, kernel)?)
-    }
-
-    /// Runs `proj` on `x` into the step's views of `outs`.
-    fn project(&self, x: &Tensor, proj: &Proj, outs: &[Tensor]) -> Result<()> {
-        match proj {
-            Proj::Fused { w, bias } => self.linear(x, w, bias.as_ref(), &outs[0]),
-            Proj::Split(parts) => {
-                for ((w, b), out) in parts.iter().zip(outs) {
-                    self.linear(x, w, b.as_ref(), out)?;
-                }
-                Ok(())
-            }
+    fn room_for(&self, b: usize, t: usize) -> Result<()> {
+        if self.pos[b] + t > self.options.context {
+            return Err(ModelError::Invalid {
+                op: "decoder",
+                reason: format!(
+                    "the context holds {} positions: {} used + {t} more does not fit; load \
+                     with a longer context",
+                    self.options.context, self.pos[b]
+                ),
+            });
         }
-    }
-
-    /// The forward pass of the `t` tokens at `tokens[pos .. pos + t]`; with `sample`, the last
-    /// one's logits, and argmax writes `tokens[pos + t]`.
-    fn forward(&mut self, t: usize, sample: bool) -> Result<()> {
-        let gpu = self.gpu.clone();
-        let m = &self.spec.shape;
-        let (heads, d, eps) = (m.heads as usize, m.head_dim as usize, m.rms_eps as f32);
-        let (q_w, kv_w, ffn) = (self.spec.q_width(), self.spec.kv_width(), m.ffn as usize);
-        let a = &self.act;
-        let (x, xn, delta) = (rows(&a.x, t)?, rows(&a.xn, t)?, rows(&a.delta, t)?);
-        let qkv: Vec<Tensor> = a.qkv.iter().map(|b| rows(b, t)).collect::<Result<_, _>>()?;
-        let gate_up: Vec<Tensor> = a
-            .gate_up
-            .iter()
-            .map(|b| rows(b, t))
-            .collect::<Result<_, _>>()?;
-        let q = a.q.view(&[heads, t, d])?;
-        let attn = a.attn.view(&[heads, t, d])?;
-        // Decode: [heads, 1, d] is already [1, heads·d].
-        let attn_tokens = if t == 1 {
-            a.attn.view(&[1, q_w])?
-        } else {
-            rows(&a.attn_tokens, t)?
-        };
-        let act = rows(&a.act, t)?;
-
-        ops::embed(&gpu, &self.embed, &self.tokens, self.pos, &x)?;
-        ops::rms_norm(&gpu, &x, None, &self.layers[0].attn_norm, &xn, 0, eps)?;
-        let n = self.layers.len();
-        for l in 0..n {
-            let layer = &self.layers[l];
-            self.project(&xn, &layer.qkv, &qkv)?;
-            let cols = if qkv.len() == 1 {
-                [0, q_w, q_w + kv_w].map(|col| Columns {
-                    tensor: &qkv[0],
-                    col,
-                })
-            } else {
-                [0, 1, 2].map(|i| Columns {
-                    tensor: &qkv[i],
-                    col: 0,
-                })
-            };
-            ops::rope_append(
-                &gpu,
-                cols,
-                t,
-                &self.freq,
-                self.spec.pairing,
-                &q,
-                &mut self.caches[l],
-            )?;
-            let options = AttentionOptions {
-                causal: true,
-                scale: None,
-            };
-            self.caches[l].attention_into(&gpu, &q, &attn, options)?;
-            if t > 1 {
-                ops::heads_to_tokens(&gpu, &attn, &attn_tokens)?;
-            }
-            let layer = &self.layers[l];
-            self.linear(&attn_tokens, &layer.o, None, &delta)?;
-            ops::rms_norm(&gpu, &x, Some(&delta), &layer.ffn_norm, &xn, 0, eps)?;
-            self.project(&xn, &layer.gate_up, &gate_up)?;
-            let (g, u) = if gate_up.len() == 1 {
-                (
-                    Columns {
-                        tensor: &gate_up[0],
-                        col: 0,
-                    },
-                    Columns {
-                        tensor: &gate_up[0],
-                        col: ffn,
-                    },
-                )
-            } else {
-                (
-                    Columns {
-                        tensor: &gate_up[0],
-                        col: 0,
-                    },
-                    Columns {
-                        tensor: &gate_up[1],
-                        col: 0,
-                    },
-                )
-            };
-            ops::silu_mul(&gpu, g, u, &act)?;
-            self.linear(&act, &layer.down, None, &delta)?;
-            if l + 1 < n {
-                ops::rms_norm(
-                    &gpu,
-                    &x,
-                    Some(&delta),
-                    &self.layers[l + 1].attn_norm,
-                    &xn,
-                    0,
-                    eps,
-                )?;
-            } else if sample {
-                // Only the last position's logits are needed: add and norm that row alone.
-                ops::rms_norm(
-                    &gpu,
-                    &x,
-                    Some(&delta),
-                    &self.final_norm,
-                    &a.last,
-                    t - 1,
-                    eps,
-                )?;
-            }
-        }
-        if sample {
-            let head = self.output.as_ref().unwrap_or(&self.embed);
-            self.linear(&a.last, head, None, &a.logits)?;
-            ops::argmax_into(&gpu, &a.logits, 0, &self.tokens, self.pos + t)?;
-        }
-        self.pos += t;
         Ok(())
     }
 }

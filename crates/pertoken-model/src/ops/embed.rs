@@ -16,11 +16,19 @@ fn format_code(dtype: DType) -> Option<u32> {
     })
 }
 
-/// `out[i] = table[tokens[tok0 + i]]` for `out: [t, hidden]` (f32), from a `table: [vocab,
+/// `out[out_row0 + i] = table[tokens[tok0 + i]]` for `t` tokens into `out: [rows, hidden]`
+/// (f32), from a `table: [vocab,
 /// hidden]` in f32, f16, Q8_0, Q4_0 or Q4_1 (dequantized on the way). A table over the
 /// storage-binding limit is gathered in windows of rows, one dispatch each. A token id past the
 /// vocabulary gives a row of NaN.
-pub fn embed(gpu: &Gpu, table: &Tensor, tokens: &Tensor, tok0: usize, out: &Tensor) -> Result<()> {
+pub fn embed(
+    gpu: &Gpu,
+    table: &Tensor,
+    tokens: &Tensor,
+    (tok0, t): (usize, usize),
+    out: &Tensor,
+    out_row0: usize,
+) -> Result<()> {
     const OP: &str = "embed";
     let Some(fmt) = format_code(table.dtype()) else {
         return Err(Error::Unsupported {
@@ -28,7 +36,7 @@ pub fn embed(gpu: &Gpu, table: &Tensor, tokens: &Tensor, tok0: usize, out: &Tens
             reason: format!("embedding tables in {} are not supported", table.dtype()),
         });
     };
-    let ([vocab, h], [t, oh]) = (table.shape(), out.shape()) else {
+    let ([vocab, h], [out_rows, oh]) = (table.shape(), out.shape()) else {
         return Err(Error::ShapeMismatch {
             op: OP,
             lhs: table.shape().to_vec(),
@@ -36,7 +44,7 @@ pub fn embed(gpu: &Gpu, table: &Tensor, tokens: &Tensor, tok0: usize, out: &Tens
             expected: "table [vocab, hidden] and out [t, hidden]".into(),
         });
     };
-    let (vocab, h, t) = (*vocab, *h, *t);
+    let (vocab, h, rows) = (*vocab, *h, *out_rows);
     if *oh != h {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -52,7 +60,15 @@ pub fn embed(gpu: &Gpu, table: &Tensor, tokens: &Tensor, tok0: usize, out: &Tens
             reason: format!("tokens must be u32 and hold slots {tok0}..{}", tok0 + t),
         });
     }
-    need_f32(OP, out, t * h, "out")?;
+    if out_row0 + t > rows {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: table.shape().to_vec(),
+            rhs: out.shape().to_vec(),
+            expected: format!("out with rows {out_row0}..{}", out_row0 + t),
+        });
+    }
+    need_f32(OP, out, rows * h, "out")?;
     let caps = gpu.capabilities();
     let (elems, block) = table.dtype().block();
     let row_bytes = (h / elems * block) as u64;
@@ -73,12 +89,12 @@ pub fn embed(gpu: &Gpu, table: &Tensor, tokens: &Tensor, tok0: usize, out: &Tens
     let groups = strided_groups(t * h, caps.max_workgroups_per_dimension);
     let mut row0 = 0;
     while row0 < vocab {
-        let rows = fit.min(vocab - row0);
+        let n = fit.min(vocab - row0);
         let offset = row0 as u64 * row_bytes;
-        let size = (rows as u64 * row_bytes)
+        let size = (n as u64 * row_bytes)
             .next_multiple_of(4)
             .min(total - offset);
-        let params: [u32; 8] = [u(t), u(h), u(row0), u(rows), u(tok0), u(vocab), 0, 0];
+        let params: [u32; 8] = [u(t), u(h), u(row0), u(n), u(tok0), u(vocab), u(out_row0), 0];
         gpu.launch(&Launch {
             op: OP,
             shader: &MODEL_EMBED,
@@ -91,7 +107,7 @@ pub fn embed(gpu: &Gpu, table: &Tensor, tokens: &Tensor, tok0: usize, out: &Tens
             params: bytemuck::cast_slice(&params),
             workgroups: [groups, 1, 1],
         })?;
-        row0 += rows;
+        row0 += n;
     }
     Ok(())
 }

@@ -39,14 +39,15 @@ impl Columns<'_> {
     }
 }
 
-/// Turns `t` tokens' q and k heads by RoPE at positions `cache.len() ..`, writes q heads-first
-/// into `q_out: [n_heads, t, head_dim]` and k (turned) and v (as is) into the cache's next `t`
-/// rows, then marks them filled. `freq: [head_dim / 2]` holds each pair's angular frequency.
+/// Turns `t` tokens' q and k heads (rows `row0 .. row0 + t` of the projections) by RoPE at
+/// positions `cache.len() ..`, writes q heads-first into `q_out: [n_heads, t, head_dim]` and k
+/// (turned) and v (as is) into the cache's next `t` rows, then marks them filled.
+/// `freq: [head_dim / 2]` holds each pair's angular frequency.
 #[allow(clippy::too_many_arguments)]
 pub fn rope_append(
     gpu: &Gpu,
     [q, k, v]: [Columns<'_>; 3],
-    t: usize,
+    (row0, t): (usize, usize),
     freq: &Tensor,
     pairing: RopePairing,
     q_out: &Tensor,
@@ -93,12 +94,12 @@ pub fn rope_append(
             ),
         });
     }
-    q.check(OP, t, n_heads * d)?;
-    k.check(OP, t, n_kv * d)?;
-    v.check(OP, t, n_kv * d)?;
+    q.check(OP, row0 + t, n_heads * d)?;
+    k.check(OP, row0 + t, n_kv * d)?;
+    v.check(OP, row0 + t, n_kv * d)?;
     need_f32(OP, freq, d / 2, "freq")?;
     need_f32(OP, q_out, n_heads * t * d, "q_out")?;
-    let params: [u32; 12] = [
+    let params: [u32; 16] = [
         u(t),
         u(d),
         u(n_heads),
@@ -111,6 +112,10 @@ pub fn rope_append(
         u(v.col),
         u(capacity),
         u(cache.len()),
+        u(row0),
+        0,
+        0,
+        0,
     ];
     let interleaved = pairing == RopePairing::Interleaved;
     gpu.launch(&Launch {

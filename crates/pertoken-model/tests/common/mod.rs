@@ -103,6 +103,7 @@ pub fn check_against_reference(
     let options = DecoderOptions {
         context: prompt.len() + steps + 1,
         max_tokens: prompt.len().min(16),
+        batch: 1,
     };
     let mut gpu_model = Decoder::load(gpu, source, options).map_err(|e| e.to_string())?;
     let mut cpu = reference_decoder(spec, reference).map_err(|e| e.to_string())?;

@@ -246,6 +246,7 @@ fn bench_source(
     let options = DecoderOptions {
         context: max_depth + longest + 4,
         max_tokens: plan.prompt.iter().copied().max().unwrap_or(1).clamp(1, 512),
+        batch: 1,
     };
     eprintln!("loading {} ({})...", m.name, source.describe());
     let mut decoder = Decoder::load(gpu, source, options)?;
@@ -501,6 +502,7 @@ fn verify(
     let options = DecoderOptions {
         context: d + t.tokens() + 2,
         max_tokens: t.tokens(),
+        batch: 1,
     };
     let mut small = Decoder::load(gpu, &copy, options)?;
     repetition(gpu, &mut small, t, d)?;

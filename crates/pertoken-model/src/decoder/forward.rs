@@ -1,0 +1,229 @@
+//! The forward passes: one sequence's `t` tokens (a prompt chunk, or a single sequence's step),
+//! and a batched step of every sequence.
+
+use pertoken_attention::AttentionOptions;
+use pertoken_gpu::Tensor;
+use pertoken_matmul::{check_linear, linear_into, select_linear};
+
+use super::Decoder;
+use super::buffers::rows;
+use super::layer::Proj;
+use crate::Result;
+use crate::ops::{self, Columns};
+
+const CAUSAL: AttentionOptions = AttentionOptions {
+    causal: true,
+    scale: None,
+};
+
+/// The step's views of the activations, `rows` rows each.
+struct Views {
+    x: Tensor,
+    xn: Tensor,
+    delta: Tensor,
+    qkv: Vec<Tensor>,
+    gate_up: Vec<Tensor>,
+    act: Tensor,
+}
+
+impl Decoder {
+    fn views(&self, n: usize) -> Result<Views> {
+        let a = &self.act;
+        let all = |v: &[Tensor]| v.iter().map(|b| rows(b, n)).collect::<Result<Vec<_>, _>>();
+        Ok(Views {
+            x: rows(&a.x, n)?,
+            xn: rows(&a.xn, n)?,
+            delta: rows(&a.delta, n)?,
+            qkv: all(&a.qkv)?,
+            gate_up: all(&a.gate_up)?,
+            act: rows(&a.act, n)?,
+        })
+    }
+
+    fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Result<()> {
+        let p = check_linear(x, w, bias)?;
+        let kernel = select_linear(self.gpu.capabilities(), &p);
+        Ok(linear_into(&self.gpu, x, w, bias, out, kernel)?)
+    }
+
+    /// Runs `proj` on `x` into `outs`.
+    fn project(&self, x: &Tensor, proj: &Proj, outs: &[Tensor]) -> Result<()> {
+        match proj {
+            Proj::Fused { w, bias } => self.linear(x, w, bias.as_ref(), &outs[0]),
+            Proj::Split(parts) => {
+                for ((w, b), out) in parts.iter().zip(outs) {
+                    self.linear(x, w, b.as_ref(), out)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// q, k and v as column windows of the projections' outputs.
+    fn qkv_columns<'a>(&self, qkv: &'a [Tensor]) -> [Columns<'a>; 3] {
+        let (q_w, kv_w) = (self.spec.q_width(), self.spec.kv_width());
+        if qkv.len() == 1 {
+            [0, q_w, q_w + kv_w].map(|col| Columns {
+                tensor: &qkv[0],
+                col,
+            })
+        } else {
+            [0, 1, 2].map(|i| Columns {
+                tensor: &qkv[i],
+                col: 0,
+            })
+        }
+    }
+
+    /// The rest of layer `l` once attention's output is in `attn_tokens`: the output linear, the
+    /// residual add fused into the MLP's norm, the MLP, and its residual add fused into the next
+    /// layer's norm (or, after the last layer, the final norm of the rows `last` names).
+    fn finish_layer(
+        &self,
+        l: usize,
+        v: &Views,
+        attn_tokens: &Tensor,
+        last: Option<(usize, usize)>,
+    ) -> Result<()> {
+        let gpu = &self.gpu;
+        let eps = self.spec.shape.rms_eps as f32;
+        let ffn = self.spec.shape.ffn as usize;
+        let layer = &self.layers[l];
+        self.linear(attn_tokens, &layer.o, None, &v.delta)?;
+        ops::rms_norm(gpu, &v.x, Some(&v.delta), &layer.ffn_norm, &v.xn, 0, eps)?;
+        self.project(&v.xn, &layer.gate_up, &v.gate_up)?;
+        let (g, u) = if v.gate_up.len() == 1 {
+            (
+                Columns {
+                    tensor: &v.gate_up[0],
+                    col: 0,
+                },
+                Columns {
+                    tensor: &v.gate_up[0],
+                    col: ffn,
+                },
+            )
+        } else {
+            (
+                Columns {
+                    tensor: &v.gate_up[0],
+                    col: 0,
+                },
+                Columns {
+                    tensor: &v.gate_up[1],
+                    col: 0,
+                },
+            )
+        };
+        ops::silu_mul(gpu, g, u, &v.act)?;
+        self.linear(&v.act, &layer.down, None, &v.delta)?;
+        if l + 1 < self.layers.len() {
+            let next = &self.layers[l + 1].attn_norm;
+            ops::rms_norm(gpu, &v.x, Some(&v.delta), next, &v.xn, 0, eps)?;
+        } else if let Some((row0, n)) = last {
+            // Only the last positions' logits are needed: add and norm those rows alone.
+            let out = rows(&self.act.last, n)?;
+            ops::rms_norm(gpu, &v.x, Some(&v.delta), &self.final_norm, &out, row0, eps)?;
+        }
+        Ok(())
+    }
+
+    /// The head and argmax of the `n` rows of `act.last`: row i's next token goes to `slot(i)`.
+    fn sample(&mut self, n: usize, slot: impl Fn(usize) -> usize) -> Result<()> {
+        let head = self.output.as_ref().unwrap_or(&self.embed);
+        let (last, logits) = (rows(&self.act.last, n)?, rows(&self.act.logits, n)?);
+        self.linear(&last, head, None, &logits)?;
+        for i in 0..n {
+            ops::argmax_into(&self.gpu, &logits, i, &self.tokens, slot(i))?;
+        }
+        Ok(())
+    }
+
+    /// The forward pass of sequence `b`'s `t` tokens at its positions `pos .. pos + t`; with
+    /// `sample`, the last one's logits, and argmax writes its next token.
+    pub(super) fn forward(&mut self, b: usize, t: usize, sample: bool) -> Result<()> {
+        let gpu = self.gpu.clone();
+        let m = &self.spec.shape;
+        let (heads, d, eps) = (m.heads as usize, m.head_dim as usize, m.rms_eps as f32);
+        let q_w = self.spec.q_width();
+        let v = self.views(t)?;
+        let q = self.act.q.view(&[heads, t, d])?;
+        let attn = self.act.attn.view(&[heads, t, d])?;
+        // One token: [heads, 1, d] is already [1, heads·d].
+        let attn_tokens = if t == 1 {
+            self.act.attn.view(&[1, q_w])?
+        } else {
+            rows(&self.act.attn_tokens, t)?
+        };
+        let pos = self.pos[b];
+        ops::embed(
+            &gpu,
+            &self.embed,
+            &self.tokens,
+            (self.slot(b, pos), t),
+            &v.x,
+            0,
+        )?;
+        ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
+        for l in 0..self.layers.len() {
+            self.project(&v.xn, &self.layers[l].qkv, &v.qkv)?;
+            let cols = self.qkv_columns(&v.qkv);
+            let (freq, pairing) = (&self.freq, self.spec.pairing);
+            ops::rope_append(
+                &gpu,
+                cols,
+                (0, t),
+                freq,
+                pairing,
+                &q,
+                &mut self.caches[b][l],
+            )?;
+            self.caches[b][l].attention_into(&gpu, &q, &attn, CAUSAL)?;
+            if t > 1 {
+                ops::heads_to_tokens(&gpu, &attn, &attn_tokens, 0)?;
+            }
+            self.finish_layer(l, &v, &attn_tokens, sample.then_some((t - 1, 1)))?;
+        }
+        if sample {
+            let next = self.slot(b, pos + t);
+            self.sample(1, |_| next)?;
+            self.logits_row[b] = Some(0);
+        }
+        self.pos[b] += t;
+        Ok(())
+    }
+
+    /// One step of every sequence: row i of the activations is sequence i's token; the linears
+    /// take them all at once, RoPE, the KV append and attention run per sequence.
+    pub(super) fn forward_batch(&mut self) -> Result<()> {
+        let gpu = self.gpu.clone();
+        let n = self.options.batch;
+        let eps = self.spec.shape.rms_eps as f32;
+        let v = self.views(n)?;
+        let attn_tokens = rows(&self.act.attn_tokens, n)?;
+        for b in 0..n {
+            let slot = self.slot(b, self.pos[b]);
+            ops::embed(&gpu, &self.embed, &self.tokens, (slot, 1), &v.x, b)?;
+        }
+        ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
+        for l in 0..self.layers.len() {
+            self.project(&v.xn, &self.layers[l].qkv, &v.qkv)?;
+            let cols = self.qkv_columns(&v.qkv);
+            for b in 0..n {
+                let (q, attn) = &self.act.q_seq[b];
+                let (freq, pairing) = (&self.freq, self.spec.pairing);
+                ops::rope_append(&gpu, cols, (b, 1), freq, pairing, q, &mut self.caches[b][l])?;
+                self.caches[b][l].attention_into(&gpu, q, attn, CAUSAL)?;
+                ops::heads_to_tokens(&gpu, attn, &attn_tokens, b)?;
+            }
+            self.finish_layer(l, &v, &attn_tokens, Some((0, n)))?;
+        }
+        let slots: Vec<usize> = (0..n).map(|b| self.slot(b, self.pos[b] + 1)).collect();
+        self.sample(n, |i| slots[i])?;
+        for b in 0..n {
+            self.logits_row[b] = Some(b);
+            self.pos[b] += 1;
+        }
+        Ok(())
+    }
+}
