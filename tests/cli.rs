@@ -569,35 +569,54 @@ fn bench_measures_a_model_verified_with_every_combination() {
     }
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("model.json");
-    let (ok, stdout, stderr) = pertoken(&[
-        "bench",
-        "-m",
-        "tiny",
-        "--weights",
-        "q4_1,f16",
-        "-p",
-        "8",
-        "-n",
-        "4",
-        "-d",
-        "0,3",
-        "-r",
-        "2",
-        "--hardware",
-        "h100-sxm",
-        "--json",
-        report.to_str().unwrap(),
-    ]);
+    // Tuned: the linear kernels are measured once and cached in the test's own folder.
+    let cache = dir.path().join("cache");
+    let (ok, stdout, stderr) = pertoken_in(
+        &[
+            "bench",
+            "-m",
+            "tiny",
+            "--weights",
+            "q4_1,f16",
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "-d",
+            "0,3",
+            "-b",
+            "1,3",
+            "-r",
+            "2",
+            "--hardware",
+            "h100-sxm",
+            "--json",
+            report.to_str().unwrap(),
+        ],
+        &[("PERTOKEN_CACHE_DIR", &cache)],
+    );
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("linear problems"), "{stderr}");
+    assert!(
+        cache.join("tune-v3.json").is_file(),
+        "the tuning cache is written"
+    );
     assert!(
         stdout.contains("from catalog h100-sxm (--hardware"),
         "{stdout}"
     );
     assert!(stdout.contains("TDP of catalog h100-sxm"), "{stdout}");
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| tiny")).collect();
-    // 2 formats × 2 depths × (pp8, tg4).
-    assert_eq!(rows.len(), 8, "{stdout}");
-    for test in [" pp8 |", " tg4 |", " pp8 @ d3 |", " tg4 @ d3 |"] {
+    // 2 formats × 2 depths × (pp8, tg4, tg4 with 3 sequences).
+    assert_eq!(rows.len(), 12, "{stdout}");
+    for test in [
+        " pp8 |",
+        " tg4 |",
+        " pp8 @ d3 |",
+        " tg4 @ d3 |",
+        " tg4 b3 |",
+        " tg4 b3 @ d3 |",
+    ] {
         assert_eq!(
             rows.iter().filter(|r| r.contains(test)).count(),
             2,
@@ -612,7 +631,11 @@ fn bench_measures_a_model_verified_with_every_combination() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 12);
+    assert!(
+        stdout.contains("sequences 0 and 2"),
+        "batched rows check their first and last sequence: {stdout}"
+    );
     for r in rows {
         assert_eq!(r["samples"].as_array().unwrap().len(), 2);
         assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0);
@@ -647,8 +670,19 @@ fn bench_measures_a_model_verified_with_every_combination() {
     ]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     // Without a price: the rates, and how to add one.
-    let (ok, stdout, _) = pertoken(&["bench", "-m", "tiny", "-p", "4", "-n", "2", "-r", "1"]);
+    let (ok, stdout, _) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "-m",
+        "tiny",
+        "-p",
+        "4",
+        "-n",
+        "2",
+        "-r",
+        "1",
+    ]);
     assert!(ok && stdout.contains("add --rent USD_PER_HOUR"), "{stdout}");
-    let (ok, _, stderr) = pertoken(&["bench", "-m", "tiny", "--rent=-3"]);
+    let (ok, _, stderr) = pertoken(&["bench", "--no-tune", "-m", "tiny", "--rent=-3"]);
     assert!(!ok && stderr.contains("positive price"), "{stderr}");
 }

@@ -42,7 +42,9 @@ impl Decoder {
 
     fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Result<()> {
         let p = check_linear(x, w, bias)?;
-        let kernel = select_linear(self.gpu.capabilities(), &p);
+        let kernel = self
+            .kernel_for((p.shape.n, p.shape.k, w.dtype(), p.shape.m))
+            .unwrap_or_else(|| select_linear(self.gpu.capabilities(), &p));
         Ok(linear_into(&self.gpu, x, w, bias, out, kernel)?)
     }
 

@@ -44,6 +44,35 @@ impl Default for DecoderOptions {
     }
 }
 
+type SequenceState = (Vec<Vec<KvCache>>, Activations, Tensor);
+
+/// Every sequence's KV caches, the activations and the token buffer for `options`.
+fn sequences(
+    gpu: &Gpu,
+    spec: &ModelSpec,
+    first: &GpuLayer,
+    options: DecoderOptions,
+) -> Result<SequenceState> {
+    let m = &spec.shape;
+    let mut caches = Vec::with_capacity(options.batch);
+    for _ in 0..options.batch {
+        let mut seq = Vec::with_capacity(m.layers as usize);
+        for _ in 0..m.layers {
+            seq.push(KvCache::new(
+                gpu,
+                m.kv_heads as usize,
+                options.context,
+                m.head_dim as usize,
+                DType::F32,
+            )?);
+        }
+        caches.push(seq);
+    }
+    let act = Activations::new(gpu, spec, options, &first.qkv, &first.gate_up)?;
+    let tokens = Tensor::zeros(gpu, &[options.batch * (options.context + 1)], DType::U32)?;
+    Ok((caches, act, tokens))
+}
+
 /// A Llama-family decoder running on one [`Gpu`].
 #[derive(Debug)]
 pub struct Decoder {
@@ -65,7 +94,13 @@ pub struct Decoder {
     /// The row of `act.logits` holding each sequence's last logits, if any.
     logits_row: Vec<Option<usize>>,
     weight_bytes: u64,
+    /// Linear kernels chosen by [`Decoder::tune`], by (weight shape, dtype, rows of x).
+    kernels: std::collections::HashMap<LinearKey, pertoken_matmul::Kernel>,
 }
+
+/// A linear layer's problem, as [`Decoder::tune`] keys its choices: weight `[n, k]`, dtype,
+/// rows of x.
+type LinearKey = (usize, usize, DType, usize);
 
 impl Decoder {
     /// Uploads `source`'s weights to `gpu` and makes the caches and activations, after checking
@@ -112,23 +147,8 @@ impl Decoder {
                     .into(),
             });
         }
-        let mut caches = Vec::with_capacity(options.batch);
-        for _ in 0..options.batch {
-            let mut seq = Vec::with_capacity(m.layers as usize);
-            for _ in 0..m.layers {
-                seq.push(KvCache::new(
-                    gpu,
-                    m.kv_heads as usize,
-                    options.context,
-                    m.head_dim as usize,
-                    DType::F32,
-                )?);
-            }
-            caches.push(seq);
-        }
         let freq = Tensor::from_slice(gpu, &spec.rope_frequencies(), &[m.head_dim as usize / 2])?;
-        let act = Activations::new(gpu, &spec, options, &layers[0].qkv, &layers[0].gate_up)?;
-        let tokens = Tensor::zeros(gpu, &[options.batch * (options.context + 1)], DType::U32)?;
+        let (caches, act, tokens) = sequences(gpu, &spec, &layers[0], options)?;
         Ok(Decoder {
             gpu: gpu.clone(),
             weight_bytes: plan.weights,
@@ -144,7 +164,87 @@ impl Decoder {
             options,
             pos: vec![0; options.batch],
             logits_row: vec![None; options.batch],
+            kernels: std::collections::HashMap::new(),
         })
+    }
+
+    /// Chooses the kernel of every distinct linear layer at each of `rows` rows of x through
+    /// `tuner` (cached winners, or candidates measured now on this adapter, or the heuristic,
+    /// by its mode), for the forward passes to use. Returns how each was chosen, as
+    /// `(problem, "tuned" | "cached" | "heuristic")`.
+    pub fn tune(
+        &mut self,
+        tuner: &mut pertoken_matmul::Tuner,
+        rows: &[usize],
+    ) -> Result<Vec<(String, &'static str)>> {
+        let mut weights: Vec<(&Tensor, Option<&Tensor>)> = Vec::new();
+        let first = &self.layers[0];
+        for p in [&first.qkv, &first.gate_up] {
+            match p {
+                Proj::Fused { w, bias } => weights.push((w, bias.as_ref())),
+                Proj::Split(parts) => weights.extend(parts.iter().map(|(w, b)| (w, b.as_ref()))),
+            }
+        }
+        weights.push((&first.o, None));
+        weights.push((&first.down, None));
+        weights.push((self.output.as_ref().unwrap_or(&self.embed), None));
+        let mut how = Vec::new();
+        let mut chosen = Vec::new();
+        for &m in rows {
+            for &(w, bias) in &weights {
+                let [n, k] = w.shape()[..] else { continue };
+                let key = (n, k, w.dtype(), m);
+                if chosen.iter().any(|(k2, _)| *k2 == key) {
+                    continue;
+                }
+                let x = Tensor::zeros(&self.gpu, &[m, k], DType::F32)?;
+                x.fill(0.5f32)?;
+                let choice = tuner.linear(&x, w, bias)?;
+                how.push((format!("{m}x{k}x{n} {}", w.dtype()), choice.source()));
+                chosen.push((key, choice.kernel()));
+            }
+        }
+        self.kernels.extend(chosen);
+        Ok(how)
+    }
+
+    pub(crate) fn kernel_for(&self, key: LinearKey) -> Option<pertoken_matmul::Kernel> {
+        self.kernels.get(&key).copied()
+    }
+
+    /// Makes the caches, activations and token buffer for `options` (another batch or context)
+    /// and forgets every sequence; the weights stay. The memory plan is checked first.
+    pub fn reshape(&mut self, options: DecoderOptions) -> Result<()> {
+        if options.context == 0 || options.max_tokens == 0 || options.batch == 0 {
+            return Err(ModelError::Invalid {
+                op: "Decoder::reshape",
+                reason: "context, max_tokens and batch must be at least 1".into(),
+            });
+        }
+        let m = &self.spec.shape;
+        let kv = m.kv_heads * options.context as u64 * m.head_dim * 4;
+        let limit = self.gpu.capabilities().max_storage_binding;
+        if kv > limit {
+            return Err(ModelError::TooLarge(Box::new(crate::Oversize {
+                model: m.name.clone(),
+                adapter: self.gpu.adapter().name.clone(),
+                what: "one layer's K cache".into(),
+                bytes: kv,
+                limit,
+                limit_name: "max_storage_buffer_binding_size",
+                advice: "Use a shorter context.".into(),
+            })));
+        }
+        // Free the old state before making the new.
+        self.caches.clear();
+        let (caches, act, tokens) = sequences(&self.gpu, &self.spec, &self.layers[0], options)?;
+        self.caches = caches;
+        self.act = act;
+        self.tokens = tokens;
+        self.options = options;
+        self.pos = vec![0; options.batch];
+        self.logits_row = vec![None; options.batch];
+        Ok(())
     }
 
     /// The model.

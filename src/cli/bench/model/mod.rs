@@ -49,6 +49,12 @@ pub(crate) struct ModelArgs {
     /// adapters.
     #[arg(short = 'n', long = "n-gen", value_delimiter = ',')]
     generate: Vec<usize>,
+    /// Generation with this many sequences decoding together (`tg128 b8`): the linear layers
+    /// at M = batch, attention over each sequence's own cache; t/s counts every sequence's
+    /// tokens.
+    #[arg(short = 'b', long = "batch", value_delimiter = ',', default_value = "1",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: Vec<u32>,
     /// Tokens already in the context before each test (`pp512 @ d4096`).
     #[arg(
         short = 'd',
@@ -68,6 +74,10 @@ pub(crate) struct ModelArgs {
     /// The catalog entry (`pertoken hardware` lists them) whose price and TDP to use.
     #[arg(long)]
     hardware: Option<String>,
+    /// Use the shape heuristic for the linear layers: neither measure candidate kernels nor
+    /// read or write the tuning cache (`PERTOKEN_CACHE_DIR`, else the user's cache directory).
+    #[arg(long)]
+    no_tune: bool,
     /// Skip the check against the CPU reference.
     #[arg(long)]
     no_verify: bool,
@@ -85,6 +95,7 @@ struct Plan {
     prompt: Vec<usize>,
     generate: Vec<usize>,
     depth: Vec<usize>,
+    batch: Vec<usize>,
     reps: usize,
 }
 
@@ -123,6 +134,7 @@ fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<Plan, CliError> {
         prompt: or(&args.prompt, p),
         generate: or(&args.generate, n),
         depth: args.depth.clone(),
+        batch: args.batch.iter().map(|&b| b as usize).collect(),
         reps: args.repetitions.unwrap_or(r).max(1),
     };
     if args.model.is_empty() && args.gguf.is_none() && args.safetensors.is_none() {
@@ -176,14 +188,29 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
     let pricing = Pricing::new(args.rent, args.hardware.as_deref(), &a.name)?;
     println!("{}", pricing.describe());
     let mut rows = Vec::new();
+    let mode = if args.no_tune {
+        pertoken_matmul::TuneMode::Off
+    } else {
+        pertoken_matmul::TuneMode::Tune
+    };
+    let mut tuner = pertoken_matmul::Tuner::new(&gpu, mode, None);
+    for w in &tuner.warnings {
+        eprintln!("warning: {w}");
+    }
     for loaded in &plan.sources {
         rows.extend(bench_source(
             &gpu,
             loaded.source(),
             &plan,
-            args.no_verify,
+            (args.no_verify, &mut tuner),
             copy_rate,
         )?);
+    }
+    if let Some(path) = tuner.path() {
+        println!(
+            "linear kernels: tuned on this adapter, cached in {}",
+            path.display()
+        );
     }
     for r in &mut rows {
         r.price(&pricing);
@@ -216,7 +243,7 @@ fn bench_source(
     gpu: &Gpu,
     source: &dyn WeightSource,
     plan: &Plan,
-    no_verify: bool,
+    (no_verify, tuner): (bool, &mut pertoken_matmul::Tuner),
     copy_rate: f64,
 ) -> Result<Vec<Row>, CliError> {
     let shape = &source.spec().shape;
@@ -225,12 +252,18 @@ fn bench_source(
         copy: copy_rate,
         matmul: (longest_prompt > 0)
             .then(|| {
-                matmul_rate(
-                    gpu,
+                let (m, k, n) = (
                     longest_prompt.min(512),
                     shape.hidden as usize,
                     shape.ffn as usize,
-                )
+                );
+                let format = source
+                    .stored(pertoken_model::Role::Gate(0))?
+                    .map_or(DType::F32, |(d, _)| d);
+                // The best of an f32 matmul and a linear in the weights' own format.
+                let f32_rate = matmul_rate(gpu, m, k, n)?;
+                let own = linear_rate(gpu, m, k, n, format)?;
+                Ok::<f64, CliError>(f32_rate.max(own))
             })
             .transpose()?,
     };
@@ -251,11 +284,37 @@ fn bench_source(
     eprintln!("loading {} ({})...", m.name, source.describe());
     let mut decoder = Decoder::load(gpu, source, options)?;
     let vocab = m.vocab;
+    // The linear layers' kernels at every row count the tests run: the prompt lengths (in
+    // chunks of max_tokens), one token, and each batch.
+    let mut rows_of_x: Vec<usize> = plan
+        .prompt
+        .iter()
+        .filter(|&&p| p > 0)
+        .map(|&p| p.min(options.max_tokens))
+        .chain(plan.batch.iter().copied())
+        .chain([1])
+        .collect();
+    rows_of_x.sort_unstable();
+    rows_of_x.dedup();
+    let t0 = Instant::now();
+    let how = decoder.tune(tuner, &rows_of_x)?;
+    let tuned = how.iter().filter(|(_, h)| *h == "tuned").count();
+    if tuned > 0 {
+        eprintln!(
+            "tuned {tuned} of {} linear problems in {:.1} s",
+            how.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    if let Err(e) = tuner.save() {
+        eprintln!("warning: could not save the tuning cache: {e}");
+    }
     // Warm-up: compile every pipeline the tests use.
     decoder.prefill(&ids(7, options.max_tokens.min(8), vocab))?;
     decoder.decode()?;
     decoder.tokens()?;
     let mut rows = Vec::new();
+    // Prompts run one sequence at a time.
     for &depth in &plan.depth {
         for &p in plan.prompt.iter().filter(|&&p| p > 0) {
             rows.push(run_test(
@@ -269,17 +328,30 @@ fn bench_source(
                 rates,
             )?);
         }
-        for &n in plan.generate.iter().filter(|&&n| n > 0) {
-            rows.push(run_test(
-                gpu,
-                &mut decoder,
-                source,
-                Test::Gen(n),
-                depth,
-                plan.reps,
-                no_verify,
-                rates,
-            )?);
+    }
+    for &batch in &plan.batch {
+        if batch != decoder.options().batch {
+            decoder.reshape(DecoderOptions { batch, ..options })?;
+            // Compile the pipelines of the batched step.
+            for b in 0..batch {
+                decoder.prefill_sequence(b, &ids(7 + b as u64, 1, vocab))?;
+            }
+            decoder.decode()?;
+            decoder.tokens()?;
+        }
+        for &depth in &plan.depth {
+            for &n in plan.generate.iter().filter(|&&n| n > 0) {
+                rows.push(run_test(
+                    gpu,
+                    &mut decoder,
+                    source,
+                    Test::Gen(n),
+                    depth,
+                    plan.reps,
+                    no_verify,
+                    rates,
+                )?);
+            }
         }
     }
     Ok(rows)
@@ -290,7 +362,8 @@ fn bench_source(
 struct Rates {
     /// Best copy bandwidth, bytes/s.
     copy: f64,
-    /// Best f32 matmul rate at the model's prefill shape, FLOP/s (verified).
+    /// Best matmul rate at the model's prefill shape (f32, or a linear in the weights' format),
+    /// FLOP/s (verified).
     matmul: Option<f64>,
 }
 
@@ -323,6 +396,54 @@ fn matmul_rate(gpu: &Gpu, m: usize, k: usize, n: usize) -> Result<f64, CliError>
     Ok(2.0 * (m * k * n) as f64 / t.best)
 }
 
+/// The rate of `x[m, k]·w[n, k]ᵀ` with `w` in `format`, by the kernel the decoder's linears
+/// select, checked against the reference on the dequantized weights first.
+fn linear_rate(gpu: &Gpu, m: usize, k: usize, n: usize, format: DType) -> Result<f64, CliError> {
+    use pertoken_gpu::Tensor;
+    use pertoken_reference::random::uniform_f32;
+    use pertoken_reference::{QuantFormat, dequantize, quantize};
+    let xv = uniform_f32(3, m * k);
+    let raw = uniform_f32(4, n * k);
+    let quant = match format {
+        DType::Q8_0 => Some(QuantFormat::Q8_0),
+        DType::Q4_0 => Some(QuantFormat::Q4_0),
+        DType::Q4_1 => Some(QuantFormat::Q4_1),
+        _ => None,
+    };
+    let (w, held) = match quant {
+        Some(q) => {
+            let bytes = quantize(q, &raw)?;
+            let held = dequantize(q, &bytes)?;
+            (Tensor::from_quantized(gpu, &bytes, &[n, k], format)?, held)
+        }
+        None => Tensor::from_f32_as(gpu, &raw, &[n, k], format)?,
+    };
+    let x = Tensor::from_slice(gpu, &xv, &[m, k])?;
+    let p = pertoken_matmul::check_linear(&x, &w, None)?;
+    let kernel = pertoken_matmul::select_linear(gpu.capabilities(), &p);
+    let out = pertoken_matmul::linear_with(gpu, &x, &w, None, kernel)?;
+    let xa = ndarray::ArrayView2::from_shape((m, k), &xv[..])?;
+    let wa = ndarray::ArrayView2::from_shape((n, k), &held[..])?;
+    let want: Vec<f64> = pertoken_reference::linear(xa, wa, None)?
+        .iter()
+        .copied()
+        .collect();
+    let cmp = compare(
+        &out.to_vec::<f32>()?,
+        &want,
+        Tolerance::F32.for_reduction(k, 1.0),
+    );
+    if !cmp.passed() {
+        return Err(
+            format!("the {m}x{k}x{n} {format} linear that bounds prompts is wrong: {cmp}").into(),
+        );
+    }
+    let t = gpu.measure(3, &mut || {
+        pertoken_matmul::linear_into(gpu, &x, &w, None, &out, kernel)
+    })?;
+    Ok(2.0 * (m * k * n) as f64 / t.best)
+}
+
 /// One llama-bench test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Test {
@@ -333,9 +454,10 @@ pub(crate) enum Test {
 }
 
 impl Test {
-    fn name(self, depth: usize) -> String {
+    fn name(self, depth: usize, batch: usize) -> String {
         let base = match self {
             Test::Prompt(p) => format!("pp{p}"),
+            Test::Gen(n) if batch > 1 => format!("tg{n} b{batch}"),
             Test::Gen(n) => format!("tg{n}"),
         };
         if depth > 0 {
@@ -356,9 +478,18 @@ impl Test {
 /// from a synced GPU to a synced GPU. Returns tokens per second.
 fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Result<f64, CliError> {
     let vocab = decoder.spec().shape.vocab;
+    let batch = decoder.options().batch;
     decoder.reset()?;
-    if depth > 0 {
-        decoder.prefill(&ids(11, depth, vocab))?;
+    // Each sequence its own context (prompts run on sequence 0 alone).
+    let sequences = if matches!(test, Test::Prompt(_)) {
+        1
+    } else {
+        batch
+    };
+    for b in 0..sequences {
+        if depth > 0 {
+            decoder.prefill_sequence(b, &ids(11 + b as u64, depth, vocab))?;
+        }
     }
     let seconds = match test {
         Test::Prompt(p) => {
@@ -371,7 +502,9 @@ fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Res
         }
         Test::Gen(n) => {
             if depth == 0 {
-                decoder.prefill(&ids(17, 1, vocab))?;
+                for b in 0..batch {
+                    decoder.prefill_sequence(b, &ids(17 + b as u64, 1, vocab))?;
+                }
             }
             gpu.sync()?;
             // Steps queue back to back: each one's token stays on the GPU for the next.
@@ -383,7 +516,7 @@ fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Res
             t0.elapsed().as_secs_f64()
         }
     };
-    Ok(test.tokens() as f64 / seconds)
+    Ok((test.tokens() * sequences) as f64 / seconds)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -397,7 +530,8 @@ fn run_test(
     no_verify: bool,
     rates: Rates,
 ) -> Result<Row, CliError> {
-    let name = test.name(depth);
+    let batch = decoder.options().batch;
+    let name = test.name(depth, batch);
     eprint!("{name}: ");
     let mut samples = Vec::with_capacity(reps);
     let mut verified = None;
@@ -413,8 +547,11 @@ fn run_test(
     let (work, bound) = match test {
         Test::Gen(n) => {
             let kv = 2 * m.layers * m.kv_heads * m.head_dim * 4;
-            let bytes = decoder.weight_bytes() as f64 + kv as f64 * (depth as f64 + n as f64 / 2.0);
-            (report::Work::Bytes(bytes), Some(rates.copy / bytes))
+            // A step reads the weights once and every sequence's keys and values.
+            let step = decoder.weight_bytes() as f64
+                + batch as f64 * kv as f64 * (depth as f64 + n as f64 / 2.0);
+            let per_token = step / batch as f64;
+            (report::Work::Bytes(per_token), Some(rates.copy / per_token))
         }
         Test::Prompt(p) => {
             // Per prompt token: the layers' matmuls, attention over the keys before it (half
@@ -484,14 +621,7 @@ fn verify(
 ) -> Result<Result<String, String>, CliError> {
     let params = source.spec().shape.params().total;
     if params <= WHOLE_CHECK_PARAMS {
-        let seq = decoder.tokens()?;
-        let start = match test {
-            Test::Prompt(p) => depth + p,
-            Test::Gen(_) => depth.max(1),
-        };
-        let logits = decoder.logits()?;
-        return Ok(check(source, &seq, start, &logits)
-            .map(|()| format!("whole model, {} tokens", seq.len() - 1)));
+        return checked_sequences(decoder, source, test, depth, "whole model");
     }
     let copy = Truncated::new(source, 2);
     let t = match test {
@@ -502,18 +632,43 @@ fn verify(
     let options = DecoderOptions {
         context: d + t.tokens() + 2,
         max_tokens: t.tokens(),
-        batch: 1,
+        batch: decoder.options().batch,
     };
     let mut small = Decoder::load(gpu, &copy, options)?;
     repetition(gpu, &mut small, t, d)?;
-    let seq = small.tokens()?;
-    let start = match t {
-        Test::Prompt(p) => d + p,
-        Test::Gen(_) => d.max(1),
+    checked_sequences(&small, &copy, t, d, "2-layer copy")
+}
+
+/// Checks the first and the last sequence the decoder just ran (a prompt runs on the first
+/// alone) against the reference; `Ok(what was checked)` or `Err(what differed)`.
+fn checked_sequences(
+    decoder: &Decoder,
+    source: &dyn WeightSource,
+    test: Test,
+    depth: usize,
+    what: &str,
+) -> Result<Result<String, String>, CliError> {
+    let batch = decoder.options().batch;
+    let (start, sequences) = match test {
+        Test::Prompt(p) => (depth + p, vec![0]),
+        Test::Gen(_) if batch > 1 => (depth.max(1), vec![0, batch - 1]),
+        Test::Gen(_) => (depth.max(1), vec![0]),
     };
-    let logits = small.logits()?;
-    Ok(check(&copy, &seq, start, &logits)
-        .map(|()| format!("2-layer copy, {} tokens", seq.len() - 1)))
+    let mut tokens = 0;
+    for &b in &sequences {
+        let seq = decoder.tokens_of(b)?;
+        let logits = decoder.logits_of(b)?;
+        if let Err(e) = check(source, &seq, start, &logits) {
+            return Ok(Err(format!("sequence {b}: {e}")));
+        }
+        tokens = seq.len() - 1;
+    }
+    let which = if sequences.len() > 1 {
+        format!(", sequences 0 and {}", batch - 1)
+    } else {
+        String::new()
+    };
+    Ok(Ok(format!("{what}, {tokens} tokens{which}")))
 }
 
 /// The reference over `seq[..start]`, then each later token: each must be the reference's

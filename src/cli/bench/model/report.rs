@@ -177,9 +177,9 @@ pub(crate) fn print_rows(rows: &[Row]) {
     println!(
         "t/s: mean ± standard deviation over the repetitions, wall clock from a synced GPU to a \
          synced GPU. % bound: generation against copy bandwidth / (weight bytes + KV bytes \
-         read per token); prompts against the best f32 matmul rate at the model's shape over \
-         the FLOPs per token. $/1M: per million tokens of the row's kind (input for pp, output for \
-         tg) at its mean rate, one sequence."
+         read per token); prompts against the best matmul rate at the model's shape (f32, or a \
+         linear in the weights' format) over the FLOPs per token. $/1M: per million tokens of the row's kind (input for pp, output for \
+         tg) at its mean rate, every sequence's tokens counted."
     );
     for r in rows {
         if let Some(Err(why)) = &r.verified {
