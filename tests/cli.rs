@@ -669,7 +669,8 @@ fn bench_measures_a_model_verified_with_every_combination() {
         report.to_str().unwrap(),
     ]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    // Without a price: the rates, and how to add one.
+    // Without a price: the rates, and how to add one; and CSV.
+    let csv = dir.path().join("rows.csv");
     let (ok, stdout, _) = pertoken(&[
         "bench",
         "--no-tune",
@@ -681,8 +682,19 @@ fn bench_measures_a_model_verified_with_every_combination() {
         "2",
         "-r",
         "1",
+        "--csv",
+        csv.to_str().unwrap(),
     ]);
     assert!(ok && stdout.contains("add --rent USD_PER_HOUR"), "{stdout}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("model,size_bytes,params,backend,test,tokens_per_second"));
+    assert!(
+        lines[1].contains(",pp4,") && lines[2].contains(",tg2,"),
+        "{text}"
+    );
+    assert!(lines[1..].iter().all(|l| l.contains(",true,")), "{text}");
     let (ok, _, stderr) = pertoken(&["bench", "--no-tune", "-m", "tiny", "--rent=-3"]);
     assert!(!ok && stderr.contains("positive price"), "{stderr}");
 }

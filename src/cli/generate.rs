@@ -170,7 +170,12 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     let mut stream = tokenizer.as_ref().map(|t| t.stream());
     let mut out = std::io::stdout().lock();
     if let Some(text) = &args.prompt {
-        write!(out, "{text}")?;
+        // A chat answer is a turn of its own.
+        if args.chat {
+            writeln!(out, "{text}")?;
+        } else {
+            write!(out, "{text}")?;
+        }
     }
     // Prefill, until the first generated token is on the host.
     let t0 = Instant::now();

@@ -81,9 +81,13 @@ pub(crate) struct ModelArgs {
     /// Skip the check against the CPU reference.
     #[arg(long)]
     no_verify: bool,
-    /// Also write every row (with its samples) as JSON to this file.
+    /// Also write every row (with its samples) as JSON to this file (`pertoken cost
+    /// --bench-report` reads it).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write every row as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
     /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
     #[arg(long)]
     adapter: Option<String>,
@@ -227,6 +231,11 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
             "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("wrote {} rows to {}", rows.len(), path.display());
+    }
+    if let Some(path) = &args.csv {
+        std::fs::write(path, report::csv(&rows))
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("wrote {} rows to {}", rows.len(), path.display());
     }

@@ -120,6 +120,43 @@ impl Row {
     }
 }
 
+/// The rows as CSV, one line each after a header.
+pub(crate) fn csv(rows: &[Row]) -> String {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let opt = |v: Option<f64>| v.map_or_else(String::new, |x| format!("{x}"));
+    let mut out = String::from(
+        "model,size_bytes,params,backend,test,tokens_per_second,stddev,bound_tokens_per_second,\
+         usd_per_million_tokens,joules_per_token,verified,checked\n",
+    );
+    for r in rows {
+        let (mean, sd) = mean_sd(&r.samples);
+        let (verified, checked) = match &r.verified {
+            None => ("false", "not checked".to_owned()),
+            Some(Ok(what)) => ("true", what.clone()),
+            Some(Err(why)) => ("false", format!("FAILED: {why}")),
+        };
+        out.push_str(&format!(
+            "{},{},{},{},{},{mean},{sd},{},{},{},{verified},{}\n",
+            quote(&r.model),
+            r.size_bytes,
+            r.params,
+            r.backend,
+            quote(&r.test),
+            opt(r.bound),
+            opt(r.cost.0),
+            opt(r.cost.1),
+            quote(&checked)
+        ));
+    }
+    out
+}
+
 fn weights_label(source: &dyn WeightSource) -> String {
     let d = source.describe();
     if let Some(rest) = d.strip_prefix("synthetic ") {
