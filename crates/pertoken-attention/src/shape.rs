@@ -151,3 +151,15 @@ pub(crate) fn check_out(out: &Tensor, [q, k, v]: [&Tensor; 3]) -> Result<()> {
     }
     Ok(())
 }
+
+/// A multi-query shape of head_dim 128, for the plan tests.
+#[cfg(test)]
+pub(crate) fn test_shape(n_heads: usize, q_len: usize, kv_len: usize) -> AttentionShape {
+    AttentionShape {
+        n_heads,
+        n_kv_heads: 1,
+        head_dim: 128,
+        q_len,
+        kv_len,
+    }
+}

@@ -42,15 +42,7 @@ pub fn plan(s: &AttentionShape, bkv: usize, max_binding: u64) -> Split {
 mod tests {
     use super::*;
 
-    fn shape(n_heads: usize, q_len: usize, kv_len: usize) -> AttentionShape {
-        AttentionShape {
-            n_heads,
-            n_kv_heads: 1,
-            head_dim: 128,
-            q_len,
-            kv_len,
-        }
-    }
+    use crate::shape::test_shape as shape;
 
     #[test]
     fn decode_splits_for_occupancy_and_prefill_for_length() {

@@ -271,15 +271,7 @@ pub fn team_candidates(s: &AttentionShape, cpu: bool) -> Vec<TeamKnobs> {
 mod tests {
     use super::*;
 
-    fn shape(n_heads: usize, q_len: usize, kv_len: usize) -> AttentionShape {
-        AttentionShape {
-            n_heads,
-            n_kv_heads: 1,
-            head_dim: 128,
-            q_len,
-            kv_len,
-        }
-    }
+    use crate::shape::test_shape as shape;
 
     #[test]
     fn team_plan_groups_rows_and_covers_every_key() {
