@@ -48,6 +48,19 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// A progress bar on stderr for `len` steps of `what` (indicatif draws nothing where stderr
+/// is not a terminal, so logs and tests see only the results).
+pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
 /// Opens the adapter named by `--adapter`, else by the environment (`PERTOKEN_ADAPTER`,
 /// `WGPU_BACKEND`).
 pub(crate) fn open_gpu(adapter: Option<&str>) -> Result<Gpu, CliError> {

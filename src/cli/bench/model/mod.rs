@@ -306,7 +306,12 @@ fn bench_source(
     rows_of_x.sort_unstable();
     rows_of_x.dedup();
     let t0 = Instant::now();
-    let how = decoder.tune(tuner, &rows_of_x)?;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message("choosing the linear layers' kernels (tuning, once per adapter)");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let how = decoder.tune(tuner, &rows_of_x);
+    spinner.finish_and_clear();
+    let how = how?;
     let tuned = how.iter().filter(|(_, h)| *h == "tuned").count();
     if tuned > 0 {
         eprintln!(
@@ -541,17 +546,19 @@ fn run_test(
 ) -> Result<Row, CliError> {
     let batch = decoder.options().batch;
     let name = test.name(depth, batch);
-    eprint!("{name}: ");
+    let bar = crate::cli::progress(reps as u64, &name);
     let mut samples = Vec::with_capacity(reps);
     let mut verified = None;
     for rep in 0..reps {
         samples.push(repetition(gpu, decoder, test, depth)?);
-        eprint!(".");
+        bar.inc(1);
         if rep == 0 && !no_verify {
+            bar.set_message(format!("{name}: checking against the CPU reference"));
             verified = Some(verify(gpu, decoder, source, test, depth)?);
+            bar.set_message(name.clone());
         }
     }
-    eprintln!();
+    bar.finish_and_clear();
     let m = &source.spec().shape;
     let (work, bound) = match test {
         Test::Gen(n) => {
