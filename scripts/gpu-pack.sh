@@ -19,11 +19,11 @@ for lib in libvulkan.so.1 libGLdispatch.so.0 libGLX.so.0 libEGL.so.1 libGL.so.1 
   cp -L "$path" .gpu-run/lib/
 done
 # The GPU crates' tests (the CLI tests need the source tree's binary path, the others no GPU).
-cargo test --no-run -p pertoken-gpu -p pertoken-matmul -p pertoken-attention 2>&1 |
+cargo test --no-run -p pertoken-gpu -p pertoken-matmul -p pertoken-attention -p pertoken-model 2>&1 |
   sed -n 's/.*Executable .* (\(target\/[^)]*\))/\1/p' |
   while read -r bin; do
     name=$(basename "$bin")
-    # Test files of the same name in two crates (tune.rs): keep the hash on the second.
+    # Test files of the same name in two crates (tune.rs, common): keep the hash on the second.
     out="/tmp/pertoken-gpu-tests/${name%-*}"
     [ -e "$out" ] && out="/tmp/pertoken-gpu-tests/$name"
     strip -o "$out" "$bin"
