@@ -153,6 +153,17 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     };
     let started = Instant::now();
     let mut decoder = Decoder::load(&gpu, source, options)?;
+    // The linear kernels `pertoken bench` tuned on this adapter, where it has (never measured
+    // here: the heuristic elsewhere).
+    let mut tuner = pertoken_matmul::Tuner::new(&gpu, pertoken_matmul::TuneMode::CacheOnly, None);
+    let how = decoder.tune(&mut tuner, &[1, options.max_tokens])?;
+    let cached = how.iter().filter(|(_, h)| *h == "cached").count();
+    if cached > 0 {
+        eprintln!(
+            "linear kernels: {cached} of {} tuned by an earlier bench",
+            how.len()
+        );
+    }
     eprintln!(
         "loaded {:.1} MB of weights in {:.2} s; prompt: {} tokens",
         decoder.weight_bytes() as f64 / 1e6,
