@@ -282,8 +282,12 @@ fn bench_linears(
         "M", "KxN", "dtype", "kernel", "time (ms)", "GB/s", "% copy", "GFLOP/s"
     );
     let mut failures = 0;
+    // Tuning measures every candidate of a shape the first time: say what runs meanwhile.
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     for (i, &(k, n)) in shapes.iter().enumerate() {
         for &dtype in &args.dtypes {
+            spinner.set_message(format!("linear {k}x{n} {dtype} (tuned once per adapter)"));
             let w = linear::weights(gpu, k, n, dtype, (k * 7 + n) as u64)?;
             let mut rows: Vec<usize> = args.rows.iter().map(|&m| m as usize).collect();
             if i == 0 && args.prefill > 0 {
@@ -312,22 +316,25 @@ fn bench_linears(
                         "kernel": r.kernel, "seconds": r.seconds, "bytes_per_s": rate,
                         "flops_per_s": r.flops() / r.seconds, "verified": r.verified.is_ok(),
                     }));
-                    println!(
-                        "{:<6} {:<12} {:<6} {:<22} {:>10.3} {:>9.2} {:>6.1}% {:>9.2}  {}",
-                        r.m,
-                        format!("{}x{}", r.k, r.n),
-                        r.dtype.to_string(),
-                        r.kernel,
-                        r.seconds * 1e3,
-                        rate * 1e-9,
-                        100.0 * rate / copy_rate,
-                        r.flops() / r.seconds * 1e-9,
-                        shown(&r.verified)
-                    );
+                    spinner.suspend(|| {
+                        println!(
+                            "{:<6} {:<12} {:<6} {:<22} {:>10.3} {:>9.2} {:>6.1}% {:>9.2}  {}",
+                            r.m,
+                            format!("{}x{}", r.k, r.n),
+                            r.dtype.to_string(),
+                            r.kernel,
+                            r.seconds * 1e3,
+                            rate * 1e-9,
+                            100.0 * rate / copy_rate,
+                            r.flops() / r.seconds * 1e-9,
+                            shown(&r.verified)
+                        )
+                    });
                 }
             }
         }
     }
+    spinner.finish_and_clear();
     Ok(failures)
 }
 
