@@ -4,7 +4,7 @@ use pertoken_gpu::Gpu;
 
 use super::DecoderOptions;
 use crate::weights::{Role, WeightSource};
-use crate::{ModelError, Oversize, Result};
+use crate::{ModelError, ModelSpec, Oversize, Result};
 
 /// The bytes a decoder needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,6 @@ pub fn plan_memory(
     options: DecoderOptions,
 ) -> Result<MemoryPlan> {
     let spec = source.spec();
-    let m = &spec.shape;
     let mut weights = 0u64;
     let mut largest = 0u64;
     let mut fused = 0u64;
@@ -119,20 +118,34 @@ pub fn plan_memory(
         }
         largest = largest.max(fused);
     }
-    let kv_per_tensor = m.kv_heads * options.context as u64 * m.head_dim * 4;
-    let batch = options.batch as u64;
-    let t = options.max_tokens.max(options.batch) as u64;
-    let q = m.heads * m.head_dim;
-    let activations = 4
-        * (t * (4 * m.hidden + 3 * q + 2 * m.kv_heads * m.head_dim + 3 * m.ffn)
-            + m.hidden
-            + m.vocab)
-        + 4 * (options.context as u64 + 1);
-    Ok(MemoryPlan {
-        weights,
-        largest_weight: largest,
-        kv: 2 * m.layers * batch * kv_per_tensor,
-        kv_per_tensor,
-        activations,
-    })
+    Ok(MemoryPlan::new(spec, options, weights, largest))
+}
+
+impl MemoryPlan {
+    /// The plan for weights of `weights` bytes (the largest tensor `largest_weight`) and the
+    /// per-sequence state `options` asks for: every sequence's KV caches, the activations (rows
+    /// for the longest pass, one row of norm and logits per sequence) and the token buffer.
+    pub(crate) fn new(
+        spec: &ModelSpec,
+        options: DecoderOptions,
+        weights: u64,
+        largest_weight: u64,
+    ) -> MemoryPlan {
+        let m = &spec.shape;
+        let kv_per_tensor = m.kv_heads * options.context as u64 * m.head_dim * 4;
+        let batch = options.batch as u64;
+        let t = options.max_tokens.max(options.batch) as u64;
+        let q = m.heads * m.head_dim;
+        let activations = 4
+            * (t * (4 * m.hidden + 3 * q + 2 * m.kv_heads * m.head_dim + 3 * m.ffn)
+                + batch * (m.hidden + m.vocab + 2 * q))
+            + 4 * batch * (options.context as u64 + 1);
+        MemoryPlan {
+            weights,
+            largest_weight,
+            kv: 2 * m.layers * batch * kv_per_tensor,
+            kv_per_tensor,
+            activations,
+        }
+    }
 }

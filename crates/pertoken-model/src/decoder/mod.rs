@@ -221,20 +221,8 @@ impl Decoder {
                 reason: "context, max_tokens and batch must be at least 1".into(),
             });
         }
-        let m = &self.spec.shape;
-        let kv = m.kv_heads * options.context as u64 * m.head_dim * 4;
-        let limit = self.gpu.capabilities().max_storage_binding;
-        if kv > limit {
-            return Err(ModelError::TooLarge(Box::new(crate::Oversize {
-                model: m.name.clone(),
-                adapter: self.gpu.adapter().name.clone(),
-                what: "one layer's K cache".into(),
-                bytes: kv,
-                limit,
-                limit_name: "max_storage_buffer_binding_size",
-                advice: "Use a shorter context.".into(),
-            })));
-        }
+        // The weights are in place: only the new per-sequence state is still to be made.
+        MemoryPlan::new(&self.spec, options, 0, 0).check(&self.gpu, &self.spec.shape.name)?;
         // Free the old state before making the new.
         self.caches.clear();
         let (caches, act, tokens) = sequences(&self.gpu, &self.spec, &self.layers[0], options)?;
