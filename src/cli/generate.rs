@@ -5,16 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pertoken_cost::Catalog;
 use pertoken_formats::tokenizer::Tokenizer;
 use pertoken_gpu::DType;
-use pertoken_model::weights::{reference_decoder, to_reference};
-use pertoken_model::{
-    Decoder, DecoderOptions, GgufWeights, ModelSpec, SafetensorsWeights, Synthetic, WeightSource,
-};
-use pertoken_reference::decoder::argmax;
+use pertoken_model::{Decoder, DecoderOptions, WeightSource};
 
 use super::bench::parse_dtype;
+use super::model::{Loaded, by_op, replay};
 use super::{CliError, open_gpu};
 
 #[derive(Debug, clap::Args)]
@@ -66,39 +62,15 @@ pub(crate) struct Args {
     adapter: Option<String>,
 }
 
-enum Loaded {
-    Gguf(Box<GgufWeights>),
-    Safetensors(Box<SafetensorsWeights>),
-    Synthetic(Box<Synthetic>),
-}
-
-impl Loaded {
-    fn source(&self) -> &dyn WeightSource {
-        match self {
-            Loaded::Gguf(g) => g.as_ref(),
-            Loaded::Safetensors(s) => s.as_ref(),
-            Loaded::Synthetic(s) => s.as_ref(),
-        }
-    }
-}
-
 fn load(args: &Args) -> Result<Loaded, CliError> {
-    if let Some(path) = &args.gguf {
-        return Ok(Loaded::Gguf(Box::new(GgufWeights::open(path)?)));
+    if let Some(l) = Loaded::open_file(args.gguf.as_deref(), args.safetensors.as_deref())? {
+        return Ok(l);
     }
-    if let Some(path) = &args.safetensors {
-        return Ok(Loaded::Safetensors(Box::new(SafetensorsWeights::open(
-            path,
-        )?)));
-    }
-    let name = args.model.as_deref().unwrap_or_default();
-    let shape = Catalog::builtin().model(name)?.clone();
-    let spec = ModelSpec::new(shape, pertoken_cost::RopePairing::Halves);
-    Ok(Loaded::Synthetic(Box::new(Synthetic::new(
-        spec,
+    Loaded::synthetic(
+        args.model.as_deref().unwrap_or_default(),
         args.weights,
         args.seed,
-    )?)))
+    )
 }
 
 fn prompt_ids(args: &Args, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>, CliError> {
@@ -244,7 +216,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
 fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Result<(), CliError> {
     let mut whole = Vec::new();
     let mut alone = Vec::new();
-    let mut by_op: Vec<(&'static str, usize, f64)> = Vec::new();
+    let mut ops = Vec::new();
     let mut method = None;
     for _ in 0..steps {
         // The decoder's own errors pass through the timers' closures as values.
@@ -255,16 +227,8 @@ fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Resu
         let (r, log) = gpu.time_each(|| Ok(decoder.decode()))?;
         r?;
         alone.push(log.iter().map(|(_, t)| t.seconds).sum::<f64>());
-        if by_op.is_empty() {
-            for (op, t) in &log {
-                match by_op.iter_mut().find(|(o, _, _)| o == op) {
-                    Some(e) => {
-                        e.1 += 1;
-                        e.2 += t.seconds;
-                    }
-                    None => by_op.push((op, 1, t.seconds)),
-                }
-            }
+        if ops.is_empty() {
+            ops = by_op(&log);
         }
     }
     let (w, a) = (
@@ -278,13 +242,12 @@ fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Resu
          sum = {:.2})",
         decoder.position(),
         w * 1e3,
-        by_op.iter().map(|e| e.1).sum::<usize>(),
+        ops.iter().map(|e| e.1).sum::<usize>(),
         a * 1e3,
         w / a
     );
-    let total: f64 = by_op.iter().map(|e| e.2).sum();
-    by_op.sort_by(|x, y| y.2.total_cmp(&x.2));
-    for (op, n, s) in by_op {
+    let total: f64 = ops.iter().map(|e| e.2).sum();
+    for (op, n, s) in ops {
         eprintln!(
             "  {op:<16} {n:>4} launches {:>9.3} ms {:>5.1}%",
             s * 1e3,
@@ -298,24 +261,8 @@ fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Resu
 /// choice at every step is the token the GPU chose.
 fn check(source: &dyn WeightSource, prompt: &[u32], generated: &[u32]) -> Result<(), CliError> {
     eprintln!("check: running the CPU reference (f64) over the same tokens...");
-    let weights = to_reference(source)?;
-    let spec = source.spec();
-    let mut cpu = reference_decoder(spec, &weights)?;
-    let mut logits = cpu.step(prompt)?;
-    for (i, &id) in generated.iter().enumerate() {
-        let best = argmax(&logits).ok_or("the reference's logits are all NaN")?;
-        if best != id as usize {
-            let margin = logits[best] - logits[id as usize];
-            return Err(format!(
-                "check FAILED at generated token {i}: the GPU chose {id}, the reference {best} \
-                 (its logit higher by {margin:.3e})"
-            )
-            .into());
-        }
-        if i + 1 < generated.len() {
-            logits = cpu.step(&[id])?;
-        }
-    }
+    let seq: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+    replay(source, &seq, prompt.len(), None).map_err(|e| format!("check FAILED at {e}"))?;
     eprintln!(
         "check: verified: the CPU reference chooses the same {} greedy tokens",
         generated.len()

@@ -4,6 +4,7 @@ mod bench;
 mod cost;
 mod devices;
 mod generate;
+mod model;
 
 use clap::{Parser, Subcommand};
 use pertoken_gpu::{Gpu, GpuOptions};

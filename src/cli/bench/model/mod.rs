@@ -5,17 +5,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pertoken_cost::{Catalog, RopePairing};
 use pertoken_gpu::{DType, Gpu};
-use pertoken_model::weights::{reference_decoder, to_reference};
-use pertoken_model::{
-    Decoder, DecoderOptions, GgufWeights, ModelSpec, SafetensorsWeights, Synthetic, WeightSource,
-};
-use pertoken_reference::decoder::argmax;
+use pertoken_model::{Decoder, DecoderOptions, WeightSource};
 use pertoken_reference::random::uniform_f32_in;
 use pertoken_reference::{Tolerance, compare};
 
 use super::kernels::parse_dtype;
+use crate::cli::model::{Loaded, by_op, replay, scale};
 use crate::cli::{CliError, open_gpu};
 
 mod price;
@@ -24,7 +20,7 @@ mod source;
 
 use price::Pricing;
 use report::{Row, print_rows};
-use source::{Loaded, Truncated};
+use source::Truncated;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ModelArgs {
@@ -110,27 +106,22 @@ fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<Plan, CliError> {
     } else {
         ("llama-3.1-8b", 512, 128, 5)
     };
-    let sources = if let Some(path) = &args.gguf {
-        vec![Loaded::Gguf(Box::new(GgufWeights::open(path)?))]
-    } else if let Some(path) = &args.safetensors {
-        vec![Loaded::Safetensors(Box::new(SafetensorsWeights::open(
-            path,
-        )?))]
-    } else {
-        let names = if args.model.is_empty() {
-            vec![model.to_owned()]
-        } else {
-            args.model.clone()
-        };
-        let mut out = Vec::new();
-        for name in &names {
-            let shape = Catalog::builtin().model(name)?.clone();
-            for &w in &args.weights {
-                let spec = ModelSpec::new(shape.clone(), RopePairing::Halves);
-                out.push(Loaded::Synthetic(Box::new(Synthetic::new(spec, w, 1)?)));
+    let sources = match Loaded::open_file(args.gguf.as_deref(), args.safetensors.as_deref())? {
+        Some(file) => vec![file],
+        None => {
+            let names = if args.model.is_empty() {
+                vec![model.to_owned()]
+            } else {
+                args.model.clone()
+            };
+            let mut out = Vec::new();
+            for name in &names {
+                for &w in &args.weights {
+                    out.push(Loaded::synthetic(name, w, 1)?);
+                }
             }
+            out
         }
-        out
     };
     let or = |v: &[usize], d: usize| if v.is_empty() { vec![d] } else { v.to_vec() };
     let plan = Plan {
@@ -603,20 +594,9 @@ fn breakdown(gpu: &Gpu, decoder: &mut Decoder) -> Result<report::Breakdown, CliE
     r?;
     let (r, log) = gpu.time_each(|| Ok(decoder.decode()))?;
     r?;
-    let mut by_op: Vec<(&'static str, usize, f64)> = Vec::new();
-    for (op, t) in &log {
-        match by_op.iter_mut().find(|(o, _, _)| o == op) {
-            Some(e) => {
-                e.1 += 1;
-                e.2 += t.seconds;
-            }
-            None => by_op.push((op, 1, t.seconds)),
-        }
-    }
-    by_op.sort_by(|x, y| y.2.total_cmp(&x.2));
     Ok(report::Breakdown {
         step_seconds: whole.seconds,
-        by_op,
+        by_op: by_op(&log),
     })
 }
 
@@ -689,30 +669,15 @@ fn checked_sequences(
 
 /// The reference over `seq[..start]`, then each later token: each must be the reference's
 /// greedy choice (or tie it within the logits' tolerance), and the last logits must match.
+/// The reference over `seq[..start]`, then each later token: each must be the reference's
+/// greedy choice (or tie it within 1e-3 of the largest logit), and the last logits must match.
 fn check(
     source: &dyn WeightSource,
     seq: &[u32],
     start: usize,
     logits: &[f32],
 ) -> Result<(), String> {
-    let weights = to_reference(source).map_err(|e| e.to_string())?;
-    let spec = source.spec();
-    let mut cpu = reference_decoder(spec, &weights).map_err(|e| e.to_string())?;
-    let mut want = cpu.step(&seq[..start]).map_err(|e| e.to_string())?;
-    let scale = |w: &[f64]| w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for i in start..seq.len() {
-        let chose = seq[i] as usize;
-        let best = argmax(&want).ok_or("the reference's logits are all NaN")?;
-        let margin = want[best] - want[chose.min(want.len() - 1)];
-        if chose != best && margin > 1e-3 * scale(&want) {
-            return Err(format!(
-                "token {i}: the GPU chose {chose}, the reference {best} (by {margin:.3e})"
-            ));
-        }
-        if i + 1 < seq.len() {
-            want = cpu.step(&[seq[i]]).map_err(|e| e.to_string())?;
-        }
-    }
+    let want = replay(source, seq, start, Some(1e-3))?;
     let tol = Tolerance {
         abs: 1e-4 * scale(&want),
         rel: 1e-4,

@@ -157,12 +157,12 @@ pub(crate) fn csv(rows: &[Row]) -> String {
     out
 }
 
+/// The format of the model's matrices (its query projection's), as llama-bench names a
+/// model's quantization.
 fn weights_label(source: &dyn WeightSource) -> String {
-    let d = source.describe();
-    if let Some(rest) = d.strip_prefix("synthetic ") {
-        rest.split_whitespace().next().unwrap_or("").to_owned()
-    } else {
-        String::new()
+    match source.stored(pertoken_model::Role::Q(0)) {
+        Ok(Some((dtype, _))) => dtype.name().to_owned(),
+        _ => String::new(),
     }
 }
 

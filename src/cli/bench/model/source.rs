@@ -1,26 +1,7 @@
-//! The models a bench run loads, and a reduced-depth copy of one for checking large models.
+//! A reduced-depth copy of a model, for checking large ones.
 
 use pertoken_gpu::DType;
-use pertoken_model::{
-    GgufWeights, HostTensor, ModelSpec, Result, Role, SafetensorsWeights, Synthetic, WeightSource,
-};
-
-/// A model's weights, from wherever they come.
-pub(crate) enum Loaded {
-    Gguf(Box<GgufWeights>),
-    Safetensors(Box<SafetensorsWeights>),
-    Synthetic(Box<Synthetic>),
-}
-
-impl Loaded {
-    pub(crate) fn source(&self) -> &dyn WeightSource {
-        match self {
-            Loaded::Gguf(g) => g.as_ref(),
-            Loaded::Safetensors(s) => s.as_ref(),
-            Loaded::Synthetic(s) => s.as_ref(),
-        }
-    }
-}
+use pertoken_model::{HostTensor, ModelSpec, Result, Role, WeightSource};
 
 /// The first `layers` layers of a model, with its embedding, final norm and head: a copy whose
 /// forward pass the CPU reference can afford when the whole model's is too slow.
