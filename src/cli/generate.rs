@@ -10,7 +10,7 @@ use pertoken_gpu::DType;
 use pertoken_model::{Decoder, DecoderOptions, WeightSource};
 
 use super::bench::parse_dtype;
-use super::model::{Loaded, by_op, replay};
+use super::model::{Loaded, Reference, by_op};
 use super::{CliError, open_gpu};
 
 #[derive(Debug, clap::Args)]
@@ -262,7 +262,9 @@ fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Resu
 fn check(source: &dyn WeightSource, prompt: &[u32], generated: &[u32]) -> Result<(), CliError> {
     eprintln!("check: running the CPU reference (f64) over the same tokens...");
     let seq: Vec<u32> = prompt.iter().chain(generated).copied().collect();
-    replay(source, &seq, prompt.len(), None).map_err(|e| format!("check FAILED at {e}"))?;
+    Reference::new(source)
+        .replay(&seq, prompt.len(), None)
+        .map_err(|e| format!("check FAILED at {e}"))?;
     eprintln!(
         "check: verified: the CPU reference chooses the same {} greedy tokens",
         generated.len()

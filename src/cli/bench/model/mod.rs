@@ -11,7 +11,7 @@ use pertoken_reference::random::uniform_f32_in;
 use pertoken_reference::{Tolerance, compare};
 
 use super::kernels::parse_dtype;
-use crate::cli::model::{Loaded, by_op, replay, scale};
+use crate::cli::model::{Loaded, Reference, by_op, scale};
 use crate::cli::{CliError, open_gpu};
 
 mod price;
@@ -318,6 +318,8 @@ fn bench_source(
     decoder.prefill(&ids(7, options.max_tokens.min(8), vocab))?;
     decoder.decode()?;
     decoder.tokens()?;
+    // The reference's weights, read once for every test's check.
+    let reference = Reference::new(source);
     let mut rows = Vec::new();
     // Prompts run one sequence at a time.
     for &depth in &plan.depth {
@@ -325,7 +327,7 @@ fn bench_source(
             rows.push(run_test(
                 gpu,
                 &mut decoder,
-                source,
+                &reference,
                 Test::Prompt(p),
                 depth,
                 plan.reps,
@@ -349,7 +351,7 @@ fn bench_source(
                 rows.push(run_test(
                     gpu,
                     &mut decoder,
-                    source,
+                    &reference,
                     Test::Gen(n),
                     depth,
                     plan.reps,
@@ -528,7 +530,7 @@ fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Res
 fn run_test(
     gpu: &Gpu,
     decoder: &mut Decoder,
-    source: &dyn WeightSource,
+    reference: &Reference<'_>,
     test: Test,
     depth: usize,
     reps: usize,
@@ -545,12 +547,12 @@ fn run_test(
         bar.inc(1);
         if rep == 0 && !no_verify {
             bar.set_message(format!("{name}: checking against the CPU reference"));
-            verified = Some(verify(gpu, decoder, source, test, depth)?);
+            verified = Some(verify(gpu, decoder, reference, test, depth)?);
             bar.set_message(name.clone());
         }
     }
     bar.finish_and_clear();
-    let m = &source.spec().shape;
+    let m = &reference.source.spec().shape;
     let (work, bound) = match test {
         Test::Gen(n) => {
             let kv = 2 * m.layers * m.kv_heads * m.head_dim * 4;
@@ -578,7 +580,7 @@ fn run_test(
         Test::Prompt(_) => None,
     };
     Ok(Row::new(
-        source,
+        reference.source,
         &name,
         samples,
         verified,
@@ -611,15 +613,15 @@ const REDUCED_CHECK_TOKENS: usize = 8;
 fn verify(
     gpu: &Gpu,
     decoder: &Decoder,
-    source: &dyn WeightSource,
+    reference: &Reference<'_>,
     test: Test,
     depth: usize,
 ) -> Result<Result<String, String>, CliError> {
-    let params = source.spec().shape.params().total;
+    let params = reference.source.spec().shape.params().total;
     if params <= WHOLE_CHECK_PARAMS {
-        return checked_sequences(decoder, source, test, depth, "whole model");
+        return checked_sequences(decoder, reference, test, depth, "whole model");
     }
-    let copy = Truncated::new(source, 2);
+    let copy = Truncated::new(reference.source, 2);
     let t = match test {
         Test::Prompt(p) => Test::Prompt(p.min(REDUCED_CHECK_TOKENS)),
         Test::Gen(n) => Test::Gen(n.min(REDUCED_CHECK_TOKENS)),
@@ -632,14 +634,14 @@ fn verify(
     };
     let mut small = Decoder::load(gpu, &copy, options)?;
     repetition(gpu, &mut small, t, d)?;
-    checked_sequences(&small, &copy, t, d, "2-layer copy")
+    checked_sequences(&small, &Reference::new(&copy), t, d, "2-layer copy")
 }
 
 /// Checks the first and the last sequence the decoder just ran (a prompt runs on the first
 /// alone) against the reference; `Ok(what was checked)` or `Err(what differed)`.
 fn checked_sequences(
     decoder: &Decoder,
-    source: &dyn WeightSource,
+    reference: &Reference<'_>,
     test: Test,
     depth: usize,
     what: &str,
@@ -654,7 +656,7 @@ fn checked_sequences(
     for &b in &sequences {
         let seq = decoder.tokens_of(b)?;
         let logits = decoder.logits_of(b)?;
-        if let Err(e) = check(source, &seq, start, &logits) {
+        if let Err(e) = check(reference, &seq, start, &logits) {
             return Ok(Err(format!("sequence {b}: {e}")));
         }
         tokens = seq.len() - 1;
@@ -668,16 +670,14 @@ fn checked_sequences(
 }
 
 /// The reference over `seq[..start]`, then each later token: each must be the reference's
-/// greedy choice (or tie it within the logits' tolerance), and the last logits must match.
-/// The reference over `seq[..start]`, then each later token: each must be the reference's
 /// greedy choice (or tie it within 1e-3 of the largest logit), and the last logits must match.
 fn check(
-    source: &dyn WeightSource,
+    reference: &Reference<'_>,
     seq: &[u32],
     start: usize,
     logits: &[f32],
 ) -> Result<(), String> {
-    let want = replay(source, seq, start, Some(1e-3))?;
+    let want = reference.replay(seq, start, Some(1e-3))?;
     let tol = Tolerance {
         abs: 1e-4 * scale(&want),
         rel: 1e-4,
