@@ -119,7 +119,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         gpu.adapter().backend
     );
     let options = DecoderOptions {
-        context: prompt.len() + args.tokens.max(1) + 2 * args.profile.unwrap_or(0) + 2,
+        context: prompt.len() + args.tokens.max(1) + 3 * args.profile.unwrap_or(0) + 2,
         max_tokens: prompt.len().clamp(1, 512),
         batch: 1,
     };
@@ -218,7 +218,13 @@ fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Resu
     let mut alone = Vec::new();
     let mut ops = Vec::new();
     let mut method = None;
+    let mut host = Vec::new();
     for _ in 0..steps {
+        // Recording alone (decode only records; nothing runs until the sync).
+        let started = std::time::Instant::now();
+        decoder.decode()?;
+        host.push(started.elapsed().as_secs_f64());
+        gpu.sync()?;
         // The decoder's own errors pass through the timers' closures as values.
         let (r, t) = gpu.time(|| Ok(decoder.decode()))?;
         r?;
@@ -236,6 +242,7 @@ fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Resu
         super::bench::median(&mut alone),
     );
     let method = method.map_or_else(String::new, |m| m.to_string());
+    let host = super::bench::median(&mut host);
     eprintln!(
         "profile ({steps} steps at position {}, {method}): a decode step submitted whole takes \
          {:.3} ms; its {} kernels each submitted and timed alone add up to {:.3} ms (step / \
@@ -245,6 +252,10 @@ fn profile(gpu: &pertoken_gpu::Gpu, decoder: &mut Decoder, steps: usize) -> Resu
         ops.iter().map(|e| e.1).sum::<usize>(),
         a * 1e3,
         w / a
+    );
+    eprintln!(
+        "  recording a step on the host (bind groups, parameters, dispatches): {:.3} ms",
+        host * 1e3
     );
     let total: f64 = ops.iter().map(|e| e.2).sum();
     for (op, n, s) in ops {

@@ -26,6 +26,10 @@ pub(crate) struct Inner {
     pub(crate) modules: RwLock<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pub(crate) pipelines: RwLock<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     pub(crate) pending: Mutex<Pending>,
+    /// Bind groups and uniform buffers made once and reused (`bind_cache.rs`).
+    pub(crate) bind_cache: Mutex<crate::bind_cache::BindCache>,
+    /// Set when a tensor's last handle drops: sweep the bind cache before the next launch.
+    pub(crate) stale: crate::bind_cache::Stale,
     /// Errors wgpu raised outside any error scope (it would panic without a handler).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -129,6 +133,8 @@ impl Gpu {
                 modules: RwLock::default(),
                 pipelines: RwLock::default(),
                 pending: Mutex::default(),
+                bind_cache: Mutex::default(),
+                stale: crate::bind_cache::Stale::default(),
                 uncaptured,
             }),
         })
@@ -167,6 +173,19 @@ impl Gpu {
     pub fn sync(&self) -> Result<()> {
         self.submit_pending("sync", None)?;
         self.wait("sync")
+    }
+
+    /// How often launches reused a cached bind group, and how many are held.
+    pub fn bind_cache_stats(&self) -> crate::CacheStats {
+        lock(&self.inner.bind_cache).stats()
+    }
+
+    /// Drops cached bind groups of buffers no tensor holds, if a tensor was dropped since the
+    /// last sweep, so their memory returns before the next launch or allocation.
+    pub(crate) fn sweep_bind_cache(&self) {
+        if self.inner.stale.take() {
+            lock(&self.inner.bind_cache).sweep();
+        }
     }
 
     pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use pertoken_shaders::Shader;
 use wgpu::util::DeviceExt;
 
+use crate::bind_cache::GroupKey;
+use crate::gpu::lock;
 use crate::{Error, Gpu, Result, Tensor};
 
 /// Pipeline-cache key: the shader and its override constants (values by bit pattern).
@@ -222,12 +224,55 @@ impl Gpu {
         }
 
         let pipeline = self.pipeline(launch.op, launch.shader, launch.constants)?;
+        let bind_group = self.bind_group(launch, &pipeline)?;
+
+        let mut pending = self.pending();
+        let pending = &mut *pending;
+        let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
+        let timestamp_writes = match pending.recorder.as_mut() {
+            Some(r) => r.next_pass(launch.op)?,
+            None => None,
+        };
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(launch.op),
+            timestamp_writes,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        let [x, y, z] = launch.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+        Ok(())
+    }
+
+    /// The launch's bind group (and its uniform buffer): from the cache, or made and cached.
+    fn bind_group(
+        &self,
+        launch: &Launch<'_>,
+        pipeline: &Arc<wgpu::ComputePipeline>,
+    ) -> Result<wgpu::BindGroup> {
+        self.sweep_bind_cache();
+        let key = GroupKey::new(
+            pipeline,
+            launch.bindings.iter().map(|b| {
+                (
+                    Arc::downgrade(b.tensor.buffer_handle()),
+                    b.offset,
+                    b.bytes(),
+                )
+            }),
+            launch.params,
+        );
+        if let Some(group) = lock(&self.inner.bind_cache).group(&key) {
+            return Ok(group);
+        }
         let device = &self.inner.device;
         let params = (!launch.params.is_empty()).then(|| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("pertoken params"),
-                contents: launch.params,
-                usage: wgpu::BufferUsages::UNIFORM,
+            lock(&self.inner.bind_cache).params(launch.params, || {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("pertoken params"),
+                    contents: launch.params,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
             })
         });
         let mut entries: Vec<wgpu::BindGroupEntry<'_>> = launch
@@ -256,23 +301,8 @@ impl Gpu {
                 entries: &entries,
             })
         })?;
-
-        let mut pending = self.pending();
-        let pending = &mut *pending;
-        let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
-        let timestamp_writes = match pending.recorder.as_mut() {
-            Some(r) => r.next_pass(launch.op)?,
-            None => None,
-        };
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(launch.op),
-            timestamp_writes,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        let [x, y, z] = launch.workgroups;
-        pass.dispatch_workgroups(x, y, z);
-        Ok(())
+        lock(&self.inner.bind_cache).insert_group(key, bind_group.clone());
+        Ok(bind_group)
     }
 }
 

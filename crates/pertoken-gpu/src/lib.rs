@@ -14,6 +14,7 @@
 //! out-of-memory errors are caught with error scopes.
 
 mod bandwidth;
+mod bind_cache;
 mod capabilities;
 mod dtype;
 mod error;
@@ -26,6 +27,7 @@ mod timing;
 pub mod tune;
 
 pub use bandwidth::{Bandwidth, copy, measure_bandwidth};
+pub use bind_cache::CacheStats;
 pub use capabilities::{Capabilities, SubgroupSize};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

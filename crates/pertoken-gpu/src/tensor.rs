@@ -333,15 +333,30 @@ impl Tensor {
         &self.buffer
     }
 
+    /// The shared handle on the buffer, for caches that must not keep it alive.
+    pub(crate) fn buffer_handle(&self) -> &Arc<wgpu::Buffer> {
+        &self.buffer
+    }
+
     /// The handle this tensor lives on.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
     }
 }
 
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        // The last handle on this buffer: bind groups cached for it should go too.
+        if Arc::strong_count(&self.buffer) == 1 {
+            self.gpu.inner.stale.mark();
+        }
+    }
+}
+
 impl Gpu {
     /// A storage buffer of at least `bytes` (rounded up to [`BUFFER_ALIGN`]).
     fn storage_buffer(&self, op: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.sweep_bind_cache();
         let size = bytes.max(1).next_multiple_of(BUFFER_ALIGN);
         let limit = self.capabilities().max_buffer_size;
         if size > limit {
