@@ -35,6 +35,9 @@
 override WG: u32 = 64u;
 override BKV: u32 = 16u;
 override F16: bool = false;
+// One split only: write the normalized output (o / l, as combine.wgsl would) straight into
+// part_o, bound to the output, so no combine pass runs.
+override NORM: bool = false;
 
 const MAX_D4: u32 = MAX_D / 4u; // MAX_D from the width prelude
 
@@ -135,7 +138,8 @@ fn main(
     if (live) {
         let slot = (wid.z * p.n_heads + h) * p.q_len + i;
         for (var c = 0u; c < d; c = c + 1u) {
-            part_o[slot * d + c] = acc[c / 4u][c % 4u];
+            let o = acc[c / 4u][c % 4u];
+            part_o[slot * d + c] = select(o, select(0.0, o / l, l > 0.0), NORM);
         }
         part_ml[slot * 2u] = m;
         part_ml[slot * 2u + 1u] = l;

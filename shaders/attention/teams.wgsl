@@ -45,6 +45,17 @@ override KT: u32 = 1u;
 override WG: u32 = 64u;
 // Prefetch the next key (GPUs).
 override PF: bool = false;
+// One split only: write the normalized output (o / l, as combine.wgsl would) straight into
+// part_o, bound to the output, so no combine pass runs.
+override NORM: bool = false;
+
+// What lands in part_o: the partial sum, or with NORM the output.
+fn finish(o: f32, l: f32) -> f32 {
+    if (NORM) {
+        return select(0.0, o / l, l > 0.0);
+    }
+    return o;
+}
 
 const TEAM: u32 = 8u;
 // Most 8-element pieces of a row per lane (MAX_D from the width prelude), and most rows per team.
@@ -201,8 +212,8 @@ fn main(
                     let c = lane + pc * TEAM;
                     if (C8 == TEAM * PIECES || c < C8) {
                         for (var x = 0u; x < 4u; x = x + 1u) {
-                            part_o[slot * d + 8u * c + x] = acc[r][pc][0][x];
-                            part_o[slot * d + 8u * c + 4u + x] = acc[r][pc][1][x];
+                            part_o[slot * d + 8u * c + x] = finish(acc[r][pc][0][x], l[r]);
+                            part_o[slot * d + 8u * c + 4u + x] = finish(acc[r][pc][1][x], l[r]);
                         }
                     }
                 }
@@ -266,12 +277,14 @@ fn main(
                 let i = i_wg + t * QB + r / GB;
                 if (i < p.q_len) {
                     var sum = vec4<f32>(0.0);
+                    var tl = 0.0;
                     for (var u = 0u; u < KT; u = u + 1u) {
                         sum = sum + red_o[(t * KT + u) * 2u * C8 + cc];
+                        tl = tl + red_l[t * KT + u];
                     }
                     let slot = (z * p.n_heads + h0 + r % GB) * p.q_len + i;
                     for (var x = 0u; x < 4u; x = x + 1u) {
-                        part_o[slot * d + cc * 4u + x] = sum[x];
+                        part_o[slot * d + cc * 4u + x] = finish(sum[x], tl);
                     }
                 }
             }

@@ -214,8 +214,10 @@ fn flash_plan(
     let f16 = q.dtype() == DType::F16;
     // [splits, n_heads, q_len, head_dim] and [splits, n_heads, q_len, 2]; the kernels write
     // every slot the combine reads, so reused buffers need no clearing.
+    // One split: the kernel normalizes and writes `out` itself (NORM), and no combine runs.
+    let single = split.splits == 1;
     let rows = split.splits as usize * s.n_heads * s.q_len;
-    let need = [rows * s.head_dim, rows * 2];
+    let need = [if single { 1 } else { rows * s.head_dim }, rows * 2];
     let mut held = partials.map(|p| p.0.lock().unwrap_or_else(|e| e.into_inner()));
     let [part_o, part_ml] = match held.as_deref_mut() {
         Some(Some(kept)) if kept[0].len() >= need[0] && kept[1].len() >= need[1] => kept.clone(),
@@ -234,9 +236,10 @@ fn flash_plan(
         q.into(),
         k.into(),
         v.into(),
-        (&part_o).into(),
+        if single { out.into() } else { (&part_o).into() },
         (&part_ml).into(),
     ];
+    let norm = ("NORM", f64::from(u8::from(single)));
     let wide = s.head_dim > NARROW_HEAD_DIM;
     if teams {
         // f16 inputs load as f16 where the adapter has shader-f16.
@@ -257,6 +260,7 @@ fn flash_plan(
                 ("KT", f64::from(team.key_teams)),
                 ("WG", f64::from(team.workgroup)),
                 ("PF", f64::from(u8::from(team.prefetch))),
+                norm,
             ],
             bindings: &bindings,
             params: bytemuck::cast_slice(&params),
@@ -274,23 +278,20 @@ fn flash_plan(
                 ("WG", f64::from(FLASH_WG)),
                 ("BKV", bkv as f64),
                 ("F16", f64::from(u8::from(f16))),
+                norm,
             ],
             bindings: &bindings,
             params: bytemuck::cast_slice(&params),
             workgroups: [u(s.q_len).div_ceil(FLASH_WG), u(s.n_heads), split.splits],
         })?;
     }
+    if single {
+        return Ok(());
+    }
     gpu.launch(&Launch {
         op: OP,
         shader: &ATTENTION_COMBINE,
-        constants: &[(
-            "U",
-            f64::from(if split.splits == 1 {
-                1
-            } else {
-                team.combine_step
-            }),
-        )],
+        constants: &[("U", f64::from(team.combine_step))],
         bindings: &[(&part_o).into(), (&part_ml).into(), out.into()],
         params: bytemuck::cast_slice(&params),
         workgroups: [
@@ -315,7 +316,7 @@ mod tests {
     fn every_flash_variant_validates_with_naga() {
         for d in [32usize, 64, 80, 128, 136, 256] {
             let bkv = (512 / d.div_ceil(4)).min(32);
-            for f16 in [0.0, 1.0] {
+            for (f16, norm) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
                 pertoken_shaders::validate(
                     if d > NARROW_HEAD_DIM {
                         &ATTENTION_FLASH_WIDE
@@ -326,6 +327,7 @@ mod tests {
                         ("WG", f64::from(FLASH_WG)),
                         ("BKV", bkv as f64),
                         ("F16", f16),
+                        ("NORM", norm),
                     ],
                 )
                 .unwrap();
@@ -346,6 +348,9 @@ mod tests {
                             ("KT", f64::from(kt)),
                             ("WG", f64::from(wg)),
                             ("PF", f64::from(u8::from(wg > TEAM))),
+                            // Single-split plans normalize in the kernel; try both with
+                            // either prefetch setting.
+                            ("NORM", f64::from(u8::from(c8 % 2 == 0))),
                         ];
                         let [packed, native] = if c8 * 8 > NARROW_HEAD_DIM {
                             [&ATTENTION_TEAMS_WIDE, &ATTENTION_TEAMS_WIDE_F16]
