@@ -8,19 +8,21 @@ use std::time::Instant;
 use pertoken_gpu::{DType, Gpu};
 use pertoken_model::{Decoder, DecoderOptions, WeightSource};
 use pertoken_reference::random::uniform_f32_in;
-use pertoken_reference::{Tolerance, compare};
 
 use super::kernels::parse_dtype;
-use crate::cli::model::{Loaded, Reference, by_op, scale};
+use crate::cli::model::{Loaded, Reference, by_op};
 use crate::cli::{CliError, open_gpu};
 
+mod bound;
 mod price;
 mod report;
 mod source;
+mod verify;
 
+use bound::{Rates, linear_rate, matmul_rate};
 use price::Pricing;
 use report::{Row, print_rows};
-use source::Truncated;
+use verify::verify;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ModelArgs {
@@ -364,93 +366,6 @@ fn bench_source(
     Ok(rows)
 }
 
-/// The adapter's measured ceilings for one model.
-#[derive(Debug, Clone, Copy)]
-struct Rates {
-    /// Best copy bandwidth, bytes/s.
-    copy: f64,
-    /// Best matmul rate at the model's prefill shape (f32, or a linear in the weights' format),
-    /// FLOP/s (verified).
-    matmul: Option<f64>,
-}
-
-/// The f32 matmul rate at `[m, k]·[k, n]` with the selected kernel, checked against the
-/// reference first: the ceiling a prompt's matmuls are held to.
-fn matmul_rate(gpu: &Gpu, m: usize, k: usize, n: usize) -> Result<f64, CliError> {
-    use pertoken_gpu::Tensor;
-    use pertoken_reference::random::uniform_array2;
-    let (a, b) = (uniform_array2(1, m, k), uniform_array2(2, k, n));
-    let (ta, tb) = (
-        Tensor::from_array(gpu, a.view())?,
-        Tensor::from_array(gpu, b.view())?,
-    );
-    let c = pertoken_matmul::matmul(gpu, &ta, &tb)?;
-    let want = pertoken_reference::matmul(a.view(), b.view())?;
-    let want: Vec<f64> = want.iter().copied().collect();
-    let cmp = compare(
-        &c.to_vec::<f32>()?,
-        &want,
-        Tolerance::F32.for_reduction(k, 1.0),
-    );
-    if !cmp.passed() {
-        return Err(format!("the {m}x{k}x{n} matmul that bounds prompts is wrong: {cmp}").into());
-    }
-    let kernel =
-        pertoken_matmul::select(gpu.capabilities(), pertoken_matmul::MatmulShape { m, k, n });
-    let t = gpu.measure(3, &mut || {
-        pertoken_matmul::matmul_into(gpu, &ta, &tb, &c, kernel)
-    })?;
-    Ok(2.0 * (m * k * n) as f64 / t.best)
-}
-
-/// The rate of `x[m, k]·w[n, k]ᵀ` with `w` in `format`, by the kernel the decoder's linears
-/// select, checked against the reference on the dequantized weights first.
-fn linear_rate(gpu: &Gpu, m: usize, k: usize, n: usize, format: DType) -> Result<f64, CliError> {
-    use pertoken_gpu::Tensor;
-    use pertoken_reference::random::uniform_f32;
-    use pertoken_reference::{QuantFormat, dequantize, quantize};
-    let xv = uniform_f32(3, m * k);
-    let raw = uniform_f32(4, n * k);
-    let quant = match format {
-        DType::Q8_0 => Some(QuantFormat::Q8_0),
-        DType::Q4_0 => Some(QuantFormat::Q4_0),
-        DType::Q4_1 => Some(QuantFormat::Q4_1),
-        _ => None,
-    };
-    let (w, held) = match quant {
-        Some(q) => {
-            let bytes = quantize(q, &raw)?;
-            let held = dequantize(q, &bytes)?;
-            (Tensor::from_quantized(gpu, &bytes, &[n, k], format)?, held)
-        }
-        None => Tensor::from_f32_as(gpu, &raw, &[n, k], format)?,
-    };
-    let x = Tensor::from_slice(gpu, &xv, &[m, k])?;
-    let p = pertoken_matmul::check_linear(&x, &w, None)?;
-    let kernel = pertoken_matmul::select_linear(gpu.capabilities(), &p);
-    let out = pertoken_matmul::linear_with(gpu, &x, &w, None, kernel)?;
-    let xa = ndarray::ArrayView2::from_shape((m, k), &xv[..])?;
-    let wa = ndarray::ArrayView2::from_shape((n, k), &held[..])?;
-    let want: Vec<f64> = pertoken_reference::linear(xa, wa, None)?
-        .iter()
-        .copied()
-        .collect();
-    let cmp = compare(
-        &out.to_vec::<f32>()?,
-        &want,
-        Tolerance::F32.for_reduction(k, 1.0),
-    );
-    if !cmp.passed() {
-        return Err(
-            format!("the {m}x{k}x{n} {format} linear that bounds prompts is wrong: {cmp}").into(),
-        );
-    }
-    let t = gpu.measure(3, &mut || {
-        pertoken_matmul::linear_into(gpu, &x, &w, None, &out, kernel)
-    })?;
-    Ok(2.0 * (m * k * n) as f64 / t.best)
-}
-
 /// One llama-bench test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Test {
@@ -600,92 +515,4 @@ fn breakdown(gpu: &Gpu, decoder: &mut Decoder) -> Result<report::Breakdown, CliE
         step_seconds: whole.seconds,
         by_op: by_op(&log),
     })
-}
-
-/// Params up to which the whole model is checked; past it, a 2-layer copy.
-const WHOLE_CHECK_PARAMS: u64 = 1_000_000_000;
-/// Tokens a reduced-depth check runs (the reference is slow on wide layers).
-const REDUCED_CHECK_TOKENS: usize = 8;
-
-/// Checks the sequence the decoder just ran against the CPU reference: every greedy token it
-/// chose and the last logits. Small models are checked whole; larger ones through a 2-layer
-/// copy run again on the GPU with a shorter sequence.
-fn verify(
-    gpu: &Gpu,
-    decoder: &Decoder,
-    reference: &Reference<'_>,
-    test: Test,
-    depth: usize,
-) -> Result<Result<String, String>, CliError> {
-    let params = reference.source.spec().shape.params().total;
-    if params <= WHOLE_CHECK_PARAMS {
-        return checked_sequences(decoder, reference, test, depth, "whole model");
-    }
-    let copy = Truncated::new(reference.source, 2);
-    let t = match test {
-        Test::Prompt(p) => Test::Prompt(p.min(REDUCED_CHECK_TOKENS)),
-        Test::Gen(n) => Test::Gen(n.min(REDUCED_CHECK_TOKENS)),
-    };
-    let d = depth.min(REDUCED_CHECK_TOKENS);
-    let options = DecoderOptions {
-        context: d + t.tokens() + 2,
-        max_tokens: t.tokens(),
-        batch: decoder.options().batch,
-    };
-    let mut small = Decoder::load(gpu, &copy, options)?;
-    repetition(gpu, &mut small, t, d)?;
-    checked_sequences(&small, &Reference::new(&copy), t, d, "2-layer copy")
-}
-
-/// Checks the first and the last sequence the decoder just ran (a prompt runs on the first
-/// alone) against the reference; `Ok(what was checked)` or `Err(what differed)`.
-fn checked_sequences(
-    decoder: &Decoder,
-    reference: &Reference<'_>,
-    test: Test,
-    depth: usize,
-    what: &str,
-) -> Result<Result<String, String>, CliError> {
-    let batch = decoder.options().batch;
-    let (start, sequences) = match test {
-        Test::Prompt(p) => (depth + p, vec![0]),
-        Test::Gen(_) if batch > 1 => (depth.max(1), vec![0, batch - 1]),
-        Test::Gen(_) => (depth.max(1), vec![0]),
-    };
-    let mut tokens = 0;
-    for &b in &sequences {
-        let seq = decoder.tokens_of(b)?;
-        let logits = decoder.logits_of(b)?;
-        if let Err(e) = check(reference, &seq, start, &logits) {
-            return Ok(Err(format!("sequence {b}: {e}")));
-        }
-        tokens = seq.len() - 1;
-    }
-    let which = if sequences.len() > 1 {
-        format!(", sequences 0 and {}", batch - 1)
-    } else {
-        String::new()
-    };
-    Ok(Ok(format!("{what}, {tokens} tokens{which}")))
-}
-
-/// The reference over `seq[..start]`, then each later token: each must be the reference's
-/// greedy choice (or tie it within 1e-3 of the largest logit), and the last logits must match.
-fn check(
-    reference: &Reference<'_>,
-    seq: &[u32],
-    start: usize,
-    logits: &[f32],
-) -> Result<(), String> {
-    let want = reference.replay(seq, start, Some(1e-3))?;
-    let tol = Tolerance {
-        abs: 1e-4 * scale(&want),
-        rel: 1e-4,
-    };
-    let cmp = compare(logits, &want, tol);
-    if cmp.passed() {
-        Ok(())
-    } else {
-        Err(format!("last logits: {cmp}"))
-    }
 }
