@@ -1,63 +1,80 @@
 //! The adapter's ceilings a model's tokens/s are held to: the copy kernel's bandwidth for
-//! generation, the best verified matmul (f32, or a linear in the weights' own format) at the
-//! model's prefill shape for prompts.
+//! generation (weights and KV bytes a token reads), and for prompts the decoder's own linear
+//! kernels at the model's own shapes, each timed alone (what a prompt would take if it were
+//! nothing but its matmuls, run at the best rate this adapter reaches on them).
 
-use pertoken_gpu::{DType, Gpu};
-use pertoken_reference::{Tolerance, compare};
+use pertoken_gpu::{DType, Gpu, Tensor};
+use pertoken_model::{Role, WeightSource};
+use pertoken_reference::random::uniform_f32;
+use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
 
 use crate::cli::CliError;
 
 /// The adapter's measured ceilings for one model.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Rates {
     /// Best copy bandwidth, bytes/s.
     pub copy: f64,
-    /// Best matmul rate at the model's prefill shape (f32, or a linear in the weights' format),
-    /// FLOP/s (verified).
-    pub matmul: Option<f64>,
+    /// Per prompt length: seconds its linear layers take, each kernel timed alone (verified).
+    pub prompt: Vec<(usize, f64)>,
 }
 
-/// The f32 matmul rate at `[m, k]·[k, n]` with the selected kernel, checked against the
-/// reference first: the ceiling a prompt's matmuls are held to.
-pub(super) fn matmul_rate(gpu: &Gpu, m: usize, k: usize, n: usize) -> Result<f64, CliError> {
-    use pertoken_gpu::Tensor;
-    use pertoken_reference::random::uniform_array2;
-    let (a, b) = (uniform_array2(1, m, k), uniform_array2(2, k, n));
-    let (ta, tb) = (
-        Tensor::from_array(gpu, a.view())?,
-        Tensor::from_array(gpu, b.view())?,
-    );
-    let c = pertoken_matmul::matmul(gpu, &ta, &tb)?;
-    let want = pertoken_reference::matmul(a.view(), b.view())?;
-    let want: Vec<f64> = want.iter().copied().collect();
-    let cmp = compare(
-        &c.to_vec::<f32>()?,
-        &want,
-        Tolerance::F32.for_reduction(k, 1.0),
-    );
-    if !cmp.passed() {
-        return Err(format!("the {m}x{k}x{n} matmul that bounds prompts is wrong: {cmp}").into());
+impl Rates {
+    /// The prompt bound in tokens/s for a `p`-token prompt, where it was measured.
+    pub(super) fn prompt_bound(&self, p: usize) -> Option<f64> {
+        self.prompt
+            .iter()
+            .find(|(q, _)| *q == p)
+            .map(|(_, s)| p as f64 / s)
     }
-    let kernel =
-        pertoken_matmul::select(gpu.capabilities(), pertoken_matmul::MatmulShape { m, k, n });
-    let t = gpu.measure(3, &mut || {
-        pertoken_matmul::matmul_into(gpu, &ta, &tb, &c, kernel)
-    })?;
-    Ok(2.0 * (m * k * n) as f64 / t.best)
 }
 
-/// The rate of `x[m, k]·w[n, k]ᵀ` with `w` in `format`, by the kernel the decoder's linears
-/// select, checked against the reference on the dequantized weights first.
-pub(super) fn linear_rate(
+/// Seconds the linear layers of a `p`-token prompt take with the decoder's kernels (the
+/// tuner's choices), in chunks of at most `max_tokens` rows: every layer's fused q/k/v, output,
+/// fused gate/up and down projections, and the head for the last row, each timed alone.
+pub(super) fn prompt_linears_seconds(
     gpu: &Gpu,
-    m: usize,
-    k: usize,
-    n: usize,
+    tuner: &mut pertoken_matmul::Tuner,
+    source: &dyn WeightSource,
+    (p, max_tokens): (usize, usize),
+) -> Result<f64, CliError> {
+    let m = &source.spec().shape;
+    let (h, f) = (m.hidden as usize, m.ffn as usize);
+    let q = (m.heads * m.head_dim) as usize;
+    let kv = (m.kv_heads * m.head_dim) as usize;
+    let format =
+        |r: Role| -> Result<Option<DType>, CliError> { Ok(source.stored(r)?.map(|(d, _)| d)) };
+    let or_f32 = |d: Option<DType>| d.unwrap_or(DType::F32);
+    let rows = p.min(max_tokens).max(1);
+    let mut layer = 0.0;
+    for (k, n, role) in [
+        (h, q + 2 * kv, Role::Q(0)),
+        (q, h, Role::O(0)),
+        (h, 2 * f, Role::Gate(0)),
+        (f, h, Role::Down(0)),
+    ] {
+        layer += linear_seconds(gpu, tuner, (rows, k, n), or_f32(format(role)?))?;
+    }
+    let head_format = match format(Role::Output)? {
+        Some(d) => d,
+        None => or_f32(format(Role::Embed)?),
+    };
+    let head = linear_seconds(gpu, tuner, (1, h, m.vocab as usize), head_format)?;
+    Ok(m.layers as f64 * layer * p as f64 / rows as f64 + head)
+}
+
+/// Rows of the output checked against the reference (all columns): enough to catch a wrong
+/// kernel, few enough that an 8B model's widest linear checks in a moment.
+const CHECKED_ROWS: usize = 4;
+
+/// Seconds of `x[m, k]·w[n, k]ᵀ` with `w` in `format` by the tuner's kernel (fastest of 3
+/// timed batches), its first rows checked against the reference on the dequantized weights.
+fn linear_seconds(
+    gpu: &Gpu,
+    tuner: &mut pertoken_matmul::Tuner,
+    (m, k, n): (usize, usize, usize),
     format: DType,
 ) -> Result<f64, CliError> {
-    use pertoken_gpu::Tensor;
-    use pertoken_reference::random::uniform_f32;
-    use pertoken_reference::{QuantFormat, dequantize, quantize};
     let xv = uniform_f32(3, m * k);
     let raw = uniform_f32(4, n * k);
     let quant = match format {
@@ -75,27 +92,25 @@ pub(super) fn linear_rate(
         None => Tensor::from_f32_as(gpu, &raw, &[n, k], format)?,
     };
     let x = Tensor::from_slice(gpu, &xv, &[m, k])?;
-    let p = pertoken_matmul::check_linear(&x, &w, None)?;
-    let kernel = pertoken_matmul::select_linear(gpu.capabilities(), &p);
+    let kernel = tuner.linear(&x, &w, None)?.kernel();
     let out = pertoken_matmul::linear_with(gpu, &x, &w, None, kernel)?;
-    let xa = ndarray::ArrayView2::from_shape((m, k), &xv[..])?;
+    let r = m.min(CHECKED_ROWS);
+    let xa = ndarray::ArrayView2::from_shape((r, k), &xv[..r * k])?;
     let wa = ndarray::ArrayView2::from_shape((n, k), &held[..])?;
     let want: Vec<f64> = pertoken_reference::linear(xa, wa, None)?
         .iter()
         .copied()
         .collect();
-    let cmp = compare(
-        &out.to_vec::<f32>()?,
-        &want,
-        Tolerance::F32.for_reduction(k, 1.0),
-    );
+    let got = out.to_vec::<f32>()?;
+    let cmp = compare(&got[..r * n], &want, Tolerance::F32.for_reduction(k, 1.0));
     if !cmp.passed() {
-        return Err(
-            format!("the {m}x{k}x{n} {format} linear that bounds prompts is wrong: {cmp}").into(),
-        );
+        return Err(format!(
+            "the {m}x{k}x{n} {format} linear that bounds prompts is wrong ({kernel:?}): {cmp}"
+        )
+        .into());
     }
     let t = gpu.measure(3, &mut || {
         pertoken_matmul::linear_into(gpu, &x, &w, None, &out, kernel)
     })?;
-    Ok(2.0 * (m * k * n) as f64 / t.best)
+    Ok(t.best)
 }

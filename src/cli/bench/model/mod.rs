@@ -14,12 +14,14 @@ use crate::cli::model::{Loaded, Reference, by_op};
 use crate::cli::{CliError, open_gpu};
 
 mod bound;
+mod power;
 mod price;
 mod report;
 mod source;
 mod verify;
 
-use bound::{Rates, linear_rate, matmul_rate};
+use bound::{Rates, prompt_linears_seconds};
+use power::PowerMeter;
 use price::Pricing;
 use report::{Row, print_rows};
 use verify::verify;
@@ -182,7 +184,8 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
         "copy kernel: {:.2} GB/s (fastest of 10; the bandwidth bound of generation)",
         copy_rate * 1e-9
     );
-    let pricing = Pricing::new(args.rent, args.hardware.as_deref(), &a.name)?;
+    let meter = PowerMeter::open(&a.name);
+    let pricing = Pricing::new(args.rent, args.hardware.as_deref(), &a.name, &meter)?;
     println!("{}", pricing.describe());
     let mut rows = Vec::new();
     let mode = if args.no_tune {
@@ -200,7 +203,7 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
             loaded.source(),
             &plan,
             (args.no_verify, &mut tuner),
-            copy_rate,
+            (copy_rate, &meter),
         )?);
     }
     if let Some(path) = tuner.path() {
@@ -246,29 +249,8 @@ fn bench_source(
     source: &dyn WeightSource,
     plan: &Plan,
     (no_verify, tuner): (bool, &mut pertoken_matmul::Tuner),
-    copy_rate: f64,
+    (copy_rate, meter): (f64, &PowerMeter),
 ) -> Result<Vec<Row>, CliError> {
-    let shape = &source.spec().shape;
-    let longest_prompt = plan.prompt.iter().copied().max().unwrap_or(0);
-    let rates = Rates {
-        copy: copy_rate,
-        matmul: (longest_prompt > 0)
-            .then(|| {
-                let (m, k, n) = (
-                    longest_prompt.min(512),
-                    shape.hidden as usize,
-                    shape.ffn as usize,
-                );
-                let format = source
-                    .stored(pertoken_model::Role::Gate(0))?
-                    .map_or(DType::F32, |(d, _)| d);
-                // The best of an f32 matmul and a linear in the weights' own format.
-                let f32_rate = matmul_rate(gpu, m, k, n)?;
-                let own = linear_rate(gpu, m, k, n, format)?;
-                Ok::<f64, CliError>(f32_rate.max(own))
-            })
-            .transpose()?,
-    };
     let m = &source.spec().shape;
     let max_depth = plan.depth.iter().copied().max().unwrap_or(0);
     let longest = plan
@@ -313,6 +295,16 @@ fn bench_source(
             t0.elapsed().as_secs_f64()
         );
     }
+    let mut rates = Rates {
+        copy: copy_rate,
+        prompt: Vec::new(),
+    };
+    for &p in plan.prompt.iter().filter(|&&p| p > 0) {
+        if rates.prompt_bound(p).is_none() {
+            let s = prompt_linears_seconds(gpu, tuner, source, (p, options.max_tokens))?;
+            rates.prompt.push((p, s));
+        }
+    }
     if let Err(e) = tuner.save() {
         eprintln!("warning: could not save the tuning cache: {e}");
     }
@@ -322,20 +314,19 @@ fn bench_source(
     decoder.tokens()?;
     // The reference's weights, read once for every test's check.
     let reference = Reference::new(source);
+    let bench = Bench {
+        gpu,
+        reference: &reference,
+        reps: plan.reps,
+        no_verify,
+        rates: &rates,
+        meter,
+    };
     let mut rows = Vec::new();
     // Prompts run one sequence at a time.
     for &depth in &plan.depth {
         for &p in plan.prompt.iter().filter(|&&p| p > 0) {
-            rows.push(run_test(
-                gpu,
-                &mut decoder,
-                &reference,
-                Test::Prompt(p),
-                depth,
-                plan.reps,
-                no_verify,
-                rates,
-            )?);
+            rows.push(run_test(&bench, &mut decoder, Test::Prompt(p), depth)?);
         }
     }
     for &batch in &plan.batch {
@@ -350,16 +341,7 @@ fn bench_source(
         }
         for &depth in &plan.depth {
             for &n in plan.generate.iter().filter(|&&n| n > 0) {
-                rows.push(run_test(
-                    gpu,
-                    &mut decoder,
-                    &reference,
-                    Test::Gen(n),
-                    depth,
-                    plan.reps,
-                    no_verify,
-                    rates,
-                )?);
+                rows.push(run_test(&bench, &mut decoder, Test::Gen(n), depth)?);
             }
         }
     }
@@ -397,8 +379,14 @@ impl Test {
 }
 
 /// Runs the tokens of one repetition: `depth` context tokens (untimed), then the test, timed
-/// from a synced GPU to a synced GPU. Returns tokens per second.
-fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Result<f64, CliError> {
+/// from a synced GPU to a synced GPU. Returns tokens per second, and the board's mean power
+/// over the timed part where `meter` reads it.
+fn repetition(
+    gpu: &Gpu,
+    decoder: &mut Decoder,
+    (test, depth): (Test, usize),
+    meter: &PowerMeter,
+) -> Result<(f64, Option<f64>), CliError> {
     let vocab = decoder.spec().shape.vocab;
     let batch = decoder.options().batch;
     decoder.reset()?;
@@ -413,14 +401,17 @@ fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Res
             decoder.prefill_sequence(b, &ids(11 + b as u64, depth, vocab))?;
         }
     }
-    let seconds = match test {
+    let (seconds, watts) = match test {
         Test::Prompt(p) => {
             let prompt = ids(13 + p as u64, p, vocab);
             gpu.sync()?;
-            let t0 = Instant::now();
-            decoder.prefill(&prompt)?;
-            gpu.sync()?;
-            t0.elapsed().as_secs_f64()
+            let (r, watts) = meter.measure(|| {
+                let t0 = Instant::now();
+                decoder.prefill(&prompt)?;
+                gpu.sync()?;
+                Ok::<f64, CliError>(t0.elapsed().as_secs_f64())
+            });
+            (r?, watts)
         }
         Test::Gen(n) => {
             if depth == 0 {
@@ -429,36 +420,55 @@ fn repetition(gpu: &Gpu, decoder: &mut Decoder, test: Test, depth: usize) -> Res
                 }
             }
             gpu.sync()?;
-            // Steps queue back to back: each one's token stays on the GPU for the next.
-            let t0 = Instant::now();
-            for _ in 0..n {
-                decoder.decode()?;
-            }
-            gpu.sync()?;
-            t0.elapsed().as_secs_f64()
+            let (r, watts) = meter.measure(|| {
+                // Steps queue back to back: each one's token stays on the GPU for the next.
+                let t0 = Instant::now();
+                for _ in 0..n {
+                    decoder.decode()?;
+                }
+                gpu.sync()?;
+                Ok::<f64, CliError>(t0.elapsed().as_secs_f64())
+            });
+            (r?, watts)
         }
     };
-    Ok((test.tokens() * sequences) as f64 / seconds)
+    Ok(((test.tokens() * sequences) as f64 / seconds, watts))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_test(
-    gpu: &Gpu,
-    decoder: &mut Decoder,
-    reference: &Reference<'_>,
-    test: Test,
-    depth: usize,
+/// What every test of one model shares.
+struct Bench<'a> {
+    gpu: &'a Gpu,
+    reference: &'a Reference<'a>,
     reps: usize,
     no_verify: bool,
-    rates: Rates,
+    rates: &'a Rates,
+    meter: &'a PowerMeter,
+}
+
+fn run_test(
+    bench: &Bench<'_>,
+    decoder: &mut Decoder,
+    test: Test,
+    depth: usize,
 ) -> Result<Row, CliError> {
+    let Bench {
+        gpu,
+        reference,
+        reps,
+        no_verify,
+        rates,
+        meter,
+    } = *bench;
     let batch = decoder.options().batch;
     let name = test.name(depth, batch);
     let bar = crate::cli::progress(reps as u64, &name);
     let mut samples = Vec::with_capacity(reps);
+    let mut watts = Vec::new();
     let mut verified = None;
     for rep in 0..reps {
-        samples.push(repetition(gpu, decoder, test, depth)?);
+        let (rate, w) = repetition(gpu, decoder, (test, depth), meter)?;
+        samples.push(rate);
+        watts.extend(w.map(|w| w / rate));
         bar.inc(1);
         if rep == 0 && !no_verify {
             bar.set_message(format!("{name}: checking against the CPU reference"));
@@ -487,7 +497,7 @@ fn run_test(
             let flops = 2.0 * m.layers as f64 * layer
                 + 4.0 * m.layers as f64 * q * keys
                 + 2.0 * h * m.vocab as f64 / p as f64;
-            (report::Work::Flops(flops), rates.matmul.map(|r| r / flops))
+            (report::Work::Flops(flops), rates.prompt_bound(p))
         }
     };
     let breakdown = match test {
@@ -501,7 +511,8 @@ fn run_test(
         verified,
         (work, bound),
         breakdown,
-    ))
+    )
+    .with_energy(watts))
 }
 
 /// Where one generation step's time goes: each kernel submitted and timed alone, summed by

@@ -10,6 +10,8 @@ pub(crate) struct Pricing {
     pub per_hour: Option<(f64, String)>,
     /// Watts, and what they are.
     pub power: Option<(f64, String)>,
+    /// What measures the power, where NVML does (each row's J/token is then its own).
+    pub measured: Option<String>,
 }
 
 impl Pricing {
@@ -19,6 +21,7 @@ impl Pricing {
         rent: Option<f64>,
         hardware: Option<&str>,
         adapter: &str,
+        meter: &super::PowerMeter,
     ) -> Result<Pricing, CliError> {
         if let Some(r) = rent
             && !(r.is_finite() && r > 0.0)
@@ -43,16 +46,23 @@ impl Pricing {
             }),
             (None, None) => None,
         };
-        // NVML is not read yet: the catalog's TDP, labelled as such.
+        // Where NVML reads nothing, the catalog's TDP, labelled as such.
         let power = entry.and_then(|h| {
             h.tdp_w.as_ref().map(|t| {
                 (
                     t.value,
-                    format!("TDP of catalog {} ({how}), not measured", h.name),
+                    format!(
+                        "TDP of catalog {} ({how}), not measured: {}",
+                        h.name, meter.why_not
+                    ),
                 )
             })
         });
-        Ok(Pricing { per_hour, power })
+        Ok(Pricing {
+            per_hour,
+            power,
+            measured: meter.describe(),
+        })
     }
 
     /// A line for the report: what the costs are based on, or how to add a price.
@@ -63,20 +73,34 @@ impl Pricing {
                      hardware`, for $ per 1M tokens)"
                 .to_owned(),
         };
-        let power = match &self.power {
-            Some((w, what)) => format!("power: {w:.0} W, {what}"),
-            None => "power: unknown (J per token needs --hardware NAME with a TDP)".to_owned(),
+        let power = match (&self.measured, &self.power) {
+            (Some(how), _) => format!("power: {how}"),
+            (None, Some((w, what))) => format!("power: {w:.0} W, {what}"),
+            (None, None) => {
+                "power: unknown (J per token needs NVML or --hardware NAME with a TDP)".to_owned()
+            }
         };
         format!("{price}; {power}")
     }
 
-    /// USD per 1M tokens and joules per token at `tokens_per_second`.
-    pub(crate) fn at(&self, tokens_per_second: f64) -> (Option<f64>, Option<f64>) {
+    /// USD per 1M tokens and joules per token at `tokens_per_second`; `measured` J/token
+    /// (NVML) where there is one, else the catalog's TDP over the rate.
+    pub(crate) fn at(
+        &self,
+        tokens_per_second: f64,
+        measured: Option<f64>,
+    ) -> (Option<f64>, Option<f64>) {
         (
             self.per_hour
                 .as_ref()
                 .map(|(usd, _)| usd / 3600.0 / tokens_per_second * 1e6),
-            self.power.as_ref().map(|(w, _)| w / tokens_per_second),
+            measured.or_else(|| {
+                // A row NVML could not read stays unpriced in joules rather than mixing in TDP.
+                if self.measured.is_some() {
+                    return None;
+                }
+                self.power.as_ref().map(|(w, _)| w / tokens_per_second)
+            }),
         )
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Row {
     /// The adapter's bound in tokens/s, where one is computed.
     bound: Option<f64>,
     breakdown: Option<Breakdown>,
+    /// Joules per token of each repetition NVML measured.
+    energy: Vec<f64>,
     /// USD per 1M tokens and J per token, where a price or a power is known.
     cost: (Option<f64>, Option<f64>),
 }
@@ -78,13 +80,21 @@ impl Row {
             work,
             bound,
             breakdown,
+            energy: Vec::new(),
             cost: (None, None),
         }
     }
 
-    /// Prices the row's mean rate.
+    /// The row with the joules per token NVML measured in each repetition.
+    pub(crate) fn with_energy(mut self, joules_per_token: Vec<f64>) -> Row {
+        self.energy = joules_per_token;
+        self
+    }
+
+    /// Prices the row's mean rate (and its measured energy, where there is any).
     pub(crate) fn price(&mut self, pricing: &super::Pricing) {
-        self.cost = pricing.at(mean_sd(&self.samples).0);
+        let measured = (!self.energy.is_empty()).then(|| mean_sd(&self.energy).0);
+        self.cost = pricing.at(mean_sd(&self.samples).0, measured);
     }
 
     pub(crate) fn json(&self) -> serde_json::Value {
@@ -116,6 +126,7 @@ impl Row {
             "step_seconds": self.breakdown.as_ref().map(|b| b.step_seconds),
             "usd_per_million_tokens": self.cost.0,
             "joules_per_token": self.cost.1,
+            "joules_per_token_measured": !self.energy.is_empty(),
         })
     }
 }
@@ -214,9 +225,12 @@ pub(crate) fn print_rows(rows: &[Row]) {
     println!(
         "t/s: mean ± standard deviation over the repetitions, wall clock from a synced GPU to a \
          synced GPU. % bound: generation against copy bandwidth / (weight bytes + KV bytes \
-         read per token); prompts against the best matmul rate at the model's shape (f32, or a \
-         linear in the weights' format) over the FLOPs per token. $/1M: per million tokens of the row's kind (input for pp, output for \
-         tg) at its mean rate, every sequence's tokens counted."
+         read per token); prompts against the prompt's linear layers alone (the decoder's own \
+         kernels at the model's shapes, each timed alone: what the prompt would take if it \
+         were only its matmuls). $/1M: per million tokens of the row's kind (input for pp, \
+         output for tg) at its mean rate, every sequence's tokens counted. J/tok: the board's energy over \
+         the timed tokens where NVML reads it (the power line above says which), else the \
+         catalog's TDP over the rate."
     );
     for r in rows {
         if let Some(Err(why)) = &r.verified {

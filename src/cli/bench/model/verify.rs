@@ -5,6 +5,7 @@ use pertoken_gpu::Gpu;
 use pertoken_model::{Decoder, DecoderOptions};
 use pertoken_reference::{Tolerance, compare};
 
+use super::power::PowerMeter;
 use super::source::Truncated;
 use super::{Test, repetition};
 use crate::cli::CliError;
@@ -41,7 +42,7 @@ pub(super) fn verify(
         batch: decoder.options().batch,
     };
     let mut small = Decoder::load(gpu, &copy, options)?;
-    repetition(gpu, &mut small, t, d)?;
+    repetition(gpu, &mut small, (t, d), &PowerMeter::off())?;
     checked_sequences(&small, &Reference::new(&copy), t, d, "2-layer copy")
 }
 
