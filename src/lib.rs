@@ -10,7 +10,8 @@
 //! - [`model`]: the Llama-family decoder built from the kernels;
 //! - [`formats`]: GGUF, safetensors and the GGUF's tokenizer.
 //!
-//! The `pertoken` binary (`pertoken devices`, `bench`, `generate`, `cost`) is built on the same crates.
+//! The `pertoken` binary (`pertoken devices`, `bench`, `generate`, `run`, `cost`) is built on the
+//! same crates.
 
 pub use pertoken_attention as attention;
 pub use pertoken_cost as cost;

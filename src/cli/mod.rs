@@ -5,6 +5,7 @@ mod cost;
 mod devices;
 mod generate;
 mod model;
+mod run;
 
 use clap::{Parser, Subcommand};
 use pertoken_gpu::{Gpu, GpuOptions};
@@ -29,6 +30,9 @@ enum Command {
     Generate(Box<generate::Args>),
     /// The cost model on catalog hardware: tokens/s, $ and J per token. No GPU needed.
     Cost(Box<cost::Args>),
+    /// Run one kernel on your own .npy files and write the result as .npy, to compare with
+    /// numpy or PyTorch; `--check` also runs the CPU reference.
+    Run(Box<run::Args>),
     /// List the model catalog.
     Models(cost::CatalogArgs),
     /// List the hardware catalog.
@@ -44,6 +48,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Cost(args) => cost::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Models(args) => cost::models(&args),
         Command::Hardware(args) => cost::hardware(&args),
     }
