@@ -569,6 +569,7 @@ fn bench_measures_a_model_verified_with_every_combination() {
     }
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("model.json");
+    let svg = dir.path().join("batch.svg");
     // Tuned: the linear kernels are measured once and cached in the test's own folder.
     let cache = dir.path().join("cache");
     let (ok, stdout, stderr) = pertoken_in(
@@ -592,6 +593,8 @@ fn bench_measures_a_model_verified_with_every_combination() {
             "h100-sxm",
             "--json",
             report.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
         ],
         &[("PERTOKEN_CACHE_DIR", &cache)],
     );
@@ -628,6 +631,15 @@ fn bench_measures_a_model_verified_with_every_combination() {
         "{stdout}"
     );
     assert!(stdout.contains("one generation step takes"), "{stdout}");
+    // The plot: a line per format and depth over batch 1 and 3, in tokens/s and in $/1M.
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    for label in [
+        "tiny q4_1 tg4",
+        "tiny f16 tg4 @ d3",
+        "$ per 1M generated tokens",
+    ] {
+        assert!(drawn.contains(label), "{label} missing from the plot");
+    }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
@@ -695,6 +707,21 @@ fn bench_measures_a_model_verified_with_every_combination() {
         "{text}"
     );
     assert!(lines[1..].iter().all(|l| l.contains(",true,")), "{text}");
+    let (ok, _, stderr) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "-m",
+        "tiny",
+        "-p",
+        "2",
+        "-n",
+        "0",
+        "-r",
+        "1",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("no generation rows"), "{stderr}");
     let (ok, _, stderr) = pertoken(&["bench", "--no-tune", "-m", "tiny", "--rent=-3"]);
     assert!(!ok && stderr.contains("positive price"), "{stderr}");
 }

@@ -14,6 +14,7 @@ use crate::cli::model::{Loaded, Reference, by_op};
 use crate::cli::{CliError, open_gpu};
 
 mod bound;
+mod plot;
 mod power;
 mod price;
 mod report;
@@ -88,6 +89,10 @@ pub(crate) struct ModelArgs {
     /// Also write every row as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Also draw generation tokens/s and $ per 1M tokens against batch size (`-b 1,8,32`) as
+    /// an SVG to this file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
     #[arg(long)]
     adapter: Option<String>,
@@ -234,6 +239,11 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
         std::fs::write(path, report::csv(&rows))
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("wrote {} rows to {}", rows.len(), path.display());
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("{} ({:?})", a.name, a.backend);
+        plot::draw(path, &title, &rows)?;
+        println!("drew {}", path.display());
     }
     if rows
         .iter()
@@ -504,7 +514,7 @@ fn run_test(
         Test::Gen(_) => Some(breakdown(gpu, decoder)?),
         Test::Prompt(_) => None,
     };
-    Ok(Row::new(
+    let row = Row::new(
         reference.source,
         &name,
         samples,
@@ -512,7 +522,11 @@ fn run_test(
         (work, bound),
         breakdown,
     )
-    .with_energy(watts))
+    .with_energy(watts);
+    Ok(match test {
+        Test::Gen(_) => row.with_batch(test.name(depth, 1), batch),
+        Test::Prompt(_) => row,
+    })
 }
 
 /// Where one generation step's time goes: each kernel submitted and timed alone, summed by

@@ -36,6 +36,8 @@ pub(crate) struct Row {
     breakdown: Option<Breakdown>,
     /// Joules per token of each repetition NVML measured.
     energy: Vec<f64>,
+    /// Generation rows: the test without its batch (`tg128 @ d512`) and the batch, for plots.
+    batched: Option<(String, usize)>,
     /// USD per 1M tokens and J per token, where a price or a power is known.
     cost: (Option<f64>, Option<f64>),
 }
@@ -81,6 +83,7 @@ impl Row {
             bound,
             breakdown,
             energy: Vec::new(),
+            batched: None,
             cost: (None, None),
         }
     }
@@ -89,6 +92,25 @@ impl Row {
     pub(crate) fn with_energy(mut self, joules_per_token: Vec<f64>) -> Row {
         self.energy = joules_per_token;
         self
+    }
+
+    /// The row as one point of a series over batch sizes: `test` is the test without its
+    /// batch.
+    pub(crate) fn with_batch(mut self, test: String, batch: usize) -> Row {
+        self.batched = Some((test, batch));
+        self
+    }
+
+    /// For plots against batch size: the series (`model test`), the batch, the mean tokens/s
+    /// and $ per 1M tokens where priced.
+    pub(crate) fn batch_point(&self) -> Option<(String, usize, f64, Option<f64>)> {
+        let (test, batch) = self.batched.as_ref()?;
+        Some((
+            format!("{} {test}", self.model),
+            *batch,
+            mean_sd(&self.samples).0,
+            self.cost.0,
+        ))
     }
 
     /// Prices the row's mean rate (and its measured energy, where there is any).
