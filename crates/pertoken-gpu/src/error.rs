@@ -154,6 +154,19 @@ pub enum Error {
         message: String,
     },
 
+    /// The device was lost (a driver reset, the GPU removed or hung, or `destroy`): nothing
+    /// more can run on this handle.
+    #[error(
+        "{op}: the GPU device was lost ({reason}); nothing more can run on it: restart the \
+         program (and if it recurs, check the driver's log, e.g. dmesg, for a reset or a hang)"
+    )]
+    DeviceLost {
+        /// The op that found it lost.
+        op: &'static str,
+        /// Why, as the driver said.
+        reason: String,
+    },
+
     /// The device was lost or a buffer could not be read back.
     #[error("{op}: device error: {message}")]
     Device {

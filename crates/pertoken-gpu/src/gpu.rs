@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) stale: crate::bind_cache::Stale,
     /// Errors wgpu raised outside any error scope (it would panic without a handler).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it is (the device-lost callback sets it).
+    pub(crate) lost: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Default)]
@@ -108,6 +110,19 @@ impl Gpu {
                 message: e.to_string(),
             })?;
 
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "destroyed".to_owned(),
+                wgpu::DeviceLostReason::Unknown => "lost".to_owned(),
+            };
+            *lock(&lost_sink) = Some(if message.is_empty() {
+                why
+            } else {
+                format!("{why}: {message}")
+            });
+        });
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&uncaptured);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -133,6 +148,7 @@ impl Gpu {
                 modules: RwLock::default(),
                 pipelines: RwLock::default(),
                 pending: Mutex::default(),
+                lost,
                 bind_cache: Mutex::default(),
                 stale: crate::bind_cache::Stale::default(),
                 uncaptured,
@@ -188,6 +204,23 @@ impl Gpu {
         }
     }
 
+    /// [`Error::DeviceLost`] once the device is lost: every launch, allocation, submission and
+    /// wait checks first, so work after a loss fails at once, naming the op.
+    pub(crate) fn check_lost(&self, op: &'static str) -> Result<()> {
+        match lock(&self.inner.lost).as_ref() {
+            Some(reason) => Err(Error::DeviceLost {
+                op,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `err`, or [`Error::DeviceLost`] where the device is lost (what the error really means).
+    pub(crate) fn lost_or(&self, op: &'static str, err: Error) -> Error {
+        self.check_lost(op).err().unwrap_or(err)
+    }
+
     pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
         lock(&self.inner.pending)
     }
@@ -228,18 +261,25 @@ impl Gpu {
 
     /// Blocks until the queue is idle.
     pub(crate) fn wait(&self, op: &'static str) -> Result<()> {
+        self.check_lost(op)?;
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device {
-                op,
-                message: e.to_string(),
+            .map_err(|e| {
+                self.lost_or(
+                    op,
+                    Error::Device {
+                        op,
+                        message: e.to_string(),
+                    },
+                )
             })?;
         self.take_uncaptured(op)
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and returns the first error.
     pub(crate) fn scoped<R>(&self, op: &'static str, f: impl FnOnce() -> R) -> Result<R> {
+        self.check_lost(op)?;
         let device = &self.inner.device;
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -247,7 +287,7 @@ impl Gpu {
         let v = pollster::block_on(validation.pop());
         let o = pollster::block_on(oom.pop());
         if let Some(e) = v.or(o) {
-            return Err(Error::from_wgpu(op, e));
+            return Err(self.lost_or(op, Error::from_wgpu(op, e)));
         }
         self.take_uncaptured(op)?;
         Ok(r)
@@ -260,7 +300,8 @@ impl Gpu {
         }
         let message = errors.join("; ");
         errors.clear();
-        Err(Error::Device { op, message })
+        drop(errors);
+        Err(self.lost_or(op, Error::Device { op, message }))
     }
 }
 

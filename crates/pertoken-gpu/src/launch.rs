@@ -179,6 +179,7 @@ impl Gpu {
     }
 
     fn record(&self, launch: &Launch<'_>) -> Result<()> {
+        self.check_lost(launch.op)?;
         let caps = self.capabilities();
         for b in launch.bindings {
             let t = b.tensor;

@@ -414,11 +414,15 @@ impl Gpu {
         let mapped = rx.recv().map_err(|_| Error::Device {
             op,
             message: "the buffer map callback never ran".into(),
-        })?;
-        mapped.map_err(|e| Error::Device {
-            op,
-            message: format!("mapping the staging buffer failed: {e}"),
-        })?;
+        });
+        mapped
+            .and_then(|m| {
+                m.map_err(|e| Error::Device {
+                    op,
+                    message: format!("mapping the staging buffer failed: {e}"),
+                })
+            })
+            .map_err(|e| self.lost_or(op, e))?;
         let bytes = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Device {
