@@ -82,6 +82,18 @@ fn devices_lists_the_adapter_and_its_limits() {
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("selected:"), "{stdout}");
     assert!(stdout.contains("max storage binding"), "{stdout}");
+    // Headless (no XDG_RUNTIME_DIR), Mesa's device-select layer would print its Wayland error.
+    let out = Command::new(env!("CARGO_BIN_EXE_pertoken"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("XDG_RUNTIME_DIR"),
+        "{stderr}"
+    );
 }
 
 #[test]
