@@ -25,7 +25,8 @@ fn main() -> std::process::ExitCode {
 /// itself (`--adapter`, `PERTOKEN_ADAPTER`), so the layer has nothing to do: its own switch,
 /// `NODEVICE_SELECT=1`, turns it off. A user who set `NODEVICE_SELECT` keeps their value.
 fn quiet_device_select() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none()
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
     {
         #[allow(unsafe_code)]
         // SAFETY: the first statement of main, before any thread is started (clap, wgpu and the

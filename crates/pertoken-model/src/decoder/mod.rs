@@ -177,6 +177,17 @@ impl Decoder {
         tuner: &mut pertoken_matmul::Tuner,
         rows: &[usize],
     ) -> Result<Vec<(String, &'static str)>> {
+        self.tune_with_progress(tuner, rows, &mut |_, _, _| {})
+    }
+
+    /// [`Decoder::tune`], calling `progress(done, total, problem)` before each problem (tuning
+    /// one takes seconds to minutes on a CPU adapter) and once at the end.
+    pub fn tune_with_progress(
+        &mut self,
+        tuner: &mut pertoken_matmul::Tuner,
+        rows: &[usize],
+        progress: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<Vec<(String, &'static str)>> {
         let mut weights: Vec<(&Tensor, Option<&Tensor>)> = Vec::new();
         let first = &self.layers[0];
         for p in [&first.qkv, &first.gate_up] {
@@ -188,22 +199,29 @@ impl Decoder {
         weights.push((&first.o, None));
         weights.push((&first.down, None));
         weights.push((self.output.as_ref().unwrap_or(&self.embed), None));
-        let mut how = Vec::new();
-        let mut chosen = Vec::new();
+        let mut problems = Vec::new();
         for &m in rows {
             for &(w, bias) in &weights {
                 let [n, k] = w.shape()[..] else { continue };
                 let key = (n, k, w.dtype(), m);
-                if chosen.iter().any(|(k2, _)| *k2 == key) {
-                    continue;
+                if !problems.iter().any(|(k2, _, _)| *k2 == key) {
+                    problems.push((key, w, bias));
                 }
-                let x = Tensor::zeros(&self.gpu, &[m, k], DType::F32)?;
-                x.fill(0.5f32)?;
-                let choice = tuner.linear(&x, w, bias)?;
-                how.push((format!("{m}x{k}x{n} {}", w.dtype()), choice.source()));
-                chosen.push((key, choice.kernel()));
             }
         }
+        let mut how = Vec::new();
+        let mut chosen = Vec::new();
+        for (i, &(key, w, bias)) in problems.iter().enumerate() {
+            let (n, k, dtype, m) = key;
+            let name = format!("{m}x{k}x{n} {dtype}");
+            progress(i, problems.len(), &name);
+            let x = Tensor::zeros(&self.gpu, &[m, k], DType::F32)?;
+            x.fill(0.5f32)?;
+            let choice = tuner.linear(&x, w, bias)?;
+            how.push((name, choice.source()));
+            chosen.push((key, choice.kernel()));
+        }
+        progress(problems.len(), problems.len(), "");
         self.kernels.extend(chosen);
         Ok(how)
     }

@@ -282,12 +282,13 @@ fn bench_linears(
         "M", "KxN", "dtype", "kernel", "time (ms)", "GB/s", "% copy", "GFLOP/s"
     );
     let mut failures = 0;
-    // Tuning measures every candidate of a shape the first time: say what runs meanwhile.
-    let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    // Tuning measures every candidate of a shape the first time (minutes on a CPU adapter):
+    // a bar over the rows to measure, naming the shape.
+    let spinner = crate::cli::progress(0, "linear");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(500));
     for (i, &(k, n)) in shapes.iter().enumerate() {
         for &dtype in &args.dtypes {
-            spinner.set_message(format!("linear {k}x{n} {dtype} (tuned once per adapter)"));
+            spinner.set_message(format!("linear {k}x{n} {dtype} (tuned once)"));
             let w = linear::weights(gpu, k, n, dtype, (k * 7 + n) as u64)?;
             let mut rows: Vec<usize> = args.rows.iter().map(|&m| m as usize).collect();
             if i == 0 && args.prefill > 0 {
@@ -304,8 +305,10 @@ fn bench_linears(
                             .map(|c| Some(Kernel::Gemv(*c))),
                     );
                 }
+                spinner.inc_length(kernels.len() as u64);
                 for kernel in kernels {
                     let r = linear::bench_linear(gpu, tuner, &w, m, args.repeats, kernel)?;
+                    spinner.inc(1);
                     let rate = r.bytes / r.seconds;
                     if r.verified.is_err() {
                         failures += 1;

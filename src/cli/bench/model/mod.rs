@@ -291,11 +291,15 @@ fn bench_source(
     rows_of_x.sort_unstable();
     rows_of_x.dedup();
     let t0 = Instant::now();
-    let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message("choosing the linear layers' kernels (tuning, once per adapter)");
-    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-    let how = decoder.tune(tuner, &rows_of_x);
-    spinner.finish_and_clear();
+    // Tuning measures each linear problem's candidates once per adapter (minutes on a CPU).
+    let bar = crate::cli::progress(0, "choosing linear kernels");
+    bar.enable_steady_tick(std::time::Duration::from_millis(500));
+    let how = decoder.tune_with_progress(tuner, &rows_of_x, &mut |done, total, problem| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!("tuning linear {problem}"));
+    });
+    bar.finish_and_clear();
     let how = how?;
     let tuned = how.iter().filter(|(_, h)| *h == "tuned").count();
     if tuned > 0 {
