@@ -17,13 +17,17 @@
 // 16 bytes of nibbles: 20 bytes, 5 aligned words). x is f32, or f16 pairs when X_F16. Accumulation is f32.
 // y is f32.
 //
+// SWIGLU: x is the fused gate/up projection's output [M, 2K] (gate in columns 0..K, up in
+// K..2K) and each x value is silu(gate) · up, computed as it is loaded, so the SwiGLU MLP's down
+// projection needs no separate pass (f32 x only).
+//
 // The w binding may be a window of a larger tensor (for tensors over the storage-binding limit):
 // it starts at row p.w_row0, and rows are indexed relative to it. Its byte offset is a multiple of
 // 256, so the 2-byte block alignment argument above holds within the window too.
 //
 // Constraints the launcher guarantees: ROWS % RPI == 0; WG·RPI % ROWS == 0 and WG·RPI/ROWS is a
 // power of two; WG·RPI·MAX_M ≤ 2048 and RPI·MAX_M ≤ 16; K % 32 == 0 for Q8_0 and Q4_0; W_VEC
-// only when rows of w start on 16-byte boundaries (f32: K % 4 == 0; f16: K % 8 == 0); X_VEC only
+// only when rows of w start on 16-byte boundaries (and a row is whole units of 8: K % 8 == 0 for f32 and f16); X_VEC only
 // when K % 8 == 0 (rows of x start on 16-byte boundaries in either format).
 
 struct Params {
@@ -50,6 +54,7 @@ override W_FMT: u32 = 0u;
 override W_VEC: bool = false;
 override X_F16: bool = false;
 override X_VEC: bool = false;
+override SWIGLU: bool = false;
 override MAX_M: u32 = 1u;
 override WG: u32 = 256u;
 override ROWS: u32 = 4u;
@@ -64,7 +69,15 @@ fn x_word(i: u32) -> u32 {
     return x[i >> 2u][i & 3u];
 }
 
+fn silu_times(g: f32, u: f32) -> f32 {
+    return g / (1.0 + exp(-g)) * u;
+}
+
 fn x_at(m: u32, k: u32) -> f32 {
+    if (SWIGLU) {
+        let i = m * 2u * p.k + k;
+        return silu_times(bitcast<f32>(x_word(i)), bitcast<f32>(x_word(i + p.k)));
+    }
     let i = m * p.k + k;
     if (X_F16) {
         return unpack2x16float(x_word(i >> 1u))[i & 1u];
@@ -81,6 +94,18 @@ fn f16x8(q: vec4<u32>) -> array<vec4<f32>, 2> {
 
 // x[m, k..k+8], k a multiple of 8.
 fn x8(m: u32, k: u32) -> array<vec4<f32>, 2> {
+    if (SWIGLU && X_VEC) {
+        let i = m * 2u * p.k + k;
+        let j = i + p.k;
+        let g0 = bitcast<vec4<f32>>(x[i >> 2u]);
+        let g1 = bitcast<vec4<f32>>(x[(i >> 2u) + 1u]);
+        let u0 = bitcast<vec4<f32>>(x[j >> 2u]);
+        let u1 = bitcast<vec4<f32>>(x[(j >> 2u) + 1u]);
+        return array<vec4<f32>, 2>(
+            g0 / (vec4<f32>(1.0) + exp(-g0)) * u0,
+            g1 / (vec4<f32>(1.0) + exp(-g1)) * u1,
+        );
+    }
     let i = m * p.k + k;
     if (X_VEC) {
         if (X_F16) {

@@ -292,6 +292,9 @@ pub(crate) fn team(
     )
 }
 
+/// The GEMV launch; with `swiglu`, `x` is a fused gate/up output `[M, 2K]` and the kernel
+/// reads silu(gate) · up for each x value (`p` describes the `[M, K]` problem).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemv(
     gpu: &Gpu,
     p: &Problem,
@@ -300,6 +303,7 @@ pub(crate) fn gemv(
     bias: Option<&Tensor>,
     out: &Tensor,
     cfg: GemvConfig,
+    swiglu: bool,
 ) -> Result<()> {
     let op = "linear";
     let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
@@ -324,19 +328,23 @@ pub(crate) fn gemv(
             ),
         });
     }
+    // A vector unit is 8 weights, so rows must hold whole units (f32 rows at K % 8 == 4 start
+    // on 16 bytes but end mid-unit: their last 4 weights were skipped).
     let w_vec = match p.b_dtype {
-        DType::F32 => k % 4 == 0,
-        DType::F16 => k % 8 == 0,
+        DType::F32 | DType::F16 => k % 8 == 0,
         _ => false,
     };
     let x_vec = k % 8 == 0;
-    let constants = cfg.constants(
-        m,
-        format_code(p.b_dtype),
-        w_vec,
-        p.a_dtype == DType::F16,
-        x_vec,
-    );
+    let mut constants = cfg
+        .constants(
+            m,
+            format_code(p.b_dtype),
+            w_vec,
+            p.a_dtype == DType::F16,
+            x_vec,
+        )
+        .to_vec();
+    constants.push(("SWIGLU", f64::from(u8::from(swiglu))));
     let max_groups = gpu.capabilities().max_workgroups_per_dimension;
     for win in row_windows(op, gpu, w, n, row_bytes(p.b_dtype, k))? {
         let params: [u32; 8] = [

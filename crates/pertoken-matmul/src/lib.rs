@@ -277,7 +277,7 @@ pub fn linear_into(
     inputs.extend(bias);
     problem::check_out("linear", out, &linear_out_shape(x, &p), &inputs)?;
     match kernel {
-        Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg),
+        Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg, false),
         Kernel::Tiled(cfg) => launch::tiled(gpu, &p, x, w, bias, out, cfg),
         Kernel::Team(cfg) => launch::team(gpu, &p, x, w, bias, out, cfg),
         Kernel::Naive => Err(Error::Unsupported {
@@ -286,6 +286,50 @@ pub fn linear_into(
                 .into(),
         }),
     }
+}
+
+/// The SwiGLU MLP's down projection in one pass: `silu(gate) · up` then `· wᵀ`, where
+/// `gate_up: [M, 2K]` f32 is the fused gate/up projection's output (gate in columns `0..K`, up
+/// in `K..2K`) and `w: [N, K]`, into `out: [M, N]` f32. Only the GEMV kernel fuses the gate
+/// (decode rows, `M ≤ GEMV_MAX_M`); for others run the gate first and [`linear_into`].
+pub fn linear_swiglu_into(
+    gpu: &Gpu,
+    gate_up: &Tensor,
+    w: &Tensor,
+    out: &Tensor,
+    kernel: Kernel,
+) -> Result<()> {
+    let op = "linear_swiglu";
+    let (m, k) = match (gate_up.shape(), w.shape()) {
+        ([m, two_k], [_, k]) if *two_k == 2 * k => (*m, *k),
+        _ => {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: gate_up.shape().to_vec(),
+                rhs: w.shape().to_vec(),
+                expected: "gate_up [M, 2K] and w [N, K]".into(),
+            });
+        }
+    };
+    if gate_up.dtype() != DType::F32 {
+        return Err(Error::Unsupported {
+            op,
+            reason: format!("gate_up must be f32, not {}", gate_up.dtype()),
+        });
+    }
+    let Kernel::Gemv(cfg) = kernel else {
+        return Err(Error::Unsupported {
+            op,
+            reason: format!(
+                "only the GEMV kernel fuses the gate, not {kernel:?}: run the gate, then linear_into"
+            ),
+        });
+    };
+    // The problem as the [M, K] x the gate would make; the kernel reads the [M, 2K] tensor.
+    let x = gate_up.view(&[m, k])?;
+    let p = check_linear(&x, w, None)?;
+    problem::check_out(op, out, &linear_out_shape(&x, &p), &[gate_up, w])?;
+    launch::gemv(gpu, &p, gate_up, w, None, out, cfg, true)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ fn cases(ms: &[usize]) -> Vec<Case> {
         let ks: &[usize] = if w.is_quantized() {
             &[32, 96, 160]
         } else {
-            &[1, 7, 32, 63, 96]
+            &[1, 7, 32, 44, 63, 96]
         };
         for &x in &[DType::F32, DType::F16] {
             for &m in ms {

@@ -3,7 +3,7 @@
 
 use pertoken_attention::AttentionOptions;
 use pertoken_gpu::Tensor;
-use pertoken_matmul::{check_linear, linear_into, select_linear};
+use pertoken_matmul::{Kernel, check_linear, linear_into, linear_swiglu_into, select_linear};
 
 use super::Decoder;
 use super::buffers::rows;
@@ -46,6 +46,48 @@ impl Decoder {
             .kernel_for((p.shape.n, p.shape.k, w.dtype(), p.shape.m))
             .unwrap_or_else(|| select_linear(self.gpu.capabilities(), &p));
         Ok(linear_into(&self.gpu, x, w, bias, out, kernel)?)
+    }
+
+    /// The SwiGLU gate and the down projection into `v.delta`: one GEMV that computes the gate
+    /// as it loads (decode rows, the gate/up projection fused into one tensor), else the gate
+    /// pass, then the linear.
+    fn gate_and_down(&self, v: &Views, down: &Tensor, ffn: usize) -> Result<()> {
+        if let ([gate_up], true) = (&v.gate_up[..], self.fuse_gate) {
+            let p = check_linear(&v.act, down, None)?;
+            let kernel = self
+                .kernel_for((p.shape.n, p.shape.k, down.dtype(), p.shape.m))
+                .unwrap_or_else(|| select_linear(self.gpu.capabilities(), &p));
+            if matches!(kernel, Kernel::Gemv(_)) {
+                return Ok(linear_swiglu_into(
+                    &self.gpu, gate_up, down, &v.delta, kernel,
+                )?);
+            }
+        }
+        let (g, u) = if v.gate_up.len() == 1 {
+            (
+                Columns {
+                    tensor: &v.gate_up[0],
+                    col: 0,
+                },
+                Columns {
+                    tensor: &v.gate_up[0],
+                    col: ffn,
+                },
+            )
+        } else {
+            (
+                Columns {
+                    tensor: &v.gate_up[0],
+                    col: 0,
+                },
+                Columns {
+                    tensor: &v.gate_up[1],
+                    col: 0,
+                },
+            )
+        };
+        ops::silu_mul(&self.gpu, g, u, &v.act)?;
+        self.linear(&v.act, down, None, &v.delta)
     }
 
     /// Runs `proj` on `x` into `outs`.
@@ -94,31 +136,7 @@ impl Decoder {
         self.linear(attn_tokens, &layer.o, None, &v.delta)?;
         ops::rms_norm(gpu, &v.x, Some(&v.delta), &layer.ffn_norm, &v.xn, 0, eps)?;
         self.project(&v.xn, &layer.gate_up, &v.gate_up)?;
-        let (g, u) = if v.gate_up.len() == 1 {
-            (
-                Columns {
-                    tensor: &v.gate_up[0],
-                    col: 0,
-                },
-                Columns {
-                    tensor: &v.gate_up[0],
-                    col: ffn,
-                },
-            )
-        } else {
-            (
-                Columns {
-                    tensor: &v.gate_up[0],
-                    col: 0,
-                },
-                Columns {
-                    tensor: &v.gate_up[1],
-                    col: 0,
-                },
-            )
-        };
-        ops::silu_mul(gpu, g, u, &v.act)?;
-        self.linear(&v.act, &layer.down, None, &v.delta)?;
+        self.gate_and_down(v, &layer.down, ffn)?;
         if l + 1 < self.layers.len() {
             let next = &self.layers[l + 1].attn_norm;
             ops::rms_norm(gpu, &v.x, Some(&v.delta), next, &v.xn, 0, eps)?;

@@ -96,6 +96,8 @@ pub struct Decoder {
     weight_bytes: u64,
     /// Linear kernels chosen by [`Decoder::tune`], by (weight shape, dtype, rows of x).
     kernels: std::collections::HashMap<LinearKey, pertoken_matmul::Kernel>,
+    /// Whether decode steps fuse the SwiGLU gate into the down projection's GEMV.
+    pub(crate) fuse_gate: bool,
 }
 
 /// A linear layer's problem, as [`Decoder::tune`] keys its choices: weight `[n, k]`, dtype,
@@ -165,6 +167,7 @@ impl Decoder {
             pos: vec![0; options.batch],
             logits_row: vec![None; options.batch],
             kernels: std::collections::HashMap::new(),
+            fuse_gate: !gpu.capabilities().cpu,
         })
     }
 
@@ -224,6 +227,14 @@ impl Decoder {
         progress(problems.len(), problems.len(), "");
         self.kernels.extend(chosen);
         Ok(how)
+    }
+
+    /// Fuses the SwiGLU gate into the down projection's GEMV at decode (`true`), or runs it as
+    /// its own pass (`false`). By default on GPUs, where the GEMV is memory-bound and the
+    /// gate's exponentials are free, and off on CPU adapters, where every invocation of the
+    /// GEMV recomputing the gate for its rows costs more than the pass it saves.
+    pub fn set_fuse_gate(&mut self, fuse: bool) {
+        self.fuse_gate = fuse;
     }
 
     pub(crate) fn kernel_for(&self, key: LinearKey) -> Option<pertoken_matmul::Kernel> {

@@ -99,6 +99,26 @@ pub fn check_against_reference(
     steps: usize,
     rel: f64,
 ) -> Result<Checked, String> {
+    // Decode with the SwiGLU gate as its own pass and fused into the down GEMV (the default
+    // on GPUs, off on CPU adapters): both must match.
+    let unfused = check_with(gpu, source, reference, (prompt, steps, rel), false)
+        .map_err(|e| format!("gate as its own pass: {e}"))?;
+    let fused = check_with(gpu, source, reference, (prompt, steps, rel), true)
+        .map_err(|e| format!("gate fused into the down GEMV: {e}"))?;
+    Ok(if fused.worst.max_abs > unfused.worst.max_abs {
+        fused
+    } else {
+        unfused
+    })
+}
+
+fn check_with(
+    gpu: &Gpu,
+    source: &dyn WeightSource,
+    reference: &Weights,
+    (prompt, steps, rel): (&[u32], usize, f64),
+    fuse_gate: bool,
+) -> Result<Checked, String> {
     let spec = source.spec();
     let options = DecoderOptions {
         context: prompt.len() + steps + 1,
@@ -106,6 +126,7 @@ pub fn check_against_reference(
         batch: 1,
     };
     let mut gpu_model = Decoder::load(gpu, source, options).map_err(|e| e.to_string())?;
+    gpu_model.set_fuse_gate(fuse_gate);
     let mut cpu = reference_decoder(spec, reference).map_err(|e| e.to_string())?;
     gpu_model.prefill(prompt).map_err(|e| e.to_string())?;
     let mut want = cpu.step(prompt).map_err(|e| e.to_string())?;
