@@ -19,6 +19,13 @@ pub enum WeightFormat {
     Q8_0,
     /// ggml Q4_0: 4-bit values with an f16 scale per 32 (4.5 bits).
     Q4_0,
+    /// ggml Q4_K (as in Q4_K_M files): 4-bit values in super-blocks of 256 with 6-bit
+    /// sub-block scales (4.5 bits; a 70B Q4_K_M file averages 4.49: 39.59 GB for 70.6 B weights).
+    Q4K,
+    /// Weight-only int8 with a scale per output channel (8 bits; the scales are negligible).
+    Int8,
+    /// Weight-only int4 with a 16-bit scale and zero per group of 32 (5 bits).
+    Int4,
 }
 
 impl WeightFormat {
@@ -29,11 +36,35 @@ impl WeightFormat {
             WeightFormat::F16 => 16.0,
             WeightFormat::Fp8 => 8.0,
             WeightFormat::Q8_0 => 8.5,
-            WeightFormat::Q4_0 => 4.5,
+            WeightFormat::Q4_0 | WeightFormat::Q4K => 4.5,
+            WeightFormat::Int8 => 8.0,
+            WeightFormat::Int4 => 5.0,
         }
     }
 
-    /// Parses `f32`, `f16`/`bf16`, `fp8`, `q8_0`, `q4_0`.
+    /// The canonical name, as [`WeightFormat::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::F16 => "f16",
+            WeightFormat::Fp8 => "fp8",
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Q4_0 => "q4_0",
+            WeightFormat::Q4K => "q4_k",
+            WeightFormat::Int8 => "int8",
+            WeightFormat::Int4 => "int4",
+        }
+    }
+
+    /// Whether the format is unpacked to a float type before the multiply.
+    pub fn is_quantized(self) -> bool {
+        !matches!(
+            self,
+            WeightFormat::F32 | WeightFormat::F16 | WeightFormat::Fp8
+        )
+    }
+
+    /// Parses `f32`, `f16`/`bf16`, `fp8`, `q8_0`, `q4_0`, `q4_k`/`q4_k_m`, `int8`, `int4`.
     pub fn parse(s: &str) -> Result<WeightFormat> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "fp32" => Ok(WeightFormat::F32),
@@ -41,9 +72,14 @@ impl WeightFormat {
             "fp8" | "f8" => Ok(WeightFormat::Fp8),
             "q8_0" => Ok(WeightFormat::Q8_0),
             "q4_0" => Ok(WeightFormat::Q4_0),
+            "q4_k" | "q4_k_m" => Ok(WeightFormat::Q4K),
+            "int8" => Ok(WeightFormat::Int8),
+            "int4" => Ok(WeightFormat::Int4),
             other => Err(CostError::InvalidInput {
                 what: "weight format",
-                reason: format!("{other:?}; expected f32, f16, bf16, fp8, q8_0 or q4_0"),
+                reason: format!(
+                    "{other:?}; expected f32, f16, bf16, fp8, q8_0, q4_0, q4_k, int8 or int4"
+                ),
             }),
         }
     }

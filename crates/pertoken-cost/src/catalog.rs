@@ -45,6 +45,11 @@ pub struct Hardware {
     pub memory_gb: Figure,
     /// Memory bandwidth, GB/s.
     pub bandwidth_gbs: Figure,
+    /// Bandwidth a streaming kernel was measured to reach on this part, GB/s, where a source
+    /// states one. When present the memory roofline uses it as is, instead of `bandwidth_gbs`
+    /// times the stack's bandwidth efficiency.
+    #[serde(default)]
+    pub measured_bandwidth_gbs: Option<Figure>,
     /// Thermal design power, W, where public.
     pub tdp_w: Option<Figure>,
     /// On-demand price per device-hour, USD, where public.
@@ -56,6 +61,15 @@ pub struct Hardware {
 }
 
 impl Hardware {
+    /// Bytes per second a step's weight and KV reads achieve at bandwidth efficiency `eta`: the
+    /// measured streaming bandwidth where the catalog has one, else the datasheet's times `eta`.
+    pub fn achieved_bandwidth(&self, eta: f64) -> f64 {
+        match &self.measured_bandwidth_gbs {
+            Some(m) => m.value * 1e9,
+            None => self.bandwidth_gbs.value * 1e9 * eta,
+        }
+    }
+
     /// The dense peak for `dtype`, in FLOP/s.
     pub fn dense_peak(&self, dtype: &str) -> Option<f64> {
         self.peak_tflops
@@ -89,11 +103,18 @@ pub struct Catalog {
 }
 
 /// Adapter-name words that identify a catalog entry: every word of the first list, none of the
-/// second. The H100's PCIe card is a different entry, which the catalog does not hold.
+/// second. The H100's and A100's PCIe cards are entries of their own.
 pub const ADAPTER_PATTERNS: &[(&[&str], &[&str], &str)] = &[
     (&["h100"], &["pcie", "nvl"], "h100-sxm"),
+    (&["h100", "pcie"], &[], "h100-pcie"),
     (&["h200"], &[], "h200"),
     (&["a100", "80gb"], &["pcie"], "a100-80gb"),
+    (&["a100", "80gb", "pcie"], &[], "a100-80gb-pcie"),
+    (&["a100", "40gb"], &["pcie"], "a100-40gb"),
+    (&["a100", "pcie", "40gb"], &[], "a100-40gb-pcie"),
+    (&["l40s"], &[], "l40s"),
+    (&["rtx", "5090"], &[], "rtx-5090"),
+    (&["mi325x"], &[], "mi325x"),
     (&["l4"], &[], "l4"),
     (&["rtx", "4090"], &[], "rtx-4090"),
     (&["rtx", "3090"], &[], "rtx-3090"),
@@ -238,12 +259,15 @@ mod tests {
         let c = Catalog::builtin();
         let entry = |a: &str| c.hardware_for_adapter(a).map(|h| h.name.as_str());
         assert_eq!(entry("NVIDIA H100 80GB HBM3"), Some("h100-sxm"));
-        assert_eq!(entry("NVIDIA H100 PCIe"), None);
+        assert_eq!(entry("NVIDIA H100 PCIe"), Some("h100-pcie"));
         assert_eq!(entry("NVIDIA H200"), Some("h200"));
         assert_eq!(entry("NVIDIA A100-SXM4-80GB"), Some("a100-80gb"));
-        assert_eq!(entry("NVIDIA A100-SXM4-40GB"), None);
+        assert_eq!(entry("NVIDIA A100-SXM4-40GB"), Some("a100-40gb"));
+        assert_eq!(entry("NVIDIA A100-PCIE-40GB"), Some("a100-40gb-pcie"));
+        assert_eq!(entry("NVIDIA A100 80GB PCIe"), Some("a100-80gb-pcie"));
+        assert_eq!(entry("NVIDIA GeForce RTX 5090"), Some("rtx-5090"));
         assert_eq!(entry("NVIDIA L4"), Some("l4"));
-        assert_eq!(entry("NVIDIA L40S"), None);
+        assert_eq!(entry("NVIDIA L40S"), Some("l40s"));
         assert_eq!(entry("NVIDIA GeForce RTX 4090"), Some("rtx-4090"));
         assert_eq!(entry("AMD Instinct MI300X (RADV GFX942)"), Some("mi300x"));
         assert_eq!(entry("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
@@ -272,6 +296,17 @@ mod tests {
             "trn1",
             "trn2",
             "inf2",
+            "h100-pcie",
+            "a100-40gb",
+            "a100-40gb-pcie",
+            "a100-80gb-pcie",
+            "l40s",
+            "rtx-5090",
+            "mi325x",
+            "m2-max",
+            "m3-max",
+            "m4-max",
+            "m2-ultra",
         ] {
             c.hardware(name).unwrap();
         }
@@ -281,7 +316,8 @@ mod tests {
                 h.tdp_w
                     .iter()
                     .chain(&h.price_per_hour)
-                    .chain(&h.purchase_usd),
+                    .chain(&h.purchase_usd)
+                    .chain(&h.measured_bandwidth_gbs),
             );
             for f in figures {
                 assert!(

@@ -1,6 +1,9 @@
 //! From work to time, money and energy: a roofline per phase, tensor parallelism, and prices.
 
-use crate::account::{WeightFormat, Work, decode_step, prefill, resident_bytes};
+use crate::account::{
+    WeightFormat, Work, decode_step, prefill, resident_bytes, weight_bytes_touched,
+};
+use crate::latency::{Interconnect, Launches, allreduce_bytes, allreduces_per_step, interconnects};
 use crate::{CostError, Hardware, Model, Result};
 
 /// Fractions of peak compute and bandwidth the kernels achieve.
@@ -60,15 +63,27 @@ impl Default for Efficiency {
     }
 }
 
+/// How a model is split over several devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Tensor parallel: every layer's matrices split over the devices, two all-reduces per layer.
+    Tensor,
+    /// Layer split (pipeline, llama.cpp's default): each device holds a run of whole layers; at
+    /// batch 1 the devices take turns, so a step costs the sum of their parts plus a hop each.
+    Layers,
+}
+
 /// How a model is served.
 #[derive(Debug, Clone)]
 pub struct Deployment {
     /// The accelerator.
     pub hardware: Hardware,
-    /// Devices in tensor parallel (1 for one device).
+    /// Devices the model is split over (1 for one device).
     pub devices: u64,
-    /// Interconnect bandwidth per device for all-reduces, GB/s (needed when `devices > 1`).
-    pub interconnect_gbs: Option<f64>,
+    /// How the model is split over them.
+    pub split: Split,
+    /// The link between devices (needed when `devices > 1`).
+    pub interconnect: Option<Interconnect>,
     /// Which peak rate applies (`bf16`, `fp16`, `fp8`, `fp32`).
     pub compute_dtype: String,
     /// Weight storage.
@@ -77,12 +92,53 @@ pub struct Deployment {
     pub kv_bytes: f64,
     /// Kernel efficiencies.
     pub efficiency: Efficiency,
-    /// Fixed time per step (launches, scheduling), seconds.
+    /// Kernel launches per step and their fixed cost.
+    pub launches: Launches,
+    /// ALU operations per weight a batch-1 GEMV spends (multiply-add and unpacking), charged at
+    /// the device's FP32 rate; `None` where no figure is sourced for this format and stack.
+    pub dequant_ops: Option<f64>,
+    /// Fixed time per step besides launches (host scheduling, sampling), seconds.
     pub overhead_s: f64,
 }
 
+/// Where one step's time goes, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StepTime {
+    /// FLOPs over achieved FLOP/s, per device.
+    pub compute_s: f64,
+    /// Bytes over achieved bandwidth, per device.
+    pub memory_s: f64,
+    /// Unpacking quantized weights (ALU work per weight over the FP32 rate), per device.
+    pub dequant_s: f64,
+    /// Kernel launches.
+    pub launch_s: f64,
+    /// All-reduces (tensor parallel) or hops between devices (layer split).
+    pub comm_s: f64,
+    /// Fixed overhead.
+    pub overhead_s: f64,
+    /// `max(compute, memory) + dequant + launch + comm + overhead`.
+    pub total_s: f64,
+}
+
+impl StepTime {
+    /// The largest term's name: `compute`, `memory`, `dequant`, `launch` or `comm`.
+    pub fn bound(&self) -> &'static str {
+        [
+            ("compute", self.compute_s),
+            ("memory", self.memory_s),
+            ("dequant", self.dequant_s),
+            ("launch", self.launch_s),
+            ("comm", self.comm_s),
+        ]
+        .into_iter()
+        .fold(("memory", f64::MIN), |a, b| if b.1 > a.1 { b } else { a })
+        .0
+    }
+}
+
 impl Deployment {
-    fn peak_flops(&self) -> Result<f64> {
+    /// The dense peak FLOP/s of the compute dtype.
+    pub fn peak_flops(&self) -> Result<f64> {
         self.hardware
             .dense_peak(&self.compute_dtype)
             .ok_or_else(|| CostError::InvalidInput {
@@ -96,40 +152,91 @@ impl Deployment {
             })
     }
 
-    /// Seconds for `work` on this deployment, plus `allreduce_bytes` of all-reduce traffic:
-    /// `max(FLOPs / (peak·η_f), bytes / (BW·η_bw)) / devices + all-reduce + overhead`.
-    pub fn seconds(&self, work: Work, allreduce_bytes: f64) -> Result<f64> {
+    /// Why a prediction is only an upper bound, if it is: a quantized format with no sourced
+    /// unpacking cost, or one on a device with no sourced FP32 rate to charge it at.
+    pub fn upper_bound_reason(&self) -> Option<String> {
+        if !self.format.is_quantized() {
+            return None;
+        }
+        match (self.dequant_ops, self.hardware.dense_peak("fp32")) {
+            (None, _) => Some(format!(
+                "no sourced unpacking cost for {} weights in this stack: dequantization is not \
+                 modelled, so tokens/s is an upper bound",
+                self.format.name()
+            )),
+            (Some(_), None) => Some(format!(
+                "{} has no sourced FP32 rate to charge {} unpacking at: tokens/s is an upper bound",
+                self.hardware.name,
+                self.format.name()
+            )),
+            _ => None,
+        }
+    }
+
+    /// Time of one step doing `work` over `tokens` tokens of `m`:
+    /// `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n + dequant + launches + communication
+    /// + overhead`, where tensor parallelism divides the first two terms by `n` devices and adds
+    /// two all-reduces per layer, and a layer split divides nothing and adds `n − 1` hops.
+    pub fn step(&self, m: &Model, work: Work, tokens: u64) -> Result<StepTime> {
         if self.devices == 0 {
             return Err(CostError::InvalidInput {
                 what: "devices",
                 reason: "at least one device".into(),
             });
         }
-        let n = self.devices as f64;
-        let compute = work.flops / (self.peak_flops()? * self.efficiency.compute) / n;
-        let memory =
-            work.bytes / (self.hardware.bandwidth_gbs.value * 1e9 * self.efficiency.bandwidth) / n;
-        let comm = if self.devices > 1 {
-            let link = self
-                .interconnect_gbs
-                .ok_or_else(|| CostError::InvalidInput {
+        let link = match (&self.interconnect, self.devices) {
+            (_, 1) => None,
+            (Some(l), _) => Some(l),
+            (None, _) => {
+                return Err(CostError::InvalidInput {
                     what: "interconnect",
-                    reason:
-                        "tensor parallelism over several devices needs the interconnect bandwidth"
-                            .into(),
-                })?;
-            // Ring all-reduce: each device sends and receives 2·(n−1)/n of the data.
-            2.0 * (n - 1.0) / n * allreduce_bytes / (link * 1e9)
-        } else {
-            0.0
+                    reason: format!(
+                        "{} devices need an interconnect for their all-reduces; known: {}",
+                        self.devices,
+                        interconnects()
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
         };
-        Ok(compute.max(memory) + comm + self.overhead_s)
+        let share = match self.split {
+            Split::Tensor => self.devices as f64,
+            Split::Layers => 1.0,
+        };
+        let compute = work.flops / (self.peak_flops()? * self.efficiency.compute) / share;
+        let memory =
+            work.bytes / self.hardware.achieved_bandwidth(self.efficiency.bandwidth) / share;
+        let dequant = match (self.dequant_ops, self.hardware.dense_peak("fp32")) {
+            (Some(ops), Some(fp32)) if ops > 0.0 => {
+                let weights =
+                    weight_bytes_touched(m, self.format, tokens) * 8.0 / self.format.bits();
+                weights * ops / fp32 / share
+            }
+            _ => 0.0,
+        };
+        let comm = match (link, self.split) {
+            (None, _) => 0.0,
+            (Some(l), Split::Tensor) => {
+                allreduces_per_step(m) * l.allreduce_s(self.devices, allreduce_bytes(m, tokens))
+            }
+            (Some(l), Split::Layers) => {
+                (self.devices - 1) as f64 * l.hop_s(allreduce_bytes(m, tokens))
+            }
+        };
+        let launch = self.launches.seconds(m);
+        Ok(StepTime {
+            compute_s: compute,
+            memory_s: memory,
+            dequant_s: dequant,
+            launch_s: launch,
+            comm_s: comm,
+            overhead_s: self.overhead_s,
+            total_s: compute.max(memory) + dequant + launch + comm + self.overhead_s,
+        })
     }
-}
-
-/// Two all-reduces per layer (after attention and after the MLP) of `tokens` activations in f16.
-fn allreduce_bytes(m: &Model, tokens: u64) -> f64 {
-    2.0 * (m.layers * tokens * m.hidden) as f64 * 2.0
 }
 
 /// What serving costs.
@@ -230,12 +337,14 @@ pub struct Estimate {
     pub ttft_s: f64,
     /// Time per output token seen by one user, seconds.
     pub tpot_s: f64,
-    /// USD per million input (prompt) tokens.
-    pub usd_per_m_input: f64,
-    /// USD per million output tokens.
-    pub usd_per_m_output: f64,
-    /// USD per million tokens at 3 input : 1 output.
-    pub usd_per_m_blended: f64,
+    /// Where a decode step's time goes.
+    pub step: StepTime,
+    /// USD per million input (prompt) tokens, where there is a price.
+    pub usd_per_m_input: Option<f64>,
+    /// USD per million output tokens, where there is a price.
+    pub usd_per_m_output: Option<f64>,
+    /// USD per million tokens at 3 input : 1 output, where there is a price.
+    pub usd_per_m_blended: Option<f64>,
     /// Joules per output token (from TDP), when the TDP is known.
     pub joules_per_output_token: Option<f64>,
     /// Whether weights and every sequence's KV cache fit in memory (with a 10% reserve).
@@ -246,11 +355,11 @@ pub struct Estimate {
 pub const MEMORY_RESERVE: f64 = 0.1;
 
 /// Estimates serving `m` on `d` at `batch` sequences of `context` tokens (mean), prompts of
-/// `prompt` tokens, priced by `pricing`.
+/// `prompt` tokens, priced by `pricing` where there is one (speed needs no price).
 pub fn estimate(
     m: &Model,
     d: &Deployment,
-    pricing: &Pricing,
+    pricing: Option<&Pricing>,
     batch: u64,
     context: u64,
     prompt: u64,
@@ -262,13 +371,20 @@ pub fn estimate(
         });
     }
     let pre = prefill(m, d.format, d.kv_bytes, prompt);
-    let ttft = d.seconds(pre, allreduce_bytes(m, prompt))?;
-    let step = decode_step(m, d.format, d.kv_bytes, batch, context);
-    let tpot = d.seconds(step, allreduce_bytes(m, batch))?;
+    let ttft = d.step(m, pre, prompt)?.total_s;
+    let step = d.step(
+        m,
+        decode_step(m, d.format, d.kv_bytes, batch, context),
+        batch,
+    )?;
+    let tpot = step.total_s;
     let decode_tps = batch as f64 / tpot;
     let prefill_tps = prompt as f64 / ttft;
-    let usd_per_hour = pricing.per_device_hour()? * d.devices as f64;
-    let per_m = |tps: f64| usd_per_hour / (tps * 3600.0) * 1e6;
+    let usd_per_hour = match pricing {
+        Some(p) => Some(p.per_device_hour()? * d.devices as f64),
+        None => None,
+    };
+    let per_m = |tps: f64| usd_per_hour.map(|h| h / (tps * 3600.0) * 1e6);
     let (input, output) = (per_m(prefill_tps), per_m(decode_tps));
     let memory = d.hardware.memory_gb.value * 1e9 * d.devices as f64;
     Ok(Estimate {
@@ -277,9 +393,10 @@ pub fn estimate(
         decode_tokens_per_s: decode_tps,
         ttft_s: ttft,
         tpot_s: tpot,
+        step,
         usd_per_m_input: input,
         usd_per_m_output: output,
-        usd_per_m_blended: (3.0 * input + output) / 4.0,
+        usd_per_m_blended: input.zip(output).map(|(i, o)| (3.0 * i + o) / 4.0),
         joules_per_output_token: d
             .hardware
             .tdp_w
@@ -292,18 +409,20 @@ pub fn estimate(
 
 /// The estimates on the Pareto front of cost per output token against per-user speed (1/TPOT):
 /// no other estimate is both cheaper and faster. Estimates that do not fit, or whose TPOT exceeds
-/// `max_tpot_s`, are left out first.
+/// `max_tpot_s`, are left out first. Without a price, cost per token is the device time per
+/// output token (1 / total tokens/s), which orders the same way.
 pub fn pareto(estimates: &[Estimate], max_tpot_s: Option<f64>) -> Vec<Estimate> {
     let ok: Vec<&Estimate> = estimates
         .iter()
         .filter(|e| e.fits && max_tpot_s.is_none_or(|t| e.tpot_s <= t))
         .collect();
+    let cost = |e: &Estimate| e.usd_per_m_output.unwrap_or(1.0 / e.decode_tokens_per_s);
     ok.iter()
         .filter(|e| {
             !ok.iter().any(|o| {
-                o.usd_per_m_output <= e.usd_per_m_output
+                cost(o) <= cost(e)
                     && o.tpot_s <= e.tpot_s
-                    && (o.usd_per_m_output < e.usd_per_m_output || o.tpot_s < e.tpot_s)
+                    && (cost(o) < cost(e) || o.tpot_s < e.tpot_s)
             })
         })
         .map(|e| **e)
@@ -331,69 +450,111 @@ mod tests {
         Deployment {
             hardware: Catalog::builtin().hardware(hw).unwrap().clone(),
             devices: 1,
-            interconnect_gbs: None,
+            split: Split::Tensor,
+            interconnect: None,
             compute_dtype: "bf16".into(),
             format: WeightFormat::F16,
             kv_bytes: 2.0,
             efficiency: Efficiency::default(),
+            launches: Launches::NONE,
+            dequant_ops: None,
             overhead_s: 0.0,
         }
+    }
+
+    fn tiny() -> Model {
+        Catalog::builtin().model("tiny").unwrap().clone()
     }
 
     #[test]
     fn roofline_takes_the_slower_side() {
         let d = deployment("h100-sxm");
+        let m = tiny();
         // 1e12 FLOPs at 989.5e12 · 0.5 = 2.0212 ms; 1e9 bytes at 3350e9 · 0.8 = 0.3731 ms.
-        let t = d
-            .seconds(
-                Work {
-                    flops: 1e12,
-                    bytes: 1e9,
-                },
-                0.0,
-            )
-            .unwrap();
-        assert!((t - 1e12 / (989.5e12 * 0.5)).abs() < 1e-12);
-        let t = d
-            .seconds(
-                Work {
-                    flops: 1e9,
-                    bytes: 1e10,
-                },
-                0.0,
-            )
-            .unwrap();
-        assert!((t - 1e10 / (3350e9 * 0.8)).abs() < 1e-12);
+        let w = |flops, bytes| Work { flops, bytes };
+        let t = d.step(&m, w(1e12, 1e9), 1).unwrap();
+        assert!((t.total_s - 1e12 / (989.5e12 * 0.5)).abs() < 1e-12);
+        assert_eq!(t.bound(), "compute");
+        let t = d.step(&m, w(1e9, 1e10), 1).unwrap();
+        assert!((t.total_s - 1e10 / (3350e9 * 0.8)).abs() < 1e-12);
+        assert_eq!(t.bound(), "memory");
     }
 
     #[test]
-    fn tensor_parallel_divides_work_and_adds_all_reduce() {
-        let mut d = deployment("h100-sxm");
-        d.devices = 4;
-        assert!(
-            d.seconds(
-                Work {
-                    flops: 1.0,
-                    bytes: 1.0
-                },
-                1.0
-            )
-            .is_err()
-        );
-        d.interconnect_gbs = Some(450.0);
-        // Memory-bound 4e10 bytes over 4 devices: 1e10 / 2680e9; all-reduce 1e6 bytes:
-        // 2 · 3/4 · 1e6 / 450e9.
+    fn a_measured_bandwidth_replaces_the_efficiency() {
+        // The 330 W A100 streams 1700 GB/s (gpt-fast's README): 1.7e9 bytes take 1 ms whatever
+        // the bandwidth efficiency.
+        let mut d = deployment("a100-80gb-330w");
+        d.efficiency.bandwidth = 0.3;
         let t = d
-            .seconds(
+            .step(
+                &tiny(),
                 Work {
                     flops: 0.0,
-                    bytes: 4e10,
+                    bytes: 1.7e9,
                 },
-                1e6,
+                1,
             )
             .unwrap();
-        let want = 1e10 / (3350e9 * 0.8) + 1.5 * 1e6 / 450e9;
-        assert!((t - want).abs() < 1e-12, "{t} vs {want}");
+        assert!((t.memory_s - 1e-3).abs() < 1e-12, "{}", t.memory_s);
+    }
+
+    #[test]
+    fn launches_and_dequant_add_to_the_roofline() {
+        let m = tiny();
+        let mut d = deployment("rtx-4090");
+        d.launches = Launches {
+            per_kernel_s: 5e-6,
+            per_layer: 10.0,
+            per_step: 4.0,
+        };
+        d.format = WeightFormat::Q4_0;
+        // No unpacking figure: an upper bound, said so.
+        assert!(d.upper_bound_reason().unwrap().contains("upper bound"));
+        d.dequant_ops = Some(3.0);
+        assert_eq!(d.upper_bound_reason(), None);
+        // Memory: 1e9 bytes at 1008e9 · 0.8. Launches: (2 · 10 + 4) · 5 µs = 120 µs.
+        // Dequant: tiny's weights touched by one token (73984 + 64000 + 64 + 64 = 138112
+        // weights) · 3 ops / 82.6e12.
+        let t = d
+            .step(
+                &m,
+                Work {
+                    flops: 0.0,
+                    bytes: 1e9,
+                },
+                1,
+            )
+            .unwrap();
+        let memory = 1e9 / (1008e9 * 0.8);
+        let dequant = 138_112.0 * 3.0 / 82.6e12;
+        assert!((t.launch_s - 120e-6).abs() < 1e-15);
+        assert!((t.dequant_s - dequant).abs() < 1e-18, "{}", t.dequant_s);
+        assert!((t.total_s - (memory + 120e-6 + dequant)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tensor_parallel_divides_work_and_adds_all_reduces() {
+        let m = tiny();
+        let mut d = deployment("h100-sxm");
+        d.devices = 4;
+        let w = Work {
+            flops: 0.0,
+            bytes: 4e10,
+        };
+        assert!(d.step(&m, w, 1).is_err());
+        d.interconnect = Some(crate::latency::interconnect("nvlink4").unwrap());
+        // Memory-bound 4e10 bytes over 4 devices: 1e10 / 2680e9. All-reduces: 2 per layer · 2
+        // layers, each 6 µs + 2 · 3/4 · (64 · 2 bytes) / 370e9.
+        let t = d.step(&m, w, 1).unwrap();
+        let ar = 6e-6 + 1.5 * 128.0 / 370e9;
+        let want = 1e10 / (3350e9 * 0.8) + 4.0 * ar;
+        assert!((t.total_s - want).abs() < 1e-12, "{} vs {want}", t.total_s);
+        // A layer split divides nothing and adds 3 hops of 6 µs + 128 / 370e9.
+        d.split = Split::Layers;
+        let t = d.step(&m, w, 1).unwrap();
+        let want = 4e10 / (3350e9 * 0.8) + 3.0 * (6e-6 + 128.0 / 370e9);
+        assert!((t.total_s - want).abs() < 1e-12, "{} vs {want}", t.total_s);
     }
 
     #[test]
@@ -452,12 +613,13 @@ mod tests {
         };
         let es: Vec<Estimate> = [1, 8, 64, 512]
             .iter()
-            .map(|&b| estimate(&m, &d, &price, b, 2048, 512).unwrap())
+            .map(|&b| estimate(&m, &d, Some(&price), b, 2048, 512).unwrap())
             .collect();
         // Batch 1 is bandwidth-bound: about 16.1 GB of weights at 2680 GB/s → ~6 ms per token.
         assert!((es[0].tpot_s * 1e3 - 6.0).abs() < 0.3, "{}", es[0].tpot_s);
         for w in es.windows(2) {
             assert!(w[1].usd_per_m_output < w[0].usd_per_m_output);
+            assert!(w[1].usd_per_m_output.is_some());
             assert!(w[1].tpot_s >= w[0].tpot_s);
         }
         // 512 sequences of 2048 tokens need 137 GB of KV cache: does not fit in 80 GB.
@@ -466,5 +628,9 @@ mod tests {
         assert_eq!(front.len(), 3);
         assert_eq!(pareto(&es, Some(0.007)).len(), 2);
         assert!(es[0].joules_per_output_token.is_some());
+        // Without a price: the same speeds, no dollars.
+        let free = estimate(&m, &d, None, 8, 2048, 512).unwrap();
+        assert_eq!(free.tpot_s, es[1].tpot_s);
+        assert!(free.usd_per_m_output.is_none() && free.usd_per_m_blended.is_none());
     }
 }

@@ -10,16 +10,27 @@
 //! - [`estimate`]: a roofline per phase (with tensor parallelism), rented or owned prices, and the
 //!   outputs: tokens/s, TTFT, TPOT, $ per 1M input/output/blended tokens, J per token, a Pareto
 //!   front over batch sizes, and [`estimate::from_measured`] for measured rates.
+//! - [`latency`]: a fixed cost per kernel launch and tensor-parallel all-reduces (α + n/β), with
+//!   sourced interconnects; [`Stack`]: a serving stack's launches, efficiencies and unpacking
+//!   costs, each sourced.
+//! - [`serving`]: a server at full load (continuous or static batching at an input/output
+//!   length), its batch bounded by KV memory and a latency limit.
+//! - [`validation`]: published measurements (source, date, quote) and the model's error on each.
 //!
 //! This crate has no GPU code and does not depend on wgpu or ndarray.
 
 pub mod account;
 mod catalog;
 pub mod estimate;
+pub mod latency;
 mod model;
+pub mod serving;
+mod stack;
+pub mod validation;
 
 pub use catalog::{ADAPTER_PATTERNS, Catalog, Figure, Hardware, Peak};
 pub use model::{Model, Params, Rope, RopePairing, RopeScaling};
+pub use stack::{Stack, stack, stacks};
 
 /// What can go wrong in the cost model; each message says what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,400 @@
+//! A server at full load: many requests of `isl` input and `osl` output tokens in flight.
+//!
+//! Two schedules:
+//! - **continuous batching** (vLLM, TensorRT-LLM's in-flight batching, SGLang): in steady state a
+//!   step decodes one token for each of `B` sequences and prefills `B·isl/osl` prompt tokens in
+//!   chunks that share the step (each finished sequence is replaced by a new one, whose prompt
+//!   must be prefilled once per `osl` output tokens). `B` is the largest batch whose KV caches fit
+//!   beside the weights, capped by a batch limit and by a latency limit on the step (TPOT);
+//! - **static batching** (TensorRT-LLM's `gptSessionBenchmark`, vLLM's `benchmark_latency`): `B`
+//!   prompts are prefilled together, then `osl` decode steps run with the context growing.
+//!
+//! At large batch the matmuls' FLOPs, not the weights' bytes, bound a step: the roofline's
+//! compute side takes over, and the latency terms shrink next to it.
+
+use crate::account::{Work, decode_step, matmul_params, weight_bytes, weight_bytes_touched};
+use crate::estimate::{Deployment, MEMORY_RESERVE, Pricing, StepTime};
+use crate::{CostError, Model, Result};
+
+/// How requests are batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// Continuous (in-flight) batching with chunked prefill.
+    Continuous,
+    /// A fixed batch: prefill all prompts, then decode them together.
+    Static {
+        /// Sequences in the batch.
+        batch: u64,
+    },
+}
+
+/// The load a server is held at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Input (prompt) tokens per request.
+    pub isl: u64,
+    /// Output tokens per request.
+    pub osl: u64,
+    /// The schedule.
+    pub batching: Batching,
+    /// The server's batch limit (`max_num_seqs`, `max_batch_size`), if any.
+    pub max_batch: Option<u64>,
+    /// A latency limit: the largest time per output token allowed, seconds.
+    pub max_tpot_s: Option<f64>,
+}
+
+/// What a server delivers at that load.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Serving {
+    /// Sequences in flight.
+    pub batch: u64,
+    /// What bounds the batch: `KV memory`, `batch limit`, `latency limit` or `given`.
+    pub limited_by: &'static str,
+    /// A representative step (continuous: the steady-state step; static: the mean decode step).
+    pub step: StepTime,
+    /// Time per output token seen by one user, seconds.
+    pub tpot_s: f64,
+    /// Time to first token, seconds.
+    pub ttft_s: f64,
+    /// Output tokens per second, all devices together.
+    pub output_tokens_per_s: f64,
+    /// Input tokens per second prefilled at the same time.
+    pub input_tokens_per_s: f64,
+    /// USD per million output tokens, all the devices' time charged to output, where priced.
+    pub usd_per_m_output: Option<f64>,
+    /// Joules per output token at the devices' TDP, where known.
+    pub joules_per_output_token: Option<f64>,
+    /// The assumptions behind the figures, in words.
+    pub assumptions: Vec<String>,
+}
+
+/// KV bytes each admitted sequence holds: its whole `isl + osl` tokens, reserved on admission
+/// (TensorRT-LLM's default scheduler guarantees no eviction this way).
+fn kv_per_sequence(m: &Model, d: &Deployment, load: &Load) -> f64 {
+    (load.isl + load.osl) as f64 * m.kv_bytes_per_token(d.kv_bytes)
+}
+
+/// The largest batch whose KV caches fit beside the weights in all devices' memory, less the
+/// reserve.
+pub fn kv_bound(m: &Model, d: &Deployment, load: &Load) -> u64 {
+    let memory = d.hardware.memory_gb.value * 1e9 * d.devices as f64 * (1.0 - MEMORY_RESERVE);
+    let free = memory - weight_bytes(m, d.format);
+    if free <= 0.0 {
+        return 0;
+    }
+    (free / kv_per_sequence(m, d, load)).floor() as u64
+}
+
+/// Work of the steady-state continuous-batching step at batch `b`: `b` decode tokens at the
+/// mean context `isl + osl/2`, and `b·isl/osl` prompt tokens prefilled in chunks, each attending
+/// on average to half its prompt.
+pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (Work, u64) {
+    let ctx = load.isl + load.osl / 2;
+    let decode = decode_step(m, d.format, d.kv_bytes, b, ctx);
+    let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
+    let kv = m.kv_bytes_per_token(d.kv_bytes);
+    let attention = 4.0 * (m.layers * m.heads * m.head_dim) as f64 * (load.isl as f64 / 2.0);
+    let flops = decode.flops + prefill_tokens as f64 * (2.0 * matmul_params(m) + attention);
+    // Weights once for every token of the step (more experts touched), KV reads of the decode
+    // sequences, KV writes of the prompt tokens.
+    let bytes = decode.bytes - weight_bytes_touched(m, d.format, b)
+        + weight_bytes_touched(m, d.format, b + prefill_tokens)
+        + prefill_tokens as f64 * kv;
+    (Work { flops, bytes }, b + prefill_tokens)
+}
+
+fn invalid(reason: String) -> CostError {
+    CostError::InvalidInput {
+        what: "load",
+        reason,
+    }
+}
+
+/// The server's throughput and latency at `load`, priced by `pricing` where there is one.
+pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) -> Result<Serving> {
+    if load.isl == 0 || load.osl == 0 {
+        return Err(invalid(
+            "input and output lengths must be at least 1".into(),
+        ));
+    }
+    let bound = kv_bound(m, d, load);
+    let mut assumptions = vec![
+        format!(
+            "each sequence holds KV for its {} + {} tokens in {}-byte elements, reserved when it \
+             is admitted; weights plus KV fill device memory less a {:.0}% reserve",
+            load.isl,
+            load.osl,
+            d.kv_bytes,
+            MEMORY_RESERVE * 100.0
+        ),
+        format!(
+            "compute-bound steps reach {:.2} of the dense {} peak, memory-bound ones {:.2} of \
+             bandwidth (or the part's measured bandwidth)",
+            d.efficiency.compute, d.compute_dtype, d.efficiency.bandwidth
+        ),
+        "requests never wait for admission: the queue is always full (offline, maximum load)"
+            .to_owned(),
+    ];
+    let (batch, limited_by, step, ttft, tpot, out_tps, in_tps) = match load.batching {
+        Batching::Static { batch } => {
+            if batch == 0 {
+                return Err(invalid("a static batch of at least 1".into()));
+            }
+            if batch > bound {
+                return Err(invalid(format!(
+                    "{batch} sequences of {} tokens do not fit in memory (at most {bound})",
+                    load.isl + load.osl
+                )));
+            }
+            assumptions.push(format!(
+                "static batch: {batch} prompts prefilled in one step, then {} decode steps with \
+                 the context growing from {}",
+                load.osl, load.isl
+            ));
+            let one = crate::account::prefill(m, d.format, d.kv_bytes, load.isl);
+            let tokens = batch * load.isl;
+            let pre = Work {
+                flops: one.flops * batch as f64,
+                bytes: weight_bytes_touched(m, d.format, tokens)
+                    + tokens as f64 * m.kv_bytes_per_token(d.kv_bytes),
+            };
+            let ttft = d.step(m, pre, tokens)?.total_s;
+            let mut decode_s = 0.0;
+            let mut mean = None;
+            for k in 0..load.osl {
+                let w = decode_step(m, d.format, d.kv_bytes, batch, load.isl + k);
+                let s = d.step(m, w, batch)?;
+                decode_s += s.total_s;
+                if k == load.osl / 2 {
+                    mean = Some(s);
+                }
+            }
+            let total = ttft + decode_s;
+            let out = (batch * load.osl) as f64 / total;
+            let step = mean.ok_or_else(|| invalid("no decode step".into()))?;
+            (
+                batch,
+                "given",
+                step,
+                ttft,
+                decode_s / load.osl as f64,
+                out,
+                (batch * load.isl) as f64 / total,
+            )
+        }
+        Batching::Continuous => {
+            if bound == 0 {
+                return Err(invalid(format!(
+                    "the weights of {} leave no memory for KV caches on {}× {}",
+                    m.name, d.devices, d.hardware.name
+                )));
+            }
+            let (mut b, mut why) = (bound, "KV memory");
+            if let Some(cap) = load.max_batch
+                && cap < b
+            {
+                (b, why) = (cap.max(1), "batch limit");
+            }
+            let time = |b: u64| -> Result<StepTime> {
+                let (w, tokens) = continuous_step_work(m, d, load, b);
+                d.step(m, w, tokens)
+            };
+            if let Some(limit) = load.max_tpot_s
+                && time(b)?.total_s > limit
+            {
+                if time(1)?.total_s > limit {
+                    return Err(invalid(format!(
+                        "even one sequence takes {:.2} ms per step, over the {:.2} ms limit",
+                        time(1)?.total_s * 1e3,
+                        limit * 1e3
+                    )));
+                }
+                let (mut lo, mut hi) = (1, b);
+                while hi - lo > 1 {
+                    let mid = (lo + hi) / 2;
+                    if time(mid)?.total_s <= limit {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                (b, why) = (lo, "latency limit");
+            }
+            assumptions.push(format!(
+                "continuous batching: each step decodes {b} sequences at a mean context of {} and \
+                 prefills {:.0} prompt tokens in chunks that share it (one prompt per {} output \
+                 tokens)",
+                load.isl + load.osl / 2,
+                b as f64 * load.isl as f64 / load.osl as f64,
+                load.osl
+            ));
+            assumptions.push(
+                "time to first token: the prompt's chunks, one step each, first come first served"
+                    .to_owned(),
+            );
+            let step = time(b)?;
+            let chunk = (b as f64 * load.isl as f64 / load.osl as f64).max(1.0);
+            let ttft = (load.isl as f64 / chunk).ceil() * step.total_s;
+            let out = b as f64 / step.total_s;
+            (
+                b,
+                why,
+                step,
+                ttft,
+                step.total_s,
+                out,
+                out * load.isl as f64 / load.osl as f64,
+            )
+        }
+    };
+    let per_hour = match pricing {
+        Some(p) => Some(p.per_device_hour()? * d.devices as f64),
+        None => None,
+    };
+    Ok(Serving {
+        batch,
+        limited_by,
+        step,
+        tpot_s: tpot,
+        ttft_s: ttft,
+        output_tokens_per_s: out_tps,
+        input_tokens_per_s: in_tps,
+        usd_per_m_output: per_hour.map(|h| h / (out_tps * 3600.0) * 1e6),
+        joules_per_output_token: d
+            .hardware
+            .tdp_w
+            .as_ref()
+            .map(|p| p.value * d.devices as f64 / out_tps),
+        assumptions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Catalog;
+    use crate::account::WeightFormat;
+    use crate::estimate::{Efficiency, Split};
+    use crate::latency::Launches;
+
+    fn h100() -> Deployment {
+        Deployment {
+            hardware: Catalog::builtin().hardware("h100-sxm").unwrap().clone(),
+            devices: 1,
+            split: Split::Tensor,
+            interconnect: None,
+            compute_dtype: "bf16".into(),
+            format: WeightFormat::F16,
+            kv_bytes: 2.0,
+            efficiency: Efficiency::default(),
+            launches: Launches::NONE,
+            dequant_ops: None,
+            overhead_s: 0.0,
+        }
+    }
+
+    fn load(batching: Batching) -> Load {
+        Load {
+            isl: 1000,
+            osl: 1000,
+            batching,
+            max_batch: None,
+            max_tpot_s: None,
+        }
+    }
+
+    #[test]
+    fn kv_memory_bounds_the_batch_by_hand() {
+        // Llama 3.1 8B in f16: 16.06 GB of weights; 80 GB less 10% leaves 55.94 GB. A sequence of
+        // 1000 + 1000 tokens holds 2000 · 131072 bytes = 262.1 MB → 213 sequences.
+        let m = Catalog::builtin().model("llama-3.1-8b").unwrap().clone();
+        let d = h100();
+        assert_eq!(kv_bound(&m, &d, &load(Batching::Continuous)), 213);
+        let s = serve(&m, &d, &load(Batching::Continuous), None).unwrap();
+        assert_eq!((s.batch, s.limited_by), (213, "KV memory"));
+        assert!(s.usd_per_m_output.is_none());
+        assert!(s.assumptions.len() >= 4);
+    }
+
+    #[test]
+    fn the_steady_state_step_by_hand() {
+        // tiny at isl 6, osl 2: batch 4 decodes 4 tokens at context 7 and prefills 4 · 6/2 = 12
+        // prompt tokens. FLOPs: decode 4 · (2 · 137728 + 4 · 2 · 4 · 16 · 8) = 1118208; prefill
+        // 12 · (2 · 137728 + 4 · 2 · 4 · 16 · 3) = 3323904.
+        let m = Catalog::builtin().model("tiny").unwrap().clone();
+        let l = Load {
+            isl: 6,
+            osl: 2,
+            ..load(Batching::Continuous)
+        };
+        let (w, tokens) = continuous_step_work(&m, &h100(), &l, 4);
+        assert_eq!(tokens, 16);
+        assert_eq!(w.flops, 1_118_208.0 + 3_323_904.0);
+        // Bytes: weights touched by 16 tokens at 2 bytes ((73984 + 64000 + 16 · 64 + 64) · 2 =
+        // 278144), KV read and written by 4 sequences (4 · 9 · 256 = 9216), 12 written (3072).
+        assert_eq!(w.bytes, 278_144.0 + 9_216.0 + 3_072.0);
+    }
+
+    #[test]
+    fn large_batches_are_compute_bound_and_latency_limits_shrink_them() {
+        let m = Catalog::builtin().model("llama-3.1-8b").unwrap().clone();
+        let d = h100();
+        // At 1000/1000 the KV reads of 213 sequences (42 GB a step) still bound the step; at
+        // 128/128, 1667 sequences fit and their matmuls do.
+        let l1000 = serve(&m, &d, &load(Batching::Continuous), None).unwrap();
+        assert_eq!(l1000.step.bound(), "memory");
+        let short = Load {
+            isl: 128,
+            osl: 128,
+            ..load(Batching::Continuous)
+        };
+        let s = serve(&m, &d, &short, None).unwrap();
+        assert_eq!((s.batch, s.step.bound()), (1667, "compute"));
+        // Output rate: 2 tokens of matmul FLOPs per output token (one prefill, one decode) at
+        // 494.75 TFLOP/s is the ceiling; attention makes it a little slower.
+        let ceiling = 989.5e12 * 0.5 / (2.0 * 2.0 * matmul_params(&m));
+        assert!(s.output_tokens_per_s < ceiling && s.output_tokens_per_s > 0.8 * ceiling);
+        let limited = Load {
+            max_tpot_s: Some(0.02),
+            ..short
+        };
+        let t = serve(&m, &d, &limited, None).unwrap();
+        assert_eq!(t.limited_by, "latency limit");
+        assert!(t.tpot_s <= 0.02 && t.batch < s.batch);
+        let capped = Load {
+            max_batch: Some(8),
+            ..short
+        };
+        assert_eq!(
+            serve(&m, &d, &capped, None).unwrap().limited_by,
+            "batch limit"
+        );
+    }
+
+    #[test]
+    fn static_batches_by_hand() {
+        // One sequence, isl 1, osl 1: a 1-token prefill then one decode step at context 1.
+        let m = Catalog::builtin().model("tiny").unwrap().clone();
+        let d = h100();
+        let l = Load {
+            isl: 1,
+            osl: 1,
+            ..load(Batching::Static { batch: 1 })
+        };
+        let s = serve(&m, &d, &l, None).unwrap();
+        let pre = d
+            .step(&m, crate::account::prefill(&m, d.format, 2.0, 1), 1)
+            .unwrap()
+            .total_s;
+        let dec = d
+            .step(&m, decode_step(&m, d.format, 2.0, 1, 1), 1)
+            .unwrap()
+            .total_s;
+        assert!((s.output_tokens_per_s - 1.0 / (pre + dec)).abs() < 1e-6 * s.output_tokens_per_s);
+        let big = Load {
+            batching: Batching::Static { batch: 1 << 40 },
+            ..l
+        };
+        assert!(serve(&m, &d, &big, None).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! `pertoken models`, `pertoken hardware`, and the cost chart.
+
+use pertoken_cost::estimate::{Estimate, pareto};
+
+use super::CatalogArgs;
+use crate::cli::CliError;
+
+pub(crate) fn models(args: &CatalogArgs) -> Result<(), CliError> {
+    let c = args.load()?;
+    println!(
+        "{:<16} {:>9} {:>9} {:>6} {:>7} {:>9} {:>12}  source",
+        "name", "params B", "active B", "layers", "hidden", "heads/kv", "KV KiB/tok"
+    );
+    for m in &c.models {
+        let p = m.params();
+        println!(
+            "{:<16} {:>9.3} {:>9.3} {:>6} {:>7} {:>9} {:>12.1}  {}",
+            m.name,
+            p.total as f64 / 1e9,
+            p.active as f64 / 1e9,
+            m.layers,
+            m.hidden,
+            format!("{}/{}", m.heads, m.kv_heads),
+            m.kv_bytes_per_token(2.0) / 1024.0,
+            m.source
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn hardware(args: &CatalogArgs) -> Result<(), CliError> {
+    let c = args.load()?;
+    println!(
+        "{:<10} {:>7} {:>8} {:>11} {:>11} {:>6} {:>8}  description",
+        "name", "mem GB", "GB/s", "bf16 TFLOP", "fp32 TFLOP", "TDP W", "$/hour"
+    );
+    let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+    for h in &c.hardware {
+        println!(
+            "{:<10} {:>7} {:>8} {:>11} {:>11} {:>6} {:>8}  {}",
+            h.name,
+            h.memory_gb.value,
+            h.bandwidth_gbs.value,
+            opt(h.dense_peak("bf16").map(|v| v / 1e12), 1),
+            opt(h.dense_peak("fp32").map(|v| v / 1e12), 1),
+            opt(h.tdp_w.as_ref().map(|f| f.value), 0),
+            opt(h.price_per_hour.as_ref().map(|f| f.value), 2),
+            h.description
+        );
+    }
+    println!(
+        "Every figure's source and date: crates/pertoken-cost/data/hardware.toml. '-': not sourced."
+    );
+    Ok(())
+}
+
+/// Cost per million output tokens against tokens/s per user, one point per batch size that fits,
+/// with the Pareto front drawn as a line.
+pub(super) fn plot(
+    path: &std::path::Path,
+    title: &str,
+    estimates: &[Estimate],
+) -> Result<(), CliError> {
+    use plotters::prelude::*;
+
+    let fit: Vec<&Estimate> = estimates.iter().filter(|e| e.fits).collect();
+    if fit.is_empty() {
+        return Err("--plot: no batch size fits in memory, nothing to draw".into());
+    }
+    // Without a price, device-seconds per million output tokens stand in for dollars.
+    let xy = |e: &Estimate| {
+        (
+            1.0 / e.tpot_s,
+            e.usd_per_m_output.unwrap_or(1e6 / e.decode_tokens_per_s),
+        )
+    };
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for e in &fit {
+        let (x, y) = xy(e);
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(
+                (x0 * 0.8..x1 * 1.25).log_scale(),
+                (y0 * 0.8..y1 * 1.25).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("tokens/s per user (1 / time per output token)")
+            .y_desc("$ per 1M output tokens (device-seconds per 1M without a price)")
+            .draw()?;
+        let front = pareto(estimates, None);
+        let mut line: Vec<(f64, f64)> = front.iter().map(xy).collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart.draw_series(LineSeries::new(line, &BLUE))?;
+        chart.draw_series(fit.iter().map(|e| {
+            let (x, y) = xy(e);
+            EmptyElement::at((x, y))
+                + Circle::new((0, 0), 4, BLUE.filled())
+                + Text::new(format!("b={}", e.batch), (6, -14), ("sans-serif", 13))
+        }))?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| format!("--plot {}: {e}", path.display()).into())
+}
