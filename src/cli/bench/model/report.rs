@@ -146,6 +146,10 @@ impl Row {
             },
             "bound_tokens_per_second": self.bound,
             "step_seconds": self.breakdown.as_ref().map(|b| b.step_seconds),
+            "launches_per_step": self
+                .breakdown
+                .as_ref()
+                .map(|b| b.by_op.iter().map(|e| e.1).sum::<usize>()),
             "usd_per_million_tokens": self.cost.0,
             "joules_per_token": self.cost.1,
             "joules_per_token_measured": !self.energy.is_empty(),
