@@ -473,6 +473,16 @@ fn bench_report_feeds_the_cost_model() {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(doc["rows"].as_array().unwrap().len(), 4, "{doc}");
+    // The linear row is timed from cache and from memory (copies of w past the caches).
+    let linear = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["op"] == "linear")
+        .unwrap();
+    assert!(linear["cold_seconds"].as_f64().unwrap() > 0.0, "{linear}");
+    assert_eq!(linear["verified"], true, "{linear}");
+    assert!(stdout.contains("cold GB/s"), "{stdout}");
 
     let (ok, stdout, stderr) = pertoken(&[
         "cost",

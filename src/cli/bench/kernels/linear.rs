@@ -15,6 +15,9 @@ pub(crate) struct LinearRow {
     pub(crate) dtype: DType,
     pub(crate) kernel: String,
     pub(crate) seconds: f64,
+    /// Median seconds per call cycling through copies of w that together exceed the caches
+    /// (each call's weights come from memory, as a model's do).
+    pub(crate) cold_seconds: f64,
     /// Bytes the kernel must move: weights, x and y once each.
     pub(crate) bytes: f64,
     pub(crate) verified: Result<(), String>,
@@ -26,11 +29,20 @@ impl LinearRow {
     }
 }
 
-/// Weights for one (K, N, dtype): the tensor and the values it holds, shared by every M.
+/// Weights for one (K, N, dtype): the tensor and the values it holds, shared by every M, and
+/// byte-for-byte copies for timing from memory rather than from a cache.
 pub(crate) struct Weights {
     pub(crate) tensor: Tensor,
     pub(crate) values: Vec<f32>,
+    cold: Vec<Tensor>,
 }
+
+/// Bytes of weight copies a cold timing cycles through: past every last-level cache the
+/// project has met (lavapipe's host L3 of 32 MiB, an H100's or H200's 50 MB L2; not an MI300X's
+/// 256 MB Infinity Cache), so no call finds its weights cached by an earlier one.
+const COLD_BYTES: u64 = 256 << 20;
+/// Most copies, for small matrices.
+const COLD_COPIES: u64 = 1024;
 
 pub(crate) fn weights(
     gpu: &Gpu,
@@ -58,7 +70,20 @@ pub(crate) fn weights(
         }
         _ => Tensor::from_f32_as(gpu, &raw, &[n, k], dtype)?,
     };
-    Ok(Weights { tensor, values })
+    let copies = COLD_BYTES
+        .div_ceil(tensor.size_in_bytes().max(1))
+        .clamp(2, COLD_COPIES);
+    let mut cold = Vec::with_capacity(copies as usize);
+    for _ in 0..copies {
+        let c = Tensor::zeros(gpu, &[n, k], dtype)?;
+        pertoken_gpu::copy(gpu, &tensor, &c)?;
+        cold.push(c);
+    }
+    Ok(Weights {
+        tensor,
+        values,
+        cold,
+    })
 }
 
 pub(crate) fn bench_linear(
@@ -90,6 +115,18 @@ pub(crate) fn bench_linear(
     let timed = gpu.measure(repeats, &mut || {
         linear_into(gpu, &x, &w.tensor, None, &y, kernel)
     })?;
+    let mut next = 0;
+    let cold = gpu.measure(repeats, &mut || {
+        next = (next + 1) % w.cold.len();
+        linear_into(gpu, &x, &w.cold[next], None, &y, kernel)
+    })?;
+    // The copies hold the same bytes: the same kernel must give the same result from them.
+    let verified = match (verified, y.to_vec::<f32>()?) {
+        (Ok(()), again) if again != got => {
+            Err("a copy of the weights gave a different result".to_owned())
+        }
+        (v, _) => v,
+    };
     Ok(LinearRow {
         m,
         k,
@@ -97,6 +134,7 @@ pub(crate) fn bench_linear(
         dtype: w.tensor.dtype(),
         kernel: kernel.to_string(),
         seconds: timed.median,
+        cold_seconds: cold.median,
         bytes: p.min_bytes(),
         verified,
     })
