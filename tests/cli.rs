@@ -640,7 +640,7 @@ fn bench_measures_a_model_verified_with_every_combination() {
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("linear problems"), "{stderr}");
     assert!(
-        cache.join("tune-v3.json").is_file(),
+        cache.join("tune-v4.json").is_file(),
         "the tuning cache is written"
     );
     assert!(

@@ -116,3 +116,20 @@ fn tuning_off_touches_no_file() {
     t.save().unwrap();
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }
+
+#[test]
+fn cold_copies_hold_the_same_bytes_and_pass_the_caches() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    use pertoken_matmul::tune::{COLD_BYTES, cold_copies};
+    // 1 MiB of f32: 256 copies (w itself the first) make 256 MiB.
+    let values = pertoken_reference::random::uniform_f32(5, 1 << 18);
+    let w = Tensor::from_slice(&gpu, &values, &[512, 512]).unwrap();
+    let copies = cold_copies(&gpu, &w).unwrap();
+    assert_eq!(copies.len() as u64, COLD_BYTES / (1 << 20));
+    for c in [&copies[1], &copies[255]] {
+        assert_eq!(c.to_vec::<f32>().unwrap(), values);
+    }
+    // A small w: at most 1024 copies.
+    let small = Tensor::from_slice(&gpu, &values[..64], &[8, 8]).unwrap();
+    assert_eq!(cold_copies(&gpu, &small).unwrap().len(), 1024);
+}

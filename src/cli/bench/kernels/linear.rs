@@ -37,13 +37,6 @@ pub(crate) struct Weights {
     cold: Vec<Tensor>,
 }
 
-/// Bytes of weight copies a cold timing cycles through: past every last-level cache the
-/// project has met (lavapipe's host L3 of 32 MiB, an H100's or H200's 50 MB L2; not an MI300X's
-/// 256 MB Infinity Cache), so no call finds its weights cached by an earlier one.
-const COLD_BYTES: u64 = 256 << 20;
-/// Most copies, for small matrices.
-const COLD_COPIES: u64 = 1024;
-
 pub(crate) fn weights(
     gpu: &Gpu,
     k: usize,
@@ -70,15 +63,8 @@ pub(crate) fn weights(
         }
         _ => Tensor::from_f32_as(gpu, &raw, &[n, k], dtype)?,
     };
-    let copies = COLD_BYTES
-        .div_ceil(tensor.size_in_bytes().max(1))
-        .clamp(2, COLD_COPIES);
-    let mut cold = Vec::with_capacity(copies as usize);
-    for _ in 0..copies {
-        let c = Tensor::zeros(gpu, &[n, k], dtype)?;
-        pertoken_gpu::copy(gpu, &tensor, &c)?;
-        cold.push(c);
-    }
+    // Copies of w past the caches (pertoken_matmul::tune::COLD_BYTES), for timing from memory.
+    let cold = pertoken_matmul::tune::cold_copies(gpu, &tensor)?;
     Ok(Weights {
         tensor,
         values,
