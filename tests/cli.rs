@@ -154,6 +154,22 @@ fn cost_needs_no_gpu_and_reports_per_batch() {
         "{stdout}"
     );
 
+    // Several SXM devices and no --interconnect: the platform's NVLink, said so.
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-70b",
+        "--hardware",
+        "h100-sxm",
+        "--devices",
+        "2",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("over nvlink4") && stdout.contains("--interconnect to change"),
+        "{stdout}"
+    );
+
     let (ok, stdout, _) = pertoken(&[
         "cost",
         "--model",

@@ -58,6 +58,20 @@ pub struct Hardware {
     pub purchase_usd: Option<Figure>,
     /// Peak rate per dtype name (`fp32`, `bf16`, `fp16`, `fp8`, `int8`).
     pub peak_tflops: BTreeMap<String, Peak>,
+    /// The link between devices of this part in its usual multi-device platform (a name from
+    /// `data/interconnects.toml`), used when a deployment of several names none.
+    #[serde(default)]
+    pub interconnect: Option<DefaultLink>,
+}
+
+/// A hardware entry's usual interconnect, with where that comes from.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultLink {
+    /// An interconnect's catalog name (`nvlink4`).
+    pub name: String,
+    /// Why this part uses it.
+    pub source: String,
 }
 
 impl Hardware {
@@ -253,6 +267,22 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_usual_interconnect_is_a_known_one() {
+        let c = Catalog::builtin();
+        let mut named = 0;
+        for h in &c.hardware {
+            if let Some(link) = &h.interconnect {
+                crate::latency::interconnect(&link.name)
+                    .unwrap_or_else(|e| panic!("{}: {e}", h.name));
+                named += 1;
+            }
+        }
+        assert!(named >= 10, "{named} entries name their usual link");
+        let h100 = c.hardware("h100-sxm").unwrap();
+        assert_eq!(h100.interconnect.as_ref().unwrap().name, "nvlink4");
+    }
 
     #[test]
     fn adapter_names_match_their_catalog_entries() {

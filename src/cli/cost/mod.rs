@@ -290,6 +290,17 @@ fn deployment(
         hardware.measured_bandwidth_gbs = None;
     }
     let mut link = args.interconnect.as_deref().map(interconnect).transpose()?;
+    // Several devices and no --interconnect: the link this part's platform has, said so.
+    if link.is_none()
+        && args.devices > 1
+        && let Some(usual) = &hardware.interconnect
+    {
+        link = Some(interconnect(&usual.name)?);
+        source.push_str(&format!(
+            "; interconnect {} (the catalog's usual link for {}: {}; --interconnect to change)",
+            usual.name, hardware.name, usual.source
+        ));
+    }
     if let (Some(l), Some(gbs)) = (&mut link, args.interconnect_gbs) {
         l.busbw_gbs.value = gbs;
         l.busbw_gbs.source = "--interconnect-gbs".into();
