@@ -1,11 +1,13 @@
-//! Decode and prefill shapes of a linear layer: y = x·wᵀ in f16, Q8_0 and Q4_0.
+//! Linear layers at decode and prefill rows: y = x·wᵀ in every weight format, from cache and from memory.
 
 use ndarray::ArrayView2;
 use pertoken_gpu::{DType, Gpu, Tensor};
-use pertoken_matmul::{Kernel, Tuner, check_linear, linear_into, linear_with};
+use pertoken_matmul::{
+    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, Tuner, check_linear, linear_into, linear_with,
+};
 use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
 
-use super::{CliError, verdict};
+use super::{Args, CliError, shown, verdict};
 
 /// One measured linear shape.
 pub(crate) struct LinearRow {
@@ -124,4 +126,90 @@ pub(crate) fn bench_linear(
         bytes: p.min_bytes(),
         verified,
     })
+}
+
+/// The linear table: every `--linear` shape in every `--dtypes` format at each `--rows` (and
+/// the prefill rows on the first shape), tuned, verified, warm and cold; returns the failures.
+pub(super) fn bench_linears(
+    gpu: &Gpu,
+    tuner: &mut Tuner,
+    args: &Args,
+    copy_rate: f64,
+    report: &mut Vec<serde_json::Value>,
+) -> Result<usize, CliError> {
+    let shapes: Vec<(usize, usize)> = args.linear.iter().flatten().copied().collect();
+    if shapes.is_empty() {
+        return Ok(0);
+    }
+    println!();
+    println!(
+        "linear y = x·wᵀ, w [N,K], x and y f32. GB/s counts w, x and y once; % copy is against \
+         the copy kernel. cold: each call reads one of copies of w that together exceed the \
+         caches (256 MiB), as a model's layers do; the others repeat one w, which may sit in a \
+         cache."
+    );
+    println!(
+        "{:<6} {:<12} {:<6} {:<22} {:>10} {:>9} {:>7} {:>9} {:>9}  verified",
+        "M", "KxN", "dtype", "kernel", "time (ms)", "GB/s", "% copy", "cold GB/s", "GFLOP/s"
+    );
+    let mut failures = 0;
+    // Tuning measures every candidate of a shape the first time (minutes on a CPU adapter):
+    // a bar over the rows to measure, naming the shape.
+    let spinner = crate::cli::progress(0, "linear");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(500));
+    for (i, &(k, n)) in shapes.iter().enumerate() {
+        for &dtype in &args.dtypes {
+            spinner.set_message(format!("linear {k}x{n} {dtype} (tuned once)"));
+            let w = weights(gpu, k, n, dtype, (k * 7 + n) as u64)?;
+            let mut rows: Vec<usize> = args.rows.iter().map(|&m| m as usize).collect();
+            if i == 0 && args.prefill > 0 {
+                rows.push(args.prefill);
+            }
+            for m in rows {
+                let mut kernels = vec![None];
+                if args.all_kernels && m <= GEMV_MAX_M {
+                    let caps = gpu.capabilities();
+                    kernels.extend(
+                        GEMV_CANDIDATES
+                            .iter()
+                            .filter(|c| c.fits(caps, m))
+                            .map(|c| Some(Kernel::Gemv(*c))),
+                    );
+                }
+                spinner.inc_length(kernels.len() as u64);
+                for kernel in kernels {
+                    let r = bench_linear(gpu, tuner, &w, m, args.repeats, kernel)?;
+                    spinner.inc(1);
+                    let rate = r.bytes / r.seconds;
+                    if r.verified.is_err() {
+                        failures += 1;
+                    }
+                    report.push(serde_json::json!({
+                        "op": "linear", "device": "gpu",
+                        "m": r.m, "k": r.k, "n": r.n, "dtype": r.dtype.to_string(),
+                        "kernel": r.kernel, "seconds": r.seconds, "bytes_per_s": rate,
+                        "cold_seconds": r.cold_seconds, "cold_bytes_per_s": r.bytes / r.cold_seconds,
+                        "flops_per_s": r.flops() / r.seconds, "verified": r.verified.is_ok(),
+                    }));
+                    spinner.suspend(|| {
+                        println!(
+                            "{:<6} {:<12} {:<6} {:<22} {:>10.3} {:>9.2} {:>6.1}% {:>9.2} {:>9.2}  {}",
+                            r.m,
+                            format!("{}x{}", r.k, r.n),
+                            r.dtype.to_string(),
+                            r.kernel,
+                            r.seconds * 1e3,
+                            rate * 1e-9,
+                            100.0 * rate / copy_rate,
+                            r.bytes / r.cold_seconds * 1e-9,
+                            r.flops() / r.seconds * 1e-9,
+                            shown(&r.verified)
+                        )
+                    });
+                }
+            }
+        }
+    }
+    spinner.finish_and_clear();
+    Ok(failures)
 }

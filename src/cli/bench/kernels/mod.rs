@@ -1,16 +1,16 @@
 //! `pertoken bench kernels`: measure the kernels one at a time, verify each result, print rates.
 
 mod attention;
+mod decode;
 mod linear;
 
 use std::time::Instant;
 
 use ndarray::Array2;
-use pertoken_attention::{AttentionTuner, Kernel as AttentionKernel};
-use pertoken_gpu::{DType, Error as GpuError, Gpu, Tensor};
+use pertoken_attention::AttentionTuner;
+use pertoken_gpu::{DType, Gpu, Tensor};
 use pertoken_matmul::{
-    GEMV_CANDIDATES, GEMV_MAX_M, Kernel, MatmulShape, TILE_CANDIDATES, TuneMode, Tuner,
-    matmul_into, matmul_with,
+    Kernel, MatmulShape, TILE_CANDIDATES, TuneMode, Tuner, matmul_into, matmul_with,
 };
 use pertoken_reference::{Comparison, Tolerance, compare, random::uniform_array2};
 
@@ -227,9 +227,9 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         "max rel err = max |C − C_ref| / max |C_ref|, against an f64 reference; verified = every \
          element within the f32 tolerance."
     );
-    failures += bench_linears(&gpu, &mut tuner, args, copy_rate, &mut report)?;
+    failures += linear::bench_linears(&gpu, &mut tuner, args, copy_rate, &mut report)?;
     failures += bench_attention(&gpu, args, &mut report)?;
-    failures += bench_decode(&gpu, args, copy_rate, &mut attention_tuner, &mut report)?;
+    failures += decode::bench_decode(&gpu, args, copy_rate, &mut attention_tuner, &mut report)?;
     for saved in [tuner.save(), attention_tuner.save()] {
         if let Err(e) = saved {
             eprintln!("warning: could not write the tuning cache: {e}");
@@ -261,280 +261,11 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     Ok(())
 }
 
-fn bench_linears(
-    gpu: &Gpu,
-    tuner: &mut Tuner,
-    args: &Args,
-    copy_rate: f64,
-    report: &mut Vec<serde_json::Value>,
-) -> Result<usize, CliError> {
-    let shapes: Vec<(usize, usize)> = args.linear.iter().flatten().copied().collect();
-    if shapes.is_empty() {
-        return Ok(0);
-    }
-    println!();
-    println!(
-        "linear y = x·wᵀ, w [N,K], x and y f32. GB/s counts w, x and y once; % copy is against \
-         the copy kernel. cold: each call reads one of copies of w that together exceed the \
-         caches (256 MiB), as a model's layers do; the others repeat one w, which may sit in a \
-         cache."
-    );
-    println!(
-        "{:<6} {:<12} {:<6} {:<22} {:>10} {:>9} {:>7} {:>9} {:>9}  verified",
-        "M", "KxN", "dtype", "kernel", "time (ms)", "GB/s", "% copy", "cold GB/s", "GFLOP/s"
-    );
-    let mut failures = 0;
-    // Tuning measures every candidate of a shape the first time (minutes on a CPU adapter):
-    // a bar over the rows to measure, naming the shape.
-    let spinner = crate::cli::progress(0, "linear");
-    spinner.enable_steady_tick(std::time::Duration::from_millis(500));
-    for (i, &(k, n)) in shapes.iter().enumerate() {
-        for &dtype in &args.dtypes {
-            spinner.set_message(format!("linear {k}x{n} {dtype} (tuned once)"));
-            let w = linear::weights(gpu, k, n, dtype, (k * 7 + n) as u64)?;
-            let mut rows: Vec<usize> = args.rows.iter().map(|&m| m as usize).collect();
-            if i == 0 && args.prefill > 0 {
-                rows.push(args.prefill);
-            }
-            for m in rows {
-                let mut kernels = vec![None];
-                if args.all_kernels && m <= GEMV_MAX_M {
-                    let caps = gpu.capabilities();
-                    kernels.extend(
-                        GEMV_CANDIDATES
-                            .iter()
-                            .filter(|c| c.fits(caps, m))
-                            .map(|c| Some(Kernel::Gemv(*c))),
-                    );
-                }
-                spinner.inc_length(kernels.len() as u64);
-                for kernel in kernels {
-                    let r = linear::bench_linear(gpu, tuner, &w, m, args.repeats, kernel)?;
-                    spinner.inc(1);
-                    let rate = r.bytes / r.seconds;
-                    if r.verified.is_err() {
-                        failures += 1;
-                    }
-                    report.push(serde_json::json!({
-                        "op": "linear", "device": "gpu",
-                        "m": r.m, "k": r.k, "n": r.n, "dtype": r.dtype.to_string(),
-                        "kernel": r.kernel, "seconds": r.seconds, "bytes_per_s": rate,
-                        "cold_seconds": r.cold_seconds, "cold_bytes_per_s": r.bytes / r.cold_seconds,
-                        "flops_per_s": r.flops() / r.seconds, "verified": r.verified.is_ok(),
-                    }));
-                    spinner.suspend(|| {
-                        println!(
-                            "{:<6} {:<12} {:<6} {:<22} {:>10.3} {:>9.2} {:>6.1}% {:>9.2} {:>9.2}  {}",
-                            r.m,
-                            format!("{}x{}", r.k, r.n),
-                            r.dtype.to_string(),
-                            r.kernel,
-                            r.seconds * 1e3,
-                            rate * 1e-9,
-                            100.0 * rate / copy_rate,
-                            r.bytes / r.cold_seconds * 1e-9,
-                            r.flops() / r.seconds * 1e-9,
-                            shown(&r.verified)
-                        )
-                    });
-                }
-            }
-        }
-    }
-    spinner.finish_and_clear();
-    Ok(failures)
-}
-
 fn attention_heads(args: &Args) -> Result<(usize, usize), CliError> {
     match args.attention_heads[..] {
         [nh, nkv] if nh > 0 && nkv > 0 && nh % nkv == 0 => Ok((nh, nkv)),
         _ => Err("--attention-heads takes query heads, KV heads (a divisor of query heads)".into()),
     }
-}
-
-fn bench_decode(
-    gpu: &Gpu,
-    args: &Args,
-    copy_rate: f64,
-    tuner: &mut AttentionTuner,
-    report: &mut Vec<serde_json::Value>,
-) -> Result<usize, CliError> {
-    if args.decode_context.is_empty() {
-        return Ok(0);
-    }
-    let (nh, nkv) = attention_heads(args)?;
-    if args.decode_context.contains(&0) {
-        return Err("--decode-context: lengths ≥ 1".into());
-    }
-    println!();
-    println!(
-        "decode attention (q_len 1) over a KV cache, {nh} heads / {nkv} KV heads, head_dim {}; \
-         GB/s counts K and V read once; % copy: of the ceiling above; at size: of the copy \
-         kernel moving as many bytes (one pass, with the same fixed cost and caches)",
-        args.head_dim
-    );
-    println!(
-        "{:>8} {:<6} {:>11} {:>9} {:>7} {:>8}  verified",
-        "context", "dtype", "time (ms)", "GB/s", "% copy", "at size"
-    );
-    let mut failures = 0;
-    let mut plans = Vec::new();
-    for &ctx in &args.decode_context {
-        for dtype in [DType::F32, DType::F16] {
-            let r = match attention::bench_decode(
-                gpu,
-                ctx,
-                (nh, nkv),
-                args.head_dim,
-                dtype,
-                (args.repeats, attention::Pick::Tuned(&mut *tuner)),
-            ) {
-                Ok(mut rows) => rows.remove(0),
-                // A cache over the binding limit (a long context on a small adapter): say so and
-                // go on with the other rows.
-                Err(e) if matches!(e.downcast_ref(), Some(GpuError::TooLarge { .. })) => {
-                    println!("{ctx:>8} {:<6} cannot run: {e}", dtype.to_string());
-                    report.push(serde_json::json!({
-                        "op": "attention_decode", "device": "gpu", "context": ctx,
-                        "n_heads": nh, "n_kv_heads": nkv, "head_dim": args.head_dim,
-                        "dtype": dtype.to_string(), "seconds": null, "error": e.to_string(),
-                        "verified": false,
-                    }));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if r.verified.is_err() {
-                failures += 1;
-            }
-            let rate = r.bytes / r.seconds;
-            // The same bytes read and written by the copy kernel: half of them copied.
-            let at_size =
-                pertoken_gpu::measure_bandwidth(gpu, (r.bytes / 2.0) as u64, args.repeats.max(10))?
-                    .best_bytes_per_second();
-            report.push(serde_json::json!({
-                "op": "attention_decode", "device": "gpu",
-                "context": r.context, "n_heads": nh, "n_kv_heads": nkv, "head_dim": args.head_dim,
-                "dtype": r.dtype.to_string(), "kernel": r.kernel, "choice": r.source,
-                "seconds": r.seconds, "bytes_per_s": rate, "fraction_of_copy": rate / copy_rate,
-                "copy_same_bytes_per_s": at_size, "fraction_of_copy_same_bytes": rate / at_size,
-                "verified": r.verified.is_ok(),
-            }));
-            plans.push(format!("{ctx} {dtype}: {} ({})", r.kernel, r.source));
-            println!(
-                "{:>8} {:<6} {:>11.3} {:>9.2} {:>6.1}% {:>7.1}%  {}",
-                r.context,
-                r.dtype.to_string(),
-                r.seconds * 1e3,
-                rate * 1e-9,
-                100.0 * rate / copy_rate,
-                100.0 * rate / at_size,
-                shown(&r.verified)
-            );
-        }
-    }
-    println!("decode kernels: {}", plans.join("; "));
-    if args.decode_plans {
-        failures += bench_decode_plans(gpu, args, (nh, nkv), copy_rate, report)?;
-    }
-    Ok(failures)
-}
-
-/// `--decode-plans`: every candidate plan of the team kernel at each decode context.
-fn bench_decode_plans(
-    gpu: &Gpu,
-    args: &Args,
-    (nh, nkv): (usize, usize),
-    copy_rate: f64,
-    report: &mut Vec<serde_json::Value>,
-) -> Result<usize, CliError> {
-    let caps = gpu.capabilities();
-    let mut failures = 0;
-    for &ctx in &args.decode_context {
-        let s = pertoken_attention::AttentionShape {
-            n_heads: nh,
-            n_kv_heads: nkv,
-            head_dim: args.head_dim,
-            q_len: 1,
-            kv_len: ctx,
-        };
-        if !pertoken_attention::team_kernel_applies(&s, caps) {
-            println!("decode plans at {ctx} keys: the team kernel does not run here");
-            continue;
-        }
-        let knobs = pertoken_attention::team_candidates(&s, caps.cpu);
-        let kernels: Vec<AttentionKernel> =
-            knobs.iter().map(|k| AttentionKernel::Team(*k)).collect();
-        let mut by_dtype = Vec::new();
-        for dtype in [DType::F32, DType::F16] {
-            match attention::bench_decode(
-                gpu,
-                ctx,
-                (nh, nkv),
-                args.head_dim,
-                dtype,
-                (args.repeats, attention::Pick::Given(&kernels)),
-            ) {
-                Ok(rows) => by_dtype.push(Some(rows)),
-                Err(e) if matches!(e.downcast_ref(), Some(GpuError::TooLarge { .. })) => {
-                    by_dtype.push(None)
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        println!();
-        println!(
-            "decode plans at {ctx} keys: teams per workgroup t, rows per team r, workgroups aimed \
-             at w, keys per team k, splits s (at most), prefetch pf, combine step c → the splits \
-             × keys it ran; * the heuristic's"
-        );
-        println!(
-            "  {:<34} {:>9} {:>7} {:>9} {:>7}  verified",
-            "plan", "f32 (ms)", "% copy", "f16 (ms)", "% copy"
-        );
-        for (i, k) in knobs.iter().enumerate() {
-            let p = pertoken_attention::team_plan_with(&s, k, caps.max_storage_binding);
-            let label = format!("{k} → {}×{}", p.split.splits, p.split.chunk);
-            let mut cells = Vec::new();
-            let mut verified = Vec::new();
-            for (dtype, rows) in [DType::F32, DType::F16].into_iter().zip(&by_dtype) {
-                let Some(r) = rows.as_ref().map(|rows| &rows[i]) else {
-                    cells.push(format!("{:>9} {:>7}", "-", "-"));
-                    continue;
-                };
-                let rate = r.bytes / r.seconds;
-                if r.verified.is_err() {
-                    failures += 1;
-                }
-                verified.push(shown(&r.verified));
-                cells.push(format!(
-                    "{:>9.3} {:>6.1}%",
-                    r.seconds * 1e3,
-                    100.0 * rate / copy_rate
-                ));
-                report.push(serde_json::json!({
-                    "op": "attention_decode_plan", "device": "gpu", "context": ctx,
-                    "n_heads": nh, "n_kv_heads": nkv, "head_dim": args.head_dim,
-                    "dtype": dtype.to_string(), "heuristic": i == 0,
-                    "teams": k.teams, "max_rows": k.max_rows,
-                    "target_workgroups": k.target_workgroups,
-                    "min_keys_per_team": k.min_keys_per_team, "max_splits": k.max_splits,
-                    "prefetch": k.prefetch, "combine_step": k.combine_step,
-                    "splits": p.split.splits, "keys_per_split": p.split.chunk,
-                    "seconds": r.seconds, "bytes_per_s": rate,
-                    "fraction_of_copy": rate / copy_rate, "verified": r.verified.is_ok(),
-                }));
-            }
-            println!(
-                "{} {:<34} {}  {}",
-                if i == 0 { "*" } else { " " },
-                label,
-                cells.join(" "),
-                verified.join(" / ")
-            );
-        }
-    }
-    Ok(failures)
 }
 
 fn bench_attention(

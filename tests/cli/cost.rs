@@ -1,0 +1,123 @@
+//! `pertoken cost`: the cost model on catalog hardware, no GPU needed.
+
+use super::pertoken;
+
+#[test]
+fn cost_needs_no_gpu_and_reports_per_batch() {
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "h100-sxm",
+        "--rent",
+        "3.0",
+        "--batch",
+        "1,64",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    // Table rows: a batch size, then whether it fits.
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            w.next().is_some_and(|b| b.parse::<u32>().is_ok())
+                && matches!(w.next(), Some("yes" | "NO"))
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    // $3/hour at r tokens/s is 3 / 3600 / r · 10⁶ per million output tokens.
+    let cols: Vec<&str> = rows[0].split_whitespace().collect();
+    let (tps, out_price): (f64, f64) = (cols[4].parse().unwrap(), cols[7].parse().unwrap());
+    assert!(tps > 50.0 && tps < 400.0, "{stdout}");
+    let want = 3.0 / 3600.0 / tps * 1e6;
+    assert!((out_price - want).abs() < 1e-3 * want + 1e-4, "{stdout}");
+    // The step's terms are named: roofline, launches, communication.
+    assert!(
+        stdout.contains("launches") && stdout.contains("roofline"),
+        "{stdout}"
+    );
+
+    // Several SXM devices and no --interconnect: the platform's NVLink, said so.
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-70b",
+        "--hardware",
+        "h100-sxm",
+        "--devices",
+        "2",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("over nvlink4") && stdout.contains("--interconnect to change"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, _) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "a100-80gb",
+        "--format",
+        "json",
+    ]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["estimates"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn cost_errors_say_what_to_fix() {
+    let (ok, _, stderr) = pertoken(&["cost", "--model", "llama-3-8b", "--hardware", "h100-sxm"]);
+    assert!(!ok);
+    assert!(stderr.contains("did you mean \"llama-3.1-8b\""), "{stderr}");
+    // No price: speed and energy, and how to add a price.
+    let (ok, stdout, stderr) = pertoken(&["cost", "--model", "tiny", "--hardware", "l4"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("no price") && stdout.contains("--rent"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "h100-sxm",
+        "--rent=-1",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("must be positive"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("hw.toml");
+    std::fs::write(&bad, "[[hardware]]\nname = 'x'\nmemory_gb = 'lots'\n").unwrap();
+    let (ok, _, stderr) = pertoken(&["hardware", "--hardware-file", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("hw.toml, line 3"), "{stderr}");
+}
+
+#[test]
+fn cost_sweep_writes_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("cost.svg");
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "h100-sxm",
+        "--sweep",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("Pareto front"), "{stdout}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("b=1"),
+        "{}",
+        &text[..200]
+    );
+}
