@@ -273,24 +273,9 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
 mod tests {
     use super::*;
     use crate::Catalog;
-    use crate::account::WeightFormat;
-    use crate::estimate::{Efficiency, Split};
-    use crate::latency::Launches;
 
     fn h100() -> Deployment {
-        Deployment {
-            hardware: Catalog::builtin().hardware("h100-sxm").unwrap().clone(),
-            devices: 1,
-            split: Split::Tensor,
-            interconnect: None,
-            compute_dtype: "bf16".into(),
-            format: WeightFormat::F16,
-            kv_bytes: 2.0,
-            efficiency: Efficiency::default(),
-            launches: Launches::NONE,
-            dequant_ops: None,
-            overhead_s: 0.0,
-        }
+        crate::estimate::tests::deployment("h100-sxm")
     }
 
     fn load(batching: Batching) -> Load {

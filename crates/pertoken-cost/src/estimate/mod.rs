@@ -442,4 +442,4 @@ pub fn from_measured(tokens_per_s: f64, usd_per_hour: f64) -> Result<f64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

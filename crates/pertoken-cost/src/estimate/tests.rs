@@ -2,7 +2,9 @@
 use super::*;
 use crate::Catalog;
 
-fn deployment(hw: &str) -> Deployment {
+/// One `hw` device, bf16 compute on f16 weights, default efficiencies, no latency terms: the
+/// bare roofline (the serving tests start from it too).
+pub(crate) fn deployment(hw: &str) -> Deployment {
     Deployment {
         hardware: Catalog::builtin().hardware(hw).unwrap().clone(),
         devices: 1,

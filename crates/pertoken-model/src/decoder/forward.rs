@@ -41,11 +41,16 @@ impl Decoder {
     }
 
     fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Result<()> {
-        let p = check_linear(x, w, bias)?;
-        let kernel = self
-            .kernel_for((p.shape.n, p.shape.k, w.dtype(), p.shape.m))
-            .unwrap_or_else(|| select_linear(self.gpu.capabilities(), &p));
+        let kernel = self.linear_kernel(x, w, bias)?;
         Ok(linear_into(&self.gpu, x, w, bias, out, kernel)?)
+    }
+
+    /// The kernel [`Decoder::tune`] chose for `x · wᵀ`, else the shape heuristic's.
+    fn linear_kernel(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Kernel> {
+        let p = check_linear(x, w, bias)?;
+        Ok(self
+            .kernel_for((p.shape.n, p.shape.k, w.dtype(), p.shape.m))
+            .unwrap_or_else(|| select_linear(self.gpu.capabilities(), &p)))
     }
 
     /// The SwiGLU gate and the down projection into `v.delta`: one GEMV that computes the gate
@@ -53,10 +58,7 @@ impl Decoder {
     /// pass, then the linear.
     fn gate_and_down(&self, v: &Views, down: &Tensor, ffn: usize) -> Result<()> {
         if let ([gate_up], true) = (&v.gate_up[..], self.fuse_gate) {
-            let p = check_linear(&v.act, down, None)?;
-            let kernel = self
-                .kernel_for((p.shape.n, p.shape.k, down.dtype(), p.shape.m))
-                .unwrap_or_else(|| select_linear(self.gpu.capabilities(), &p));
+            let kernel = self.linear_kernel(&v.act, down, None)?;
             if matches!(kernel, Kernel::Gemv(_)) {
                 return Ok(linear_swiglu_into(
                     &self.gpu, gate_up, down, &v.delta, kernel,

@@ -39,6 +39,30 @@ pub(crate) struct Weights {
     cold: Vec<Tensor>,
 }
 
+/// `raw` as a `[n, k]` weight in `dtype` (quantized on the CPU as the reference does), and the
+/// values the tensor holds, for the reference to use.
+pub(crate) fn upload_weights(
+    gpu: &Gpu,
+    raw: &[f32],
+    (n, k): (usize, usize),
+    dtype: DType,
+) -> Result<(Tensor, Vec<f32>), CliError> {
+    let quant = match dtype {
+        DType::Q8_0 => Some(QuantFormat::Q8_0),
+        DType::Q4_0 => Some(QuantFormat::Q4_0),
+        DType::Q4_1 => Some(QuantFormat::Q4_1),
+        _ => None,
+    };
+    Ok(match quant {
+        Some(f) => {
+            let bytes = quantize(f, raw)?;
+            let values = dequantize(f, &bytes)?;
+            (Tensor::from_quantized(gpu, &bytes, &[n, k], dtype)?, values)
+        }
+        None => Tensor::from_f32_as(gpu, raw, &[n, k], dtype)?,
+    })
+}
+
 pub(crate) fn weights(
     gpu: &Gpu,
     k: usize,
@@ -52,19 +76,7 @@ pub(crate) fn weights(
         .into_iter()
         .map(|v| v * scale)
         .collect();
-    let (tensor, values) = match dtype {
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
-            let f = match dtype {
-                DType::Q8_0 => QuantFormat::Q8_0,
-                DType::Q4_0 => QuantFormat::Q4_0,
-                _ => QuantFormat::Q4_1,
-            };
-            let bytes = quantize(f, &raw)?;
-            let values = dequantize(f, &bytes)?;
-            (Tensor::from_quantized(gpu, &bytes, &[n, k], dtype)?, values)
-        }
-        _ => Tensor::from_f32_as(gpu, &raw, &[n, k], dtype)?,
-    };
+    let (tensor, values) = upload_weights(gpu, &raw, (n, k), dtype)?;
     // Copies of w past the caches (pertoken_matmul::tune::COLD_BYTES), for timing from memory.
     let cold = pertoken_matmul::tune::cold_copies(gpu, &tensor)?;
     Ok(Weights {

@@ -6,7 +6,9 @@
 use pertoken_gpu::{DType, Gpu, Tensor};
 use pertoken_model::{Role, WeightSource};
 use pertoken_reference::random::uniform_f32;
-use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
+use pertoken_reference::{Tolerance, compare};
+
+use crate::cli::bench::kernels::upload_weights;
 
 use crate::cli::CliError;
 
@@ -77,20 +79,7 @@ fn linear_seconds(
 ) -> Result<f64, CliError> {
     let xv = uniform_f32(3, m * k);
     let raw = uniform_f32(4, n * k);
-    let quant = match format {
-        DType::Q8_0 => Some(QuantFormat::Q8_0),
-        DType::Q4_0 => Some(QuantFormat::Q4_0),
-        DType::Q4_1 => Some(QuantFormat::Q4_1),
-        _ => None,
-    };
-    let (w, held) = match quant {
-        Some(q) => {
-            let bytes = quantize(q, &raw)?;
-            let held = dequantize(q, &bytes)?;
-            (Tensor::from_quantized(gpu, &bytes, &[n, k], format)?, held)
-        }
-        None => Tensor::from_f32_as(gpu, &raw, &[n, k], format)?,
-    };
+    let (w, held) = upload_weights(gpu, &raw, (n, k), format)?;
     let x = Tensor::from_slice(gpu, &xv, &[m, k])?;
     let kernel = tuner.linear(&x, &w, None)?.kernel();
     let out = pertoken_matmul::linear_with(gpu, &x, &w, None, kernel)?;

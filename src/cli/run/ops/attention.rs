@@ -4,7 +4,7 @@ use pertoken_attention::{AttentionOptions, MAX_HEAD_DIM};
 use pertoken_gpu::{DType, Gpu};
 use pertoken_reference::{AttentionShape, Tolerance};
 
-use super::{Bound, Inputs, Op, Operand, Tol, Which, dtype_in, shape_error, tensor_bytes};
+use super::{Bound, Inputs, Op, Operand, Tol, Which, dtype_in, shape_error};
 use crate::cli::CliError;
 use crate::cli::run::{Args, OpName};
 
@@ -114,13 +114,7 @@ impl Op for Attention {
             self.q.bound(false),
             self.k.bound(false),
             self.v.bound(false),
-            Bound {
-                what: "the output".into(),
-                shape: self.out_shape(),
-                dtype: DType::F32,
-                bytes: tensor_bytes(&self.out_shape(), DType::F32),
-                split: false,
-            },
+            Bound::output(self.out_shape()),
         ]
     }
 

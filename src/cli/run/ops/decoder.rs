@@ -22,16 +22,6 @@ fn f32_only(op: OpName, dtype: DType) -> Result<(), CliError> {
     .map(|_| ())
 }
 
-pub(super) fn output(shape: Vec<usize>) -> Bound {
-    Bound {
-        what: "the output".into(),
-        bytes: tensor_bytes(&shape, DType::F32),
-        shape,
-        dtype: DType::F32,
-        split: false,
-    }
-}
-
 /// Rows and width of a `[.., W]` operand.
 fn rows_width(o: &Operand, what: &str) -> Result<(usize, usize), CliError> {
     match o.shape().split_last() {
@@ -82,7 +72,7 @@ impl Op for RmsNorm {
         vec![
             self.x.bound(false),
             self.w.bound(false),
-            output(self.out_shape()),
+            Bound::output(self.out_shape()),
         ]
     }
 
@@ -204,7 +194,7 @@ impl Op for Rope {
             self.x.bound(false),
             kv("keys"),
             kv("values"),
-            output(self.out_shape()),
+            Bound::output(self.out_shape()),
         ]
     }
 
@@ -299,7 +289,7 @@ impl Op for SiluMul {
         vec![
             self.g.bound(false),
             self.u.bound(false),
-            output(self.out_shape()),
+            Bound::output(self.out_shape()),
         ]
     }
 

@@ -4,7 +4,6 @@ use pertoken_gpu::{DType, Gpu, Tensor};
 use pertoken_model::ops;
 use pertoken_reference::Tolerance;
 
-use super::decoder::output;
 use super::{Bound, Inputs, Op, Operand, Tol, Which, shape_error, tensor_bytes};
 use crate::cli::CliError;
 use crate::cli::run::{Args, npy};
@@ -77,7 +76,7 @@ impl Op for Embedding {
             bytes: tensor_bytes(&self.ids_shape, DType::U32),
             split: false,
         };
-        vec![self.table.bound(true), ids, output(self.out_shape())]
+        vec![self.table.bound(true), ids, Bound::output(self.out_shape())]
     }
 
     fn gpu(&self, gpu: &Gpu) -> pertoken_gpu::Result<Vec<f32>> {

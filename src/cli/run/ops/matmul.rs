@@ -4,7 +4,7 @@ use ndarray::ArrayView2;
 use pertoken_gpu::{DType, Gpu};
 use pertoken_reference::Tolerance;
 
-use super::{Bound, Inputs, Op, Operand, Tol, Which, dtype_in, shape_error, tensor_bytes};
+use super::{Bound, Inputs, Op, Operand, Tol, Which, dtype_in, shape_error};
 use crate::cli::CliError;
 use crate::cli::run::{Args, OpName};
 
@@ -92,13 +92,7 @@ impl Op for Matmul {
         vec![
             self.a.bound(false),
             self.b.bound(false),
-            Bound {
-                what: "the output".into(),
-                shape: self.out_shape(),
-                dtype: DType::F32,
-                bytes: tensor_bytes(&self.out_shape(), DType::F32),
-                split: false,
-            },
+            Bound::output(self.out_shape()),
         ]
     }
 
@@ -205,13 +199,7 @@ impl Op for Linear {
     fn bindings(&self) -> Vec<Bound> {
         let mut v = vec![self.x.bound(false), self.w.bound(true)];
         v.extend(self.bias.as_ref().map(|b| b.bound(false)));
-        v.push(Bound {
-            what: "the output".into(),
-            shape: self.out_shape(),
-            dtype: DType::F32,
-            bytes: tensor_bytes(&self.out_shape(), DType::F32),
-            split: false,
-        });
+        v.push(Bound::output(self.out_shape()));
         v
     }
 

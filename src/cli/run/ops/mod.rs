@@ -188,6 +188,19 @@ pub(super) struct Bound {
     pub(super) split: bool,
 }
 
+impl Bound {
+    /// Every op's f32 output of `shape`, bound whole.
+    pub(super) fn output(shape: Vec<usize>) -> Bound {
+        Bound {
+            what: "the output".into(),
+            bytes: tensor_bytes(&shape, DType::F32),
+            shape,
+            dtype: DType::F32,
+            split: false,
+        }
+    }
+}
+
 /// What an op compares its output with.
 #[derive(Debug)]
 pub(super) struct Tol {
