@@ -21,6 +21,13 @@
 // K..2K) and each x value is silu(gate) · up, computed as it is loaded, so the SwiGLU MLP's down
 // projection needs no separate pass (f32 x only).
 //
+// NORM: x's rows are RMS-normalized on the way in: y[m, n] = r_m · Σ_k x[m, k] · g[k] · w[n, k]
+// with r_m = 1 / sqrt(mean_k x[m, k]² + eps) and g the norm's weight (binding 4, f32 [K]). Each
+// workgroup sums x's squares itself, before its dot products, so the norm needs no pass of its
+// own (f32 x only, not with SWIGLU).
+// ACCUM: the result is added to y instead of overwriting it (a residual add: y is the residual
+// stream), so the layer's add needs no pass of its own either.
+//
 // The w binding may be a window of a larger tensor (for tensors over the storage-binding limit):
 // it starts at row p.w_row0, and rows are indexed relative to it. Its byte offset is a multiple of
 // 256, so the 2-byte block alignment argument above holds within the window too.
@@ -38,7 +45,8 @@ struct Params {
     w_row0: u32,
     w_rows: u32,
     has_bias: u32,
-    _pad0: u32,
+    // NORM's epsilon.
+    eps: f32,
     _pad1: u32,
 }
 
@@ -48,13 +56,16 @@ struct Params {
 // and b_f16.wgsl binds f16 values with shader-f16, for f16 weights on adapters that have it.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> norm_w: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 
 override W_FMT: u32 = 0u;
 override W_VEC: bool = false;
 override X_F16: bool = false;
 override X_VEC: bool = false;
 override SWIGLU: bool = false;
+override NORM: bool = false;
+override ACCUM: bool = false;
 override MAX_M: u32 = 1u;
 override WG: u32 = 256u;
 override ROWS: u32 = 4u;
@@ -82,7 +93,18 @@ fn x_at(m: u32, k: u32) -> f32 {
     if (X_F16) {
         return unpack2x16float(x_word(i >> 1u))[i & 1u];
     }
+    if (NORM) {
+        return bitcast<f32>(x_word(i)) * norm_w[k];
+    }
     return bitcast<f32>(x_word(i));
+}
+
+// NORM's weights g[k..k+8], k a multiple of 8.
+fn g8(k: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>(norm_w[k], norm_w[k + 1u], norm_w[k + 2u], norm_w[k + 3u]),
+        vec4<f32>(norm_w[k + 4u], norm_w[k + 5u], norm_w[k + 6u], norm_w[k + 7u]),
+    );
 }
 
 fn f16x8(q: vec4<u32>) -> array<vec4<f32>, 2> {
@@ -111,7 +133,12 @@ fn x8(m: u32, k: u32) -> array<vec4<f32>, 2> {
         if (X_F16) {
             return f16x8(x[i >> 3u]);
         }
-        return array<vec4<f32>, 2>(bitcast<vec4<f32>>(x[i >> 2u]), bitcast<vec4<f32>>(x[(i >> 2u) + 1u]));
+        let v = array<vec4<f32>, 2>(bitcast<vec4<f32>>(x[i >> 2u]), bitcast<vec4<f32>>(x[(i >> 2u) + 1u]));
+        if (NORM) {
+            let g = g8(k);
+            return array<vec4<f32>, 2>(v[0] * g[0], v[1] * g[1]);
+        }
+        return v;
     }
     var r: array<vec4<f32>, 2>;
     for (var e = 0u; e < 8u; e = e + 1u) {
@@ -268,6 +295,35 @@ fn main(
         acc[i] = 0.0;
     }
 
+    // NORM: r_m for each row of x, its squares summed by the whole workgroup (WG·MAX_M slots fit
+    // in red, as WG·RPI·MAX_M do).
+    var inv: array<f32, 16>;
+    if (NORM) {
+        for (var m = 0u; m < MAX_M; m = m + 1u) {
+            var ss = 0.0;
+            if (m < p.m) {
+                for (var i = lid; i < p.k; i = i + WG) {
+                    let v = bitcast<f32>(x_word(m * p.k + i));
+                    ss = fma(v, v, ss);
+                }
+            }
+            red[m * WG + lid] = ss;
+        }
+        workgroupBarrier();
+        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+            if (lid < s) {
+                for (var m = 0u; m < MAX_M; m = m + 1u) {
+                    red[m * WG + lid] = red[m * WG + lid] + red[m * WG + lid + s];
+                }
+            }
+            workgroupBarrier();
+        }
+        for (var m = 0u; m < MAX_M; m = m + 1u) {
+            inv[m] = inverseSqrt(red[m * WG] / f32(p.k) + p.eps);
+        }
+        workgroupBarrier();
+    }
+
     let units = p.k / UNIT;
     for (var j = t; j < units; j = j + threads) {
         if (RPI == 1u) {
@@ -326,7 +382,15 @@ fn main(
                 }
                 for (var m = 0u; m < MAX_M; m = m + 1u) {
                     if (m < p.m) {
-                        y[m * p.n + n] = acc[r * MAX_M + m] + b;
+                        var v = acc[r * MAX_M + m];
+                        if (NORM) {
+                            v = v * inv[m];
+                        }
+                        v = v + b;
+                        if (ACCUM) {
+                            v = v + y[m * p.n + n];
+                        }
+                        y[m * p.n + n] = v;
                     }
                 }
             }

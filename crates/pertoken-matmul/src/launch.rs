@@ -292,8 +292,17 @@ pub(crate) fn team(
     )
 }
 
-/// The GEMV launch; with `swiglu`, `x` is a fused gate/up output `[M, 2K]` and the kernel
-/// reads silu(gate) · up for each x value (`p` describes the `[M, K]` problem).
+/// What the GEMV launch fuses: with `swiglu`, `x` is a fused gate/up output `[M, 2K]` and the
+/// kernel reads silu(gate) · up for each x value (`p` describes the `[M, K]` problem); the rest
+/// as [`GemvFusion`](crate::GemvFusion) says.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Fused<'a> {
+    pub(crate) swiglu: bool,
+    pub(crate) norm: Option<(&'a Tensor, f32)>,
+    pub(crate) accumulate: bool,
+}
+
+/// The GEMV launch.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemv(
     gpu: &Gpu,
@@ -303,7 +312,7 @@ pub(crate) fn gemv(
     bias: Option<&Tensor>,
     out: &Tensor,
     cfg: GemvConfig,
-    swiglu: bool,
+    fused: Fused<'_>,
 ) -> Result<()> {
     let op = "linear";
     let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
@@ -344,7 +353,11 @@ pub(crate) fn gemv(
             x_vec,
         )
         .to_vec();
-    constants.push(("SWIGLU", f64::from(u8::from(swiglu))));
+    let flag = |b: bool| f64::from(u8::from(b));
+    constants.push(("SWIGLU", flag(fused.swiglu)));
+    constants.push(("NORM", flag(fused.norm.is_some())));
+    constants.push(("ACCUM", flag(fused.accumulate)));
+    let (norm_w, eps) = fused.norm.map_or((x, 0.0), |(g, eps)| (g, eps));
     let max_groups = gpu.capabilities().max_workgroups_per_dimension;
     for win in row_windows(op, gpu, w, n, row_bytes(p.b_dtype, k))? {
         let params: [u32; 8] = [
@@ -354,7 +367,7 @@ pub(crate) fn gemv(
             u32_of(win.row0),
             u32_of(win.rows),
             u32::from(bias.is_some()),
-            0,
+            eps.to_bits(),
             0,
         ];
         let groups = u32_of(win.rows.div_ceil(cfg.rows as usize));
@@ -373,6 +386,7 @@ pub(crate) fn gemv(
                 Binding::window(w, win.offset, win.size),
                 bias.unwrap_or(x).into(),
                 out.into(),
+                norm_w.into(),
             ],
             params: bytemuck::cast_slice(&params),
             workgroups: [gx, groups.div_ceil(gx), 1],

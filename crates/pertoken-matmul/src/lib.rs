@@ -277,7 +277,7 @@ pub fn linear_into(
     inputs.extend(bias);
     problem::check_out("linear", out, &linear_out_shape(x, &p), &inputs)?;
     match kernel {
-        Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg, false),
+        Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg, Default::default()),
         Kernel::Tiled(cfg) => launch::tiled(gpu, &p, x, w, bias, out, cfg),
         Kernel::Team(cfg) => launch::team(gpu, &p, x, w, bias, out, cfg),
         Kernel::Naive => Err(Error::Unsupported {
@@ -288,16 +288,80 @@ pub fn linear_into(
     }
 }
 
+/// What [`linear_fused_into`] and [`linear_swiglu_into`] fuse into the GEMV kernel around its
+/// dot products (decode rows, `M ≤ GEMV_MAX_M`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GemvFusion<'a> {
+    /// RMSNorm x's rows on the way in, with this weight (f32 `[K]`) and epsilon:
+    /// `x / sqrt(mean(x²) + eps) · weight`. Each workgroup sums the squares itself, so the norm
+    /// is not a pass of its own. f32 x only.
+    pub norm: Option<(&'a Tensor, f32)>,
+    /// Add the result into `out` instead of overwriting it: a residual add.
+    pub accumulate: bool,
+}
+
+/// [`linear_into`] with an RMSNorm of x before it and/or a residual add after it, fused into
+/// the GEMV kernel (`fusion`); other kernels cannot fuse them, and are an error naming what to
+/// run instead.
+pub fn linear_fused_into(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    kernel: Kernel,
+    fusion: GemvFusion<'_>,
+) -> Result<()> {
+    let op = "linear_fused";
+    let p = check_linear(x, w, bias)?;
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    let Kernel::Gemv(cfg) = kernel else {
+        return Err(Error::Unsupported {
+            op,
+            reason: format!(
+                "only the GEMV kernel fuses a norm or a residual add, not {kernel:?}: run                  the norm (or the add) apart and linear_into"
+            ),
+        });
+    };
+    if let Some((g, _)) = fusion.norm {
+        if x.dtype() != DType::F32 {
+            return Err(Error::Unsupported {
+                op,
+                reason: format!("a fused norm reads f32 x, not {}", x.dtype()),
+            });
+        }
+        if g.dtype() != DType::F32 || g.shape() != [p.shape.k] {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: x.shape().to_vec(),
+                rhs: g.shape().to_vec(),
+                expected: format!("a norm weight f32 [{}] (x's last dimension)", p.shape.k),
+            });
+        }
+        inputs.push(g);
+    }
+    problem::check_out(op, out, &linear_out_shape(x, &p), &inputs)?;
+    let fused = launch::Fused {
+        swiglu: false,
+        norm: fusion.norm,
+        accumulate: fusion.accumulate,
+    };
+    launch::gemv(gpu, &p, x, w, bias, out, cfg, fused)
+}
+
 /// The SwiGLU MLP's down projection in one pass: `silu(gate) · up` then `· wᵀ`, where
 /// `gate_up: [M, 2K]` f32 is the fused gate/up projection's output (gate in columns `0..K`, up
-/// in `K..2K`) and `w: [N, K]`, into `out: [M, N]` f32. Only the GEMV kernel fuses the gate
-/// (decode rows, `M ≤ GEMV_MAX_M`); for others run the gate first and [`linear_into`].
+/// in `K..2K`) and `w: [N, K]`, into `out: [M, N]` f32; with `accumulate`, added into `out`
+/// (the residual add). Only the GEMV kernel fuses the gate (decode rows, `M ≤ GEMV_MAX_M`);
+/// for others run the gate first and [`linear_into`].
 pub fn linear_swiglu_into(
     gpu: &Gpu,
     gate_up: &Tensor,
     w: &Tensor,
     out: &Tensor,
     kernel: Kernel,
+    accumulate: bool,
 ) -> Result<()> {
     let op = "linear_swiglu";
     let (m, k) = match (gate_up.shape(), w.shape()) {
@@ -329,7 +393,12 @@ pub fn linear_swiglu_into(
     let x = gate_up.view(&[m, k])?;
     let p = check_linear(&x, w, None)?;
     problem::check_out(op, out, &linear_out_shape(&x, &p), &[gate_up, w])?;
-    launch::gemv(gpu, &p, gate_up, w, None, out, cfg, true)
+    let fused = launch::Fused {
+        swiglu: true,
+        norm: None,
+        accumulate,
+    };
+    launch::gemv(gpu, &p, gate_up, w, None, out, cfg, fused)
 }
 
 #[cfg(test)]
