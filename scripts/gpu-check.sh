@@ -40,6 +40,14 @@ timeout "$bench_s" "$R/pertoken" bench -m llama-3.1-8b --weights q4_0,f16 -p 512
 echo "model bench exit $? after $(( $(date +%s) - start ))s"
 cat "$O/model.log"
 
+echo "== fusion A/B: a synthetic llama-3.1-8b Q4_0 decode step with each fusion (60s limit)"
+# Both fusions default on GPUs but were measured only on lavapipe (slower there): this is the
+# number that decides the GPU default.
+for f in none gate norm gate,norm; do
+  timeout 60 "$R/pertoken" generate --model llama-3.1-8b --weights q4_0 --prompt-ids 1,2,3,4 -n 4 \
+    --profile 9 --fuse "$f" 2>&1 | grep -E "profile|recording" | sed "s/^/[$f] /"
+done
+
 # The SmolLM2 GGUF (98 MB) cannot be carried to this machine (64 MiB): its tests skip here.
 export PERTOKEN_REQUIRE_MODEL=0
 echo "== tests (${test_s}s limit)"

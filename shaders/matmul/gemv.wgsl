@@ -22,9 +22,10 @@
 // projection needs no separate pass (f32 x only).
 //
 // NORM: x's rows are RMS-normalized on the way in: y[m, n] = r_m · Σ_k x[m, k] · g[k] · w[n, k]
-// with r_m = 1 / sqrt(mean_k x[m, k]² + eps) and g the norm's weight (binding 4, f32 [K]). Each
-// workgroup sums x's squares itself, before its dot products, so the norm needs no pass of its
-// own (f32 x only, not with SWIGLU).
+// with r_m = 1 / sqrt(mean_k x[m, k]² + eps) and g the norm's weight (binding 4, f32 [K]). The
+// invocations of a group, which read each x value once between them, also sum its square, and
+// the split-K reduction adds those up: the norm costs no pass and no extra loads of x (f32 x
+// only, not with SWIGLU).
 // ACCUM: the result is added to y instead of overwriting it (a residual add: y is the residual
 // stream), so the layer's add needs no pass of its own either.
 //
@@ -93,18 +94,7 @@ fn x_at(m: u32, k: u32) -> f32 {
     if (X_F16) {
         return unpack2x16float(x_word(i >> 1u))[i & 1u];
     }
-    if (NORM) {
-        return bitcast<f32>(x_word(i)) * norm_w[k];
-    }
     return bitcast<f32>(x_word(i));
-}
-
-// NORM's weights g[k..k+8], k a multiple of 8.
-fn g8(k: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>(norm_w[k], norm_w[k + 1u], norm_w[k + 2u], norm_w[k + 3u]),
-        vec4<f32>(norm_w[k + 4u], norm_w[k + 5u], norm_w[k + 6u], norm_w[k + 7u]),
-    );
 }
 
 fn f16x8(q: vec4<u32>) -> array<vec4<f32>, 2> {
@@ -133,12 +123,7 @@ fn x8(m: u32, k: u32) -> array<vec4<f32>, 2> {
         if (X_F16) {
             return f16x8(x[i >> 3u]);
         }
-        let v = array<vec4<f32>, 2>(bitcast<vec4<f32>>(x[i >> 2u]), bitcast<vec4<f32>>(x[(i >> 2u) + 1u]));
-        if (NORM) {
-            let g = g8(k);
-            return array<vec4<f32>, 2>(v[0] * g[0], v[1] * g[1]);
-        }
-        return v;
+        return array<vec4<f32>, 2>(bitcast<vec4<f32>>(x[i >> 2u]), bitcast<vec4<f32>>(x[(i >> 2u) + 1u]));
     }
     var r: array<vec4<f32>, 2>;
     for (var e = 0u; e < 8u; e = e + 1u) {
@@ -244,6 +229,38 @@ fn x_unit(m: u32, j: u32) -> array<vec4<f32>, 8> {
     return u;
 }
 
+// NORM's weights for unit j, laid out as x_unit lays out x.
+fn g_unit(j: u32) -> array<vec4<f32>, 8> {
+    var u: array<vec4<f32>, 8>;
+    if (UNIT == 1u) {
+        u[0].x = norm_w[j];
+    } else {
+        for (var c = 0u; c < UNIT / 4u; c = c + 1u) {
+            let k = j * UNIT + 4u * c;
+            u[c] = vec4<f32>(norm_w[k], norm_w[k + 1u], norm_w[k + 2u], norm_w[k + 3u]);
+        }
+    }
+    return u;
+}
+
+// NORM: the sum of the squares of x's unit b (only its meaningful elements are nonzero).
+fn squares(b: array<vec4<f32>, 8>) -> f32 {
+    var s = vec4<f32>(0.0);
+    for (var c = 0u; c < (UNIT + 3u) / 4u; c = c + 1u) {
+        s = fma(b[c], b[c], s);
+    }
+    return s.x + s.y + s.z + s.w;
+}
+
+// NORM: x's unit b times the norm's weights g.
+fn times(b: array<vec4<f32>, 8>, g: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
+    var out: array<vec4<f32>, 8>;
+    for (var c = 0u; c < (UNIT + 3u) / 4u; c = c + 1u) {
+        out[c] = b[c] * g[c];
+    }
+    return out;
+}
+
 // Σ over one unit of x's values, which Q4_0 and Q4_1 need (their weights are d·(nibble − 8) and
 // d·nibble + mn).
 fn x_sum(b: array<vec4<f32>, 8>) -> f32 {
@@ -295,43 +312,28 @@ fn main(
         acc[i] = 0.0;
     }
 
-    // NORM: r_m for each row of x, its squares summed by the whole workgroup (WG·MAX_M slots fit
-    // in red, as WG·RPI·MAX_M do).
-    var inv: array<f32, 16>;
-    if (NORM) {
-        for (var m = 0u; m < MAX_M; m = m + 1u) {
-            var ss = 0.0;
-            if (m < p.m) {
-                for (var i = lid; i < p.k; i = i + WG) {
-                    let v = bitcast<f32>(x_word(m * p.k + i));
-                    ss = fma(v, v, ss);
-                }
-            }
-            red[m * WG + lid] = ss;
-        }
-        workgroupBarrier();
-        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-            if (lid < s) {
-                for (var m = 0u; m < MAX_M; m = m + 1u) {
-                    red[m * WG + lid] = red[m * WG + lid] + red[m * WG + lid + s];
-                }
-            }
-            workgroupBarrier();
-        }
-        for (var m = 0u; m < MAX_M; m = m + 1u) {
-            inv[m] = inverseSqrt(red[m * WG] / f32(p.k) + p.eps);
-        }
-        workgroupBarrier();
+    // NORM: this invocation's share of each row of x's squares.
+    var ss: array<f32, 16>;
+    for (var m = 0u; m < 16u; m = m + 1u) {
+        ss[m] = 0.0;
     }
 
     let units = p.k / UNIT;
     for (var j = t; j < units; j = j + threads) {
+        var g: array<vec4<f32>, 8>;
+        if (NORM) {
+            g = g_unit(j);
+        }
         if (RPI == 1u) {
             // One row: its unit stays in registers while each row of x is read.
             let u = unit(min(row0, last), j);
             for (var m = 0u; m < MAX_M; m = m + 1u) {
                 if (m < p.m) {
-                    let xu = x_unit(m, j);
+                    var xu = x_unit(m, j);
+                    if (NORM) {
+                        ss[m] = ss[m] + squares(xu);
+                        xu = times(xu, g);
+                    }
                     acc[m] = acc[m] + unit_dot(u, xu, x_sum(xu));
                 }
             }
@@ -342,6 +344,10 @@ fn main(
             for (var m = 0u; m < MAX_M; m = m + 1u) {
                 if (m < p.m) {
                     xs[m] = x_unit(m, j);
+                    if (NORM) {
+                        ss[m] = ss[m] + squares(xs[m]);
+                        xs[m] = times(xs[m], g);
+                    }
                     sums[m] = x_sum(xs[m]);
                 }
             }
@@ -369,6 +375,31 @@ fn main(
         }
         for (var i = 0u; i < RPI * MAX_M; i = i + 1u) {
             acc[i] = red[i * WG + lid];
+        }
+        if (NORM) {
+            // The group's squares, added up the same way (MAX_M ≤ RPI·MAX_M slots).
+            workgroupBarrier();
+            for (var m = 0u; m < MAX_M; m = m + 1u) {
+                red[m * WG + lid] = ss[m];
+            }
+            workgroupBarrier();
+            for (var s = threads / 2u; s > 0u; s = s >> 1u) {
+                if (t < s) {
+                    for (var m = 0u; m < MAX_M; m = m + 1u) {
+                        red[m * WG + lid] = red[m * WG + lid] + red[m * WG + lid + s];
+                    }
+                }
+                workgroupBarrier();
+            }
+            for (var m = 0u; m < MAX_M; m = m + 1u) {
+                ss[m] = red[m * WG + lid];
+            }
+        }
+    }
+    var inv: array<f32, 16>;
+    if (NORM) {
+        for (var m = 0u; m < MAX_M; m = m + 1u) {
+            inv[m] = inverseSqrt(ss[m] / f32(p.k) + p.eps);
         }
     }
     if (t == 0u) {

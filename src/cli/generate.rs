@@ -57,6 +57,12 @@ pub(crate) struct Args {
     /// each kind of kernel.
     #[arg(long, value_name = "STEPS", num_args = 0..=1, default_missing_value = "5")]
     profile: Option<usize>,
+    /// Which fusions decode steps use, for A/B runs with --profile: `gate` (the SwiGLU gate in
+    /// the down projection's GEMV), `norm` (the RMSNorms and residual adds in the GEMVs), both
+    /// (`gate,norm`) or `none`. Default: both on GPUs, none on CPU adapters (where each was
+    /// measured slower).
+    #[arg(long, value_delimiter = ',', value_parser = ["gate", "norm", "none"])]
+    fuse: Option<Vec<String>>,
     /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
     #[arg(long)]
     adapter: Option<String>,
@@ -125,6 +131,15 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     };
     let started = Instant::now();
     let mut decoder = Decoder::load(&gpu, source, options)?;
+    if let Some(fuse) = &args.fuse {
+        if fuse.len() > 1 && fuse.iter().any(|f| f == "none") {
+            return Err(
+                "--fuse none cannot be combined with gate or norm: give one or the other".into(),
+            );
+        }
+        decoder.set_fuse_gate(fuse.iter().any(|f| f == "gate"));
+        decoder.set_fuse_norm(fuse.iter().any(|f| f == "norm"));
+    }
     // The linear kernels `pertoken bench` tuned on this adapter, where it has (never measured
     // here: the heuristic elsewhere).
     let mut tuner = pertoken_matmul::Tuner::new(&gpu, pertoken_matmul::TuneMode::CacheOnly, None);

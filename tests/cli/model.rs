@@ -50,6 +50,9 @@ fn generate_with_synthetic_weights_streams_ids_and_profiles_a_step() {
         "--profile",
         "2",
         "--check",
+        // Both fusions (off by default on CPU adapters), checked against the reference.
+        "--fuse",
+        "gate,norm",
     ]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let ids: Vec<u32> = stdout
@@ -76,6 +79,16 @@ fn generate_refuses_bad_input_with_what_to_do() {
     assert!(!ok && stderr.contains("--prompt-ids"), "{stderr}");
     let (ok, _, stderr) = pertoken(&["generate", "--model", "tiny"]);
     assert!(!ok && stderr.contains("give a prompt"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&[
+        "generate",
+        "--model",
+        "tiny",
+        "--prompt-ids",
+        "1",
+        "--fuse",
+        "none,gate",
+    ]);
+    assert!(!ok && stderr.contains("--fuse none cannot"), "{stderr}");
     let (ok, _, stderr) = pertoken(&["generate", "--model", "no-such-model", "--prompt-ids", "1"]);
     assert!(!ok && stderr.contains("no-such-model"), "{stderr}");
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,10 @@
 
 use pertoken_attention::AttentionOptions;
 use pertoken_gpu::Tensor;
-use pertoken_matmul::{Kernel, check_linear, linear_into, linear_swiglu_into, select_linear};
+use pertoken_matmul::{
+    GemvFusion, Kernel, check_linear, linear_fused_into, linear_into, linear_swiglu_into,
+    select_linear,
+};
 
 use super::Decoder;
 use super::buffers::rows;
@@ -53,15 +56,107 @@ impl Decoder {
             .unwrap_or_else(|| select_linear(self.gpu.capabilities(), &p)))
     }
 
-    /// The SwiGLU gate and the down projection into `v.delta`: one GEMV that computes the gate
-    /// as it loads (decode rows, the gate/up projection fused into one tensor), else the gate
-    /// pass, then the linear.
-    fn gate_and_down(&self, v: &Views, down: &Tensor, ffn: usize) -> Result<()> {
+    /// `x · wᵀ (+ bias)` through the GEMV kernel with `fusion` (the caller checked that the
+    /// kernel is a GEMV: [`Decoder::fuses_norms`]).
+    fn linear_fused(
+        &self,
+        x: &Tensor,
+        (w, bias): (&Tensor, Option<&Tensor>),
+        out: &Tensor,
+        fusion: GemvFusion<'_>,
+    ) -> Result<()> {
+        let kernel = self.linear_kernel(x, w, bias)?;
+        Ok(linear_fused_into(
+            &self.gpu, x, w, bias, out, kernel, fusion,
+        )?)
+    }
+
+    /// Whether every linear of a step over `v`'s rows runs the GEMV kernel, so that the norms
+    /// fuse into the linears after them and the residual adds into the linears before them
+    /// (decode steps, unless [`Decoder::set_fuse_norm`] turned it off).
+    fn fuses_norms(&self, v: &Views, attn_tokens: &Tensor) -> Result<bool> {
+        if !self.fuse_norm {
+            return Ok(false);
+        }
+        let gemv = |x: &Tensor, w: &Tensor, b: Option<&Tensor>| -> Result<bool> {
+            Ok(matches!(self.linear_kernel(x, w, b)?, Kernel::Gemv(_)))
+        };
+        let parts = |proj: &Proj| -> Vec<(Tensor, Option<Tensor>)> {
+            match proj {
+                Proj::Fused { w, bias } => vec![(w.clone(), bias.clone())],
+                Proj::Split(parts) => parts.clone(),
+            }
+        };
+        let head = self.output.as_ref().unwrap_or(&self.embed);
+        if !gemv(&v.x, head, None)? {
+            return Ok(false);
+        }
+        for layer in &self.layers {
+            for (w, b) in parts(&layer.qkv).iter().chain(&parts(&layer.gate_up)) {
+                if !gemv(&v.xn, w, b.as_ref())? {
+                    return Ok(false);
+                }
+            }
+            if !gemv(attn_tokens, &layer.o, None)? || !gemv(&v.act, &layer.down, None)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// `proj` of RMSNorm(`x`) with `norm`'s weight into `outs`, the norm fused into each GEMV.
+    fn project_normed(
+        &self,
+        x: &Tensor,
+        norm: &Tensor,
+        proj: &Proj,
+        outs: &[Tensor],
+    ) -> Result<()> {
+        let fusion = GemvFusion {
+            norm: Some((norm, self.spec.shape.rms_eps as f32)),
+            accumulate: false,
+        };
+        match proj {
+            Proj::Fused { w, bias } => self.linear_fused(x, (w, bias.as_ref()), &outs[0], fusion),
+            Proj::Split(parts) => {
+                for ((w, b), out) in parts.iter().zip(outs) {
+                    self.linear_fused(x, (w, b.as_ref()), out, fusion)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The rest of layer `l` with the norms and residual adds fused into the GEMVs: the output
+    /// linear adds into the residual stream `v.x`, the MLP's projections norm it as they read
+    /// it, and the down projection adds into it.
+    fn finish_layer_fused(&self, l: usize, v: &Views, attn_tokens: &Tensor) -> Result<()> {
+        let layer = &self.layers[l];
+        let add = GemvFusion {
+            norm: None,
+            accumulate: true,
+        };
+        self.linear_fused(attn_tokens, (&layer.o, None), &v.x, add)?;
+        self.project_normed(&v.x, &layer.ffn_norm, &layer.gate_up, &v.gate_up)?;
+        self.gate_and_down(v, &layer.down, &v.x, true)
+    }
+
+    /// The SwiGLU gate and the down projection into `out` (added into it with `accumulate`):
+    /// one GEMV that computes the gate as it loads (decode rows, the gate/up projection fused
+    /// into one tensor), else the gate pass, then the linear.
+    fn gate_and_down(
+        &self,
+        v: &Views,
+        down: &Tensor,
+        out: &Tensor,
+        accumulate: bool,
+    ) -> Result<()> {
+        let ffn = self.spec.shape.ffn as usize;
         if let ([gate_up], true) = (&v.gate_up[..], self.fuse_gate) {
             let kernel = self.linear_kernel(&v.act, down, None)?;
             if matches!(kernel, Kernel::Gemv(_)) {
                 return Ok(linear_swiglu_into(
-                    &self.gpu, gate_up, down, &v.delta, kernel,
+                    &self.gpu, gate_up, down, out, kernel, accumulate,
                 )?);
             }
         }
@@ -89,7 +184,25 @@ impl Decoder {
             )
         };
         ops::silu_mul(&self.gpu, g, u, &v.act)?;
-        self.linear(&v.act, down, None, &v.delta)
+        if accumulate {
+            let add = GemvFusion {
+                norm: None,
+                accumulate: true,
+            };
+            return self.linear_fused(&v.act, (down, None), out, add);
+        }
+        self.linear(&v.act, down, None, out)
+    }
+
+    /// Layer `l`'s q/k/v projection of the residual stream: of its norm `v.xn`, or (`fused`)
+    /// of `v.x` with the norm fused into the GEMVs.
+    fn qkv(&self, l: usize, v: &Views, fused: bool) -> Result<()> {
+        let layer = &self.layers[l];
+        if fused {
+            self.project_normed(&v.x, &layer.attn_norm, &layer.qkv, &v.qkv)
+        } else {
+            self.project(&v.xn, &layer.qkv, &v.qkv)
+        }
     }
 
     /// Runs `proj` on `x` into `outs`.
@@ -133,12 +246,11 @@ impl Decoder {
     ) -> Result<()> {
         let gpu = &self.gpu;
         let eps = self.spec.shape.rms_eps as f32;
-        let ffn = self.spec.shape.ffn as usize;
         let layer = &self.layers[l];
         self.linear(attn_tokens, &layer.o, None, &v.delta)?;
         ops::rms_norm(gpu, &v.x, Some(&v.delta), &layer.ffn_norm, &v.xn, 0, eps)?;
         self.project(&v.xn, &layer.gate_up, &v.gate_up)?;
-        self.gate_and_down(v, &layer.down, ffn)?;
+        self.gate_and_down(v, &layer.down, &v.delta, false)?;
         if l + 1 < self.layers.len() {
             let next = &self.layers[l + 1].attn_norm;
             ops::rms_norm(gpu, &v.x, Some(&v.delta), next, &v.xn, 0, eps)?;
@@ -150,11 +262,21 @@ impl Decoder {
         Ok(())
     }
 
-    /// The head and argmax of the `n` rows of `act.last`: row i's next token goes to `slot(i)`.
-    fn sample(&mut self, n: usize, slot: impl Fn(usize) -> usize) -> Result<()> {
+    /// The head and argmax of the `n` rows of `act.last` (with `fused`, of the final norm of
+    /// the residual stream's `n` rows, fused into the head's GEMV): row i's next token goes to
+    /// `slot(i)`.
+    fn sample(&mut self, n: usize, fused: bool, slot: impl Fn(usize) -> usize) -> Result<()> {
         let head = self.output.as_ref().unwrap_or(&self.embed);
-        let (last, logits) = (rows(&self.act.last, n)?, rows(&self.act.logits, n)?);
-        self.linear(&last, head, None, &logits)?;
+        let logits = rows(&self.act.logits, n)?;
+        if fused {
+            let norm = GemvFusion {
+                norm: Some((&self.final_norm, self.spec.shape.rms_eps as f32)),
+                accumulate: false,
+            };
+            self.linear_fused(&rows(&self.act.x, n)?, (head, None), &logits, norm)?;
+        } else {
+            self.linear(&rows(&self.act.last, n)?, head, None, &logits)?;
+        }
         for i in 0..n {
             ops::argmax_into(&self.gpu, &logits, i, &self.tokens, slot(i))?;
         }
@@ -178,6 +300,7 @@ impl Decoder {
             rows(&self.act.attn_tokens, t)?
         };
         let pos = self.pos[b];
+        let fused = t == 1 && self.fuses_norms(&v, &attn_tokens)?;
         ops::embed(
             &gpu,
             &self.embed,
@@ -186,9 +309,11 @@ impl Decoder {
             &v.x,
             0,
         )?;
-        ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
+        if !fused {
+            ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
+        }
         for l in 0..self.layers.len() {
-            self.project(&v.xn, &self.layers[l].qkv, &v.qkv)?;
+            self.qkv(l, &v, fused)?;
             let cols = self.qkv_columns(&v.qkv);
             let (freq, pairing) = (&self.freq, self.spec.pairing);
             ops::rope_append(
@@ -204,11 +329,15 @@ impl Decoder {
             if t > 1 {
                 ops::heads_to_tokens(&gpu, &attn, &attn_tokens, 0)?;
             }
-            self.finish_layer(l, &v, &attn_tokens, sample.then_some((t - 1, 1)))?;
+            if fused {
+                self.finish_layer_fused(l, &v, &attn_tokens)?;
+            } else {
+                self.finish_layer(l, &v, &attn_tokens, sample.then_some((t - 1, 1)))?;
+            }
         }
         if sample {
             let next = self.slot(b, pos + t);
-            self.sample(1, |_| next)?;
+            self.sample(1, fused, |_| next)?;
             self.logits_row[b] = Some(0);
         }
         self.pos[b] += t;
@@ -223,13 +352,16 @@ impl Decoder {
         let eps = self.spec.shape.rms_eps as f32;
         let v = self.views(n)?;
         let attn_tokens = rows(&self.act.attn_tokens, n)?;
+        let fused = self.fuses_norms(&v, &attn_tokens)?;
         for b in 0..n {
             let slot = self.slot(b, self.pos[b]);
             ops::embed(&gpu, &self.embed, &self.tokens, (slot, 1), &v.x, b)?;
         }
-        ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
+        if !fused {
+            ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
+        }
         for l in 0..self.layers.len() {
-            self.project(&v.xn, &self.layers[l].qkv, &v.qkv)?;
+            self.qkv(l, &v, fused)?;
             let cols = self.qkv_columns(&v.qkv);
             for b in 0..n {
                 let (q, attn) = &self.act.q_seq[b];
@@ -238,10 +370,14 @@ impl Decoder {
                 self.caches[b][l].attention_into(&gpu, q, attn, CAUSAL)?;
                 ops::heads_to_tokens(&gpu, attn, &attn_tokens, b)?;
             }
-            self.finish_layer(l, &v, &attn_tokens, Some((0, n)))?;
+            if fused {
+                self.finish_layer_fused(l, &v, &attn_tokens)?;
+            } else {
+                self.finish_layer(l, &v, &attn_tokens, Some((0, n)))?;
+            }
         }
         let slots: Vec<usize> = (0..n).map(|b| self.slot(b, self.pos[b] + 1)).collect();
-        self.sample(n, |i| slots[i])?;
+        self.sample(n, fused, |i| slots[i])?;
         for b in 0..n {
             self.logits_row[b] = Some(b);
             self.pos[b] += 1;

@@ -98,6 +98,8 @@ pub struct Decoder {
     kernels: std::collections::HashMap<LinearKey, pertoken_matmul::Kernel>,
     /// Whether decode steps fuse the SwiGLU gate into the down projection's GEMV.
     pub(crate) fuse_gate: bool,
+    /// Whether decode steps fuse the RMSNorms and residual adds into the GEMVs.
+    pub(crate) fuse_norm: bool,
 }
 
 /// A linear layer's problem, as [`Decoder::tune`] keys its choices: weight `[n, k]`, dtype,
@@ -168,6 +170,7 @@ impl Decoder {
             logits_row: vec![None; options.batch],
             kernels: std::collections::HashMap::new(),
             fuse_gate: !gpu.capabilities().cpu,
+            fuse_norm: !gpu.capabilities().cpu,
         })
     }
 
@@ -235,6 +238,14 @@ impl Decoder {
     /// GEMV recomputing the gate for its rows costs more than the pass it saves.
     pub fn set_fuse_gate(&mut self, fuse: bool) {
         self.fuse_gate = fuse;
+    }
+
+    /// Whether decode steps whose linears all run the GEMV kernel fuse each RMSNorm into the
+    /// linears that read its output (each workgroup sums the squares itself) and each residual
+    /// add into the linear before it (which adds into the residual stream): two passes fewer
+    /// per layer, and one before the head. On by default.
+    pub fn set_fuse_norm(&mut self, fuse: bool) {
+        self.fuse_norm = fuse;
     }
 
     pub(crate) fn kernel_for(&self, key: LinearKey) -> Option<pertoken_matmul::Kernel> {

@@ -99,17 +99,27 @@ pub fn check_against_reference(
     steps: usize,
     rel: f64,
 ) -> Result<Checked, String> {
-    // Decode with the SwiGLU gate as its own pass and fused into the down GEMV (the default
-    // on GPUs, off on CPU adapters): both must match.
-    let unfused = check_with(gpu, source, reference, (prompt, steps, rel), false)
-        .map_err(|e| format!("gate as its own pass: {e}"))?;
-    let fused = check_with(gpu, source, reference, (prompt, steps, rel), true)
-        .map_err(|e| format!("gate fused into the down GEMV: {e}"))?;
-    Ok(if fused.worst.max_abs > unfused.worst.max_abs {
-        fused
-    } else {
-        unfused
-    })
+    // Decode with each fusion on and off: the SwiGLU gate fused into the down GEMV (the
+    // default on GPUs, off on CPU adapters), and the norms and residual adds fused into the
+    // GEMVs (the default everywhere). Every way must match.
+    let mut worst: Option<Checked> = None;
+    for (fuse_gate, fuse_norm) in [(false, false), (true, false), (false, true), (true, true)] {
+        let checked = check_with(
+            gpu,
+            source,
+            reference,
+            (prompt, steps, rel),
+            (fuse_gate, fuse_norm),
+        )
+        .map_err(|e| format!("fused gate {fuse_gate}, fused norms {fuse_norm}: {e}"))?;
+        if worst
+            .as_ref()
+            .is_none_or(|w| checked.worst.max_abs > w.worst.max_abs)
+        {
+            worst = Some(checked);
+        }
+    }
+    Ok(worst.expect("four runs"))
 }
 
 fn check_with(
@@ -117,7 +127,7 @@ fn check_with(
     source: &dyn WeightSource,
     reference: &Weights,
     (prompt, steps, rel): (&[u32], usize, f64),
-    fuse_gate: bool,
+    (fuse_gate, fuse_norm): (bool, bool),
 ) -> Result<Checked, String> {
     let spec = source.spec();
     let options = DecoderOptions {
@@ -127,6 +137,7 @@ fn check_with(
     };
     let mut gpu_model = Decoder::load(gpu, source, options).map_err(|e| e.to_string())?;
     gpu_model.set_fuse_gate(fuse_gate);
+    gpu_model.set_fuse_norm(fuse_norm);
     let mut cpu = reference_decoder(spec, reference).map_err(|e| e.to_string())?;
     gpu_model.prefill(prompt).map_err(|e| e.to_string())?;
     let mut want = cpu.step(prompt).map_err(|e| e.to_string())?;
