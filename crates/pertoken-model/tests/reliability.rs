@@ -7,6 +7,10 @@ use pertoken_gpu::DType;
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_model::{Decoder, DecoderOptions, Synthetic};
 
+/// Held by each test: resident memory is the whole process's, so the soak must not share the
+/// process with the other test's decoders (under load that made its growth look like a leak).
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Resident memory of this process, bytes (Linux; None elsewhere).
 fn rss() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -16,6 +20,7 @@ fn rss() -> Option<u64> {
 
 #[test]
 fn two_thousand_generation_steps_keep_memory_flat() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(gpu) = gpu_or_skip() else { return };
     let source = Synthetic::new(BASE.spec(), DType::Q4_0, 71).unwrap();
     let options = DecoderOptions {
@@ -50,6 +55,7 @@ fn two_thousand_generation_steps_keep_memory_flat() {
 
 #[test]
 fn two_threads_decoding_on_one_gpu_get_what_each_gets_alone() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(gpu) = gpu_or_skip() else { return };
     let source = Synthetic::new(BASE.spec(), DType::Q8_0, 72).unwrap();
     let options = DecoderOptions {
