@@ -40,9 +40,9 @@ fn the_model_against_published_measurements() {
     // are 80% within ±15%, a median of 10% and nothing past 2×: the median is met, the other two
     // are not (see the README for the points that miss and why).
     assert!(sum.points >= 20);
-    assert!(sum.within_15 * 100 >= 64 * sum.points, "{sum:?}");
+    assert!(sum.within_15 * 100 >= 77 * sum.points, "{sum:?}");
     assert!(sum.median_abs_error <= 0.10, "{sum:?}");
-    assert!(sum.worst_factor < 2.3, "{sum:?}");
+    assert!(sum.worst_factor < 2.2, "{sum:?}");
 }
 
 #[test]

@@ -2,11 +2,14 @@
 use super::*;
 use crate::Catalog;
 
-/// One `hw` device, bf16 compute on f16 weights, default efficiencies, no latency terms: the
-/// bare roofline (the serving tests start from it too).
+/// One `hw` device, bf16 compute on f16 weights, default efficiencies (its datasheet bandwidth
+/// times 0.8, even where the catalog has a measured one), no latency terms: the bare roofline
+/// (the serving tests start from it too).
 pub(crate) fn deployment(hw: &str) -> Deployment {
+    let mut hardware = Catalog::builtin().hardware(hw).unwrap().clone();
+    hardware.measured_bandwidth_gbs = None;
     Deployment {
-        hardware: Catalog::builtin().hardware(hw).unwrap().clone(),
+        hardware,
         devices: 1,
         split: Split::Tensor,
         interconnect: None,
@@ -43,6 +46,10 @@ fn a_measured_bandwidth_replaces_the_efficiency() {
     // The 330 W A100 streams 1700 GB/s (gpt-fast's README): 1.7e9 bytes take 1 ms whatever
     // the bandwidth efficiency.
     let mut d = deployment("a100-80gb-330w");
+    d.hardware = Catalog::builtin()
+        .hardware("a100-80gb-330w")
+        .unwrap()
+        .clone();
     d.efficiency.bandwidth = 0.3;
     let t = d
         .step(
