@@ -172,7 +172,6 @@ impl GemvConfig {
             && self.rows >= 1
             && self.rpi >= 1
             && self.rpi * Self::max_m(m) <= GEMV_MAX_M as u32
-            && wg.is_power_of_two()
             && self.rows.is_multiple_of(self.rpi)
             && (wg * self.rpi).is_multiple_of(self.rows)
             && (wg * self.rpi / self.rows).is_power_of_two()

@@ -6,8 +6,8 @@ use pertoken_shaders::{
 };
 
 use crate::{
-    GemvConfig, NAIVE_WORKGROUP, Problem, TILED_WORKGROUP_BYTES, TeamConfig, TileConfig,
-    TiledLayout,
+    GemvConfig, GemvFusion, NAIVE_WORKGROUP, Problem, TILED_WORKGROUP_BYTES, TeamConfig,
+    TileConfig, TiledLayout,
 };
 
 /// A window of whole rows of a row-major tensor, bindable on its own.
@@ -292,17 +292,9 @@ pub(crate) fn team(
     )
 }
 
-/// What the GEMV launch fuses: with `swiglu`, `x` is a fused gate/up output `[M, 2K]` and the
-/// kernel reads silu(gate) · up for each x value (`p` describes the `[M, K]` problem); the rest
-/// as [`GemvFusion`](crate::GemvFusion) says.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Fused<'a> {
-    pub(crate) swiglu: bool,
-    pub(crate) norm: Option<(&'a Tensor, f32)>,
-    pub(crate) accumulate: bool,
-}
-
-/// The GEMV launch.
+/// The GEMV launch; with `swiglu`, `x` is a fused gate/up output `[M, 2K]` and the kernel
+/// reads silu(gate) · up for each x value (`p` describes the `[M, K]` problem); `fusion` as
+/// [`GemvFusion`] says.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemv(
     gpu: &Gpu,
@@ -312,7 +304,8 @@ pub(crate) fn gemv(
     bias: Option<&Tensor>,
     out: &Tensor,
     cfg: GemvConfig,
-    fused: Fused<'_>,
+    swiglu: bool,
+    fusion: GemvFusion<'_>,
 ) -> Result<()> {
     let op = "linear";
     let (m, n, k) = (p.shape.m, p.shape.n, p.shape.k);
@@ -354,10 +347,10 @@ pub(crate) fn gemv(
         )
         .to_vec();
     let flag = |b: bool| f64::from(u8::from(b));
-    constants.push(("SWIGLU", flag(fused.swiglu)));
-    constants.push(("NORM", flag(fused.norm.is_some())));
-    constants.push(("ACCUM", flag(fused.accumulate)));
-    let (norm_w, eps) = fused.norm.map_or((x, 0.0), |(g, eps)| (g, eps));
+    constants.push(("SWIGLU", flag(swiglu)));
+    constants.push(("NORM", flag(fusion.norm.is_some())));
+    constants.push(("ACCUM", flag(fusion.accumulate)));
+    let (norm_w, eps) = fusion.norm.unwrap_or((x, 0.0));
     let max_groups = gpu.capabilities().max_workgroups_per_dimension;
     for win in row_windows(op, gpu, w, n, row_bytes(p.b_dtype, k))? {
         let params: [u32; 8] = [

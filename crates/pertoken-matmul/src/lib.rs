@@ -277,7 +277,7 @@ pub fn linear_into(
     inputs.extend(bias);
     problem::check_out("linear", out, &linear_out_shape(x, &p), &inputs)?;
     match kernel {
-        Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg, Default::default()),
+        Kernel::Gemv(cfg) => launch::gemv(gpu, &p, x, w, bias, out, cfg, false, Default::default()),
         Kernel::Tiled(cfg) => launch::tiled(gpu, &p, x, w, bias, out, cfg),
         Kernel::Team(cfg) => launch::team(gpu, &p, x, w, bias, out, cfg),
         Kernel::Naive => Err(Error::Unsupported {
@@ -293,8 +293,8 @@ pub fn linear_into(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GemvFusion<'a> {
     /// RMSNorm x's rows on the way in, with this weight (f32 `[K]`) and epsilon:
-    /// `x / sqrt(mean(x²) + eps) · weight`. Each workgroup sums the squares itself, so the norm
-    /// is not a pass of its own. f32 x only.
+    /// `x / sqrt(mean(x²) + eps) · weight`. The kernel sums the squares of the x values it
+    /// loads anyway, so the norm is not a pass of its own. f32 x only.
     pub norm: Option<(&'a Tensor, f32)>,
     /// Add the result into `out` instead of overwriting it: a residual add.
     pub accumulate: bool,
@@ -320,7 +320,8 @@ pub fn linear_fused_into(
         return Err(Error::Unsupported {
             op,
             reason: format!(
-                "only the GEMV kernel fuses a norm or a residual add, not {kernel:?}: run                  the norm (or the add) apart and linear_into"
+                "only the GEMV kernel fuses a norm or a residual add, not {kernel:?}: run \
+                 the norm (or the add) apart and linear_into"
             ),
         });
     };
@@ -342,12 +343,7 @@ pub fn linear_fused_into(
         inputs.push(g);
     }
     problem::check_out(op, out, &linear_out_shape(x, &p), &inputs)?;
-    let fused = launch::Fused {
-        swiglu: false,
-        norm: fusion.norm,
-        accumulate: fusion.accumulate,
-    };
-    launch::gemv(gpu, &p, x, w, bias, out, cfg, fused)
+    launch::gemv(gpu, &p, x, w, bias, out, cfg, false, fusion)
 }
 
 /// The SwiGLU MLP's down projection in one pass: `silu(gate) · up` then `· wᵀ`, where
@@ -393,12 +389,11 @@ pub fn linear_swiglu_into(
     let x = gate_up.view(&[m, k])?;
     let p = check_linear(&x, w, None)?;
     problem::check_out(op, out, &linear_out_shape(&x, &p), &[gate_up, w])?;
-    let fused = launch::Fused {
-        swiglu: true,
+    let fusion = GemvFusion {
         norm: None,
         accumulate,
     };
-    launch::gemv(gpu, &p, gate_up, w, None, out, cfg, fused)
+    launch::gemv(gpu, &p, gate_up, w, None, out, cfg, true, fusion)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use ndarray::ArrayView2;
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Error, Gpu, Tensor};
 use pertoken_matmul::{
-    GEMV_CANDIDATES, GemvFusion, Kernel, TeamConfig, linear_fused_into, linear_swiglu_into,
+    GEMV_CANDIDATES, GemvConfig, GemvFusion, Kernel, TeamConfig, linear_fused_into,
+    linear_swiglu_into,
 };
 use pertoken_reference::{
     QuantFormat, Tolerance, compare, dequantize, quantize, random::uniform_f32_in,
@@ -99,67 +100,98 @@ fn normed_reference(
         .collect()
 }
 
-#[test]
-fn every_gemv_config_fuses_the_norm_and_the_residual_add_in_every_format() {
-    let Some(gpu) = gpu_or_skip() else { return };
-    let caps = gpu.capabilities();
-    let n = 40;
-    let eps = 1e-5_f32;
-    let mut seed = 100;
-    for (k, formats) in [
-        (
-            64,
-            &[
-                DType::F32,
-                DType::F16,
-                DType::Q8_0,
-                DType::Q4_0,
-                DType::Q4_1,
-            ][..],
-        ),
-        // Squares summed over more than one pass of the workgroup.
-        (576, &[DType::Q4_1, DType::F16][..]),
-        // K % 8 != 0: element by element.
-        (44, &[DType::F32, DType::F16][..]),
-    ] {
+/// One case of a sweep: the weights and the values they hold, M and K, the configuration, and
+/// a seed of the case's own.
+struct Case<'a> {
+    w: &'a Tensor,
+    held: &'a [f32],
+    m: usize,
+    k: usize,
+    cfg: GemvConfig,
+    seed: u64,
+}
+
+/// Runs `check` for every GEMV candidate that fits, at M = 1 and 3, for each K with its formats;
+/// seeds count up from `seed`.
+fn each_case(
+    gpu: &Gpu,
+    n: usize,
+    shapes: &[(usize, &[DType])],
+    mut seed: u64,
+    mut check: impl FnMut(Case<'_>),
+) {
+    for &(k, formats) in shapes {
         for &dtype in formats {
-            let (w, held) = weights(&gpu, n, k, dtype, seed);
+            let (w, held) = weights(gpu, n, k, dtype, seed);
             for cfg in GEMV_CANDIDATES {
                 for m in [1usize, 3] {
-                    if !cfg.fits(caps, m) {
+                    if !cfg.fits(gpu.capabilities(), m) {
                         continue;
                     }
                     seed += 1;
-                    // A residual stream far from unit scale, so a missing norm shows.
-                    let xs = uniform_f32_in(seed, m * k, -8.0, 8.0);
-                    let gs = uniform_f32_in(seed + 7, k, 0.5, 1.5);
-                    let x = Tensor::from_slice(&gpu, &xs, &[m, k]).unwrap();
-                    let g = Tensor::from_slice(&gpu, &gs, &[k]).unwrap();
-                    let accumulate = seed % 2 == 0;
-                    let (out, residual) = output(&gpu, (m, n), accumulate, seed);
-                    let fusion = GemvFusion {
-                        norm: Some((&g, eps)),
-                        accumulate,
-                    };
-                    linear_fused_into(&gpu, &x, &w, None, &out, Kernel::Gemv(*cfg), fusion)
-                        .unwrap();
-                    let want = plus(
-                        normed_reference(&xs, &gs, f64::from(eps), &held, (m, k, n)),
-                        &residual,
-                    );
-                    let cmp = compare(
-                        &out.to_vec::<f32>().unwrap(),
-                        &want,
-                        Tolerance::F32.for_reduction(k, 2.0),
-                    );
-                    assert!(
-                        cmp.passed(),
-                        "{m}x{k}x{n} {dtype} {cfg} +={accumulate}: {cmp}"
-                    );
+                    check(Case {
+                        w: &w,
+                        held: &held,
+                        m,
+                        k,
+                        cfg: *cfg,
+                        seed,
+                    });
                 }
             }
         }
     }
+}
+
+const EVERY_FORMAT: &[DType] = &[
+    DType::F32,
+    DType::F16,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+];
+
+#[test]
+fn every_gemv_config_fuses_the_norm_and_the_residual_add_in_every_format() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let n = 40;
+    let eps = 1e-5_f32;
+    let shapes: &[(usize, &[DType])] = &[
+        (64, EVERY_FORMAT),
+        // Squares summed over more than one pass of the workgroup.
+        (576, &[DType::Q4_1, DType::F16]),
+        // K % 8 != 0: element by element.
+        (44, &[DType::F32, DType::F16]),
+    ];
+    each_case(&gpu, n, shapes, 100, |c| {
+        let (m, k, seed) = (c.m, c.k, c.seed);
+        // A residual stream far from unit scale, so a missing norm shows.
+        let xs = uniform_f32_in(seed, m * k, -8.0, 8.0);
+        let gs = uniform_f32_in(seed + 7, k, 0.5, 1.5);
+        let x = Tensor::from_slice(&gpu, &xs, &[m, k]).unwrap();
+        let g = Tensor::from_slice(&gpu, &gs, &[k]).unwrap();
+        let accumulate = seed % 2 == 0;
+        let (out, residual) = output(&gpu, (m, n), accumulate, seed);
+        let fusion = GemvFusion {
+            norm: Some((&g, eps)),
+            accumulate,
+        };
+        linear_fused_into(&gpu, &x, c.w, None, &out, Kernel::Gemv(c.cfg), fusion).unwrap();
+        let want = plus(
+            normed_reference(&xs, &gs, f64::from(eps), c.held, (m, k, n)),
+            &residual,
+        );
+        let cmp = compare(
+            &out.to_vec::<f32>().unwrap(),
+            &want,
+            Tolerance::F32.for_reduction(k, 2.0),
+        );
+        let (dtype, cfg) = (c.w.dtype(), c.cfg);
+        assert!(
+            cmp.passed(),
+            "{m}x{k}x{n} {dtype} {cfg} +={accumulate}: {cmp}"
+        );
+    });
 }
 
 #[test]
@@ -234,51 +266,32 @@ fn norms_the_kernel_cannot_fuse_are_errors() {
 #[test]
 fn every_gemv_config_fuses_the_gate_in_every_format() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let caps = gpu.capabilities();
     let n = 40;
-    let mut seed = 1;
-    for (k, formats) in [
+    let shapes: &[(usize, &[DType])] = &[
         // Vector loads of gate and up (K % 8 == 0), every format.
-        (
-            64,
-            &[
-                DType::F32,
-                DType::F16,
-                DType::Q8_0,
-                DType::Q4_0,
-                DType::Q4_1,
-            ][..],
-        ),
-        (96, &[DType::F16, DType::Q4_1][..]),
+        (64, EVERY_FORMAT),
+        (96, &[DType::F16, DType::Q4_1]),
         // K % 8 != 0: element by element.
-        (44, &[DType::F32, DType::F16][..]),
-    ] {
-        for &dtype in formats {
-            let (w, held) = weights(&gpu, n, k, dtype, seed);
-            for cfg in GEMV_CANDIDATES {
-                for m in [1usize, 3] {
-                    if !cfg.fits(caps, m) {
-                        continue;
-                    }
-                    seed += 1;
-                    // Gates over [-6, 6): silu's whole range, not only its linear part.
-                    let gu = uniform_f32_in(seed, m * 2 * k, -6.0, 6.0);
-                    let x = Tensor::from_slice(&gpu, &gu, &[m, 2 * k]).unwrap();
-                    // Every other case adds into a residual; the rest overwrite a poisoned output.
-                    let accumulate = seed % 2 == 0;
-                    let (out, residual) = output(&gpu, (m, n), accumulate, seed);
-                    linear_swiglu_into(&gpu, &x, &w, &out, Kernel::Gemv(*cfg), accumulate).unwrap();
-                    let want = plus(reference(&gu, &held, (m, k, n)), &residual);
-                    let cmp = compare(
-                        &out.to_vec::<f32>().unwrap(),
-                        &want,
-                        Tolerance::F32.for_reduction(k, 6.0),
-                    );
-                    assert!(cmp.passed(), "{m}x{k}x{n} {dtype} {cfg}: {cmp}");
-                }
-            }
-        }
-    }
+        (44, &[DType::F32, DType::F16]),
+    ];
+    each_case(&gpu, n, shapes, 1, |c| {
+        let (m, k, seed) = (c.m, c.k, c.seed);
+        // Gates over [-6, 6): silu's whole range, not only its linear part.
+        let gu = uniform_f32_in(seed, m * 2 * k, -6.0, 6.0);
+        let x = Tensor::from_slice(&gpu, &gu, &[m, 2 * k]).unwrap();
+        // Every other case adds into a residual; the rest overwrite a poisoned output.
+        let accumulate = seed % 2 == 0;
+        let (out, residual) = output(&gpu, (m, n), accumulate, seed);
+        linear_swiglu_into(&gpu, &x, c.w, &out, Kernel::Gemv(c.cfg), accumulate).unwrap();
+        let want = plus(reference(&gu, c.held, (m, k, n)), &residual);
+        let cmp = compare(
+            &out.to_vec::<f32>().unwrap(),
+            &want,
+            Tolerance::F32.for_reduction(k, 6.0),
+        );
+        let (dtype, cfg) = (c.w.dtype(), c.cfg);
+        assert!(cmp.passed(), "{m}x{k}x{n} {dtype} {cfg}: {cmp}");
+    });
 }
 
 #[test]

@@ -81,19 +81,13 @@ impl Decoder {
         let gemv = |x: &Tensor, w: &Tensor, b: Option<&Tensor>| -> Result<bool> {
             Ok(matches!(self.linear_kernel(x, w, b)?, Kernel::Gemv(_)))
         };
-        let parts = |proj: &Proj| -> Vec<(Tensor, Option<Tensor>)> {
-            match proj {
-                Proj::Fused { w, bias } => vec![(w.clone(), bias.clone())],
-                Proj::Split(parts) => parts.clone(),
-            }
-        };
         let head = self.output.as_ref().unwrap_or(&self.embed);
         if !gemv(&v.x, head, None)? {
             return Ok(false);
         }
         for layer in &self.layers {
-            for (w, b) in parts(&layer.qkv).iter().chain(&parts(&layer.gate_up)) {
-                if !gemv(&v.xn, w, b.as_ref())? {
+            for (w, b) in layer.qkv.parts().chain(layer.gate_up.parts()) {
+                if !gemv(&v.xn, w, b)? {
                     return Ok(false);
                 }
             }
@@ -116,15 +110,10 @@ impl Decoder {
             norm: Some((norm, self.spec.shape.rms_eps as f32)),
             accumulate: false,
         };
-        match proj {
-            Proj::Fused { w, bias } => self.linear_fused(x, (w, bias.as_ref()), &outs[0], fusion),
-            Proj::Split(parts) => {
-                for ((w, b), out) in parts.iter().zip(outs) {
-                    self.linear_fused(x, (w, b.as_ref()), out, fusion)?;
-                }
-                Ok(())
-            }
+        for (part, out) in proj.parts().zip(outs) {
+            self.linear_fused(x, part, out, fusion)?;
         }
+        Ok(())
     }
 
     /// The rest of layer `l` with the norms and residual adds fused into the GEMVs: the output
@@ -207,15 +196,10 @@ impl Decoder {
 
     /// Runs `proj` on `x` into `outs`.
     fn project(&self, x: &Tensor, proj: &Proj, outs: &[Tensor]) -> Result<()> {
-        match proj {
-            Proj::Fused { w, bias } => self.linear(x, w, bias.as_ref(), &outs[0]),
-            Proj::Split(parts) => {
-                for ((w, b), out) in parts.iter().zip(outs) {
-                    self.linear(x, w, b.as_ref(), out)?;
-                }
-                Ok(())
-            }
+        for ((w, b), out) in proj.parts().zip(outs) {
+            self.linear(x, w, b, out)?;
         }
+        Ok(())
     }
 
     /// q, k and v as column windows of the projections' outputs.

@@ -15,6 +15,19 @@ pub(crate) enum Proj {
     Split(Vec<(Tensor, Option<Tensor>)>),
 }
 
+impl Proj {
+    /// Each matrix with its bias, in output order: one for a fused projection.
+    pub(crate) fn parts(&self) -> impl Iterator<Item = (&Tensor, Option<&Tensor>)> {
+        let (fused, split) = match self {
+            Proj::Fused { w, bias } => (Some((w, bias.as_ref())), &[][..]),
+            Proj::Split(parts) => (None, &parts[..]),
+        };
+        fused
+            .into_iter()
+            .chain(split.iter().map(|(w, b)| (w, b.as_ref())))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct GpuLayer {
     pub attn_norm: Tensor,

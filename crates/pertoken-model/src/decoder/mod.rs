@@ -197,10 +197,7 @@ impl Decoder {
         let mut weights: Vec<(&Tensor, Option<&Tensor>)> = Vec::new();
         let first = &self.layers[0];
         for p in [&first.qkv, &first.gate_up] {
-            match p {
-                Proj::Fused { w, bias } => weights.push((w, bias.as_ref())),
-                Proj::Split(parts) => weights.extend(parts.iter().map(|(w, b)| (w, b.as_ref()))),
-            }
+            weights.extend(p.parts());
         }
         weights.push((&first.o, None));
         weights.push((&first.down, None));
@@ -241,9 +238,10 @@ impl Decoder {
     }
 
     /// Whether decode steps whose linears all run the GEMV kernel fuse each RMSNorm into the
-    /// linears that read its output (each workgroup sums the squares itself) and each residual
-    /// add into the linear before it (which adds into the residual stream): two passes fewer
-    /// per layer, and one before the head. On by default.
+    /// linears that read its output (the GEMV sums the squares of the x values it loads) and
+    /// each residual add into the linear before it (which adds into the residual stream): two
+    /// passes fewer per layer, and one before the head. On by default on GPUs, off on CPU
+    /// adapters, where the fused step was measured slower.
     pub fn set_fuse_norm(&mut self, fuse: bool) {
         self.fuse_norm = fuse;
     }
