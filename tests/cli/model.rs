@@ -66,6 +66,36 @@ fn generate_with_synthetic_weights_streams_ids_and_profiles_a_step() {
 }
 
 #[test]
+fn a_memory_limit_refuses_a_model_past_it_and_a_bad_limit_is_named() {
+    use std::path::Path;
+    let args = [
+        "generate",
+        "--model",
+        "tiny",
+        "--prompt-ids",
+        "1,2",
+        "-n",
+        "2",
+    ];
+    let (ok, _, stderr) = pertoken_in(&args, &[("PERTOKEN_MEMORY_LIMIT", Path::new("lots"))]);
+    assert!(
+        !ok && stderr.contains("PERTOKEN_MEMORY_LIMIT") && stderr.contains("512M"),
+        "{stderr}"
+    );
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let (ok, _, stderr) = pertoken_in(&args, &[("PERTOKEN_MEMORY_LIMIT", Path::new("64K"))]);
+    assert!(
+        !ok && stderr.contains("does not fit") && stderr.contains("Raise the memory limit"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (ok, stdout, stderr) = pertoken_in(&args, &[("PERTOKEN_MEMORY_LIMIT", Path::new("512M"))]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
 fn generate_refuses_bad_input_with_what_to_do() {
     let (ok, _, stderr) = pertoken(&[
         "generate",

@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it is (the device-lost callback sets it).
     pub(crate) lost: Arc<Mutex<Option<String>>>,
+    /// The bytes tensors hold, against [`GpuOptions::memory_limit`] (`memory.rs`).
+    pub(crate) ledger: Arc<crate::memory::Ledger>,
 }
 
 #[derive(Default)]
@@ -152,8 +154,21 @@ impl Gpu {
                 bind_cache: Mutex::default(),
                 stale: crate::bind_cache::Stale::default(),
                 uncaptured,
+                ledger: crate::memory::Ledger::new(options.memory_limit),
             }),
         })
+    }
+
+    /// The bytes this handle's tensors hold now (their buffers, padded; not pipelines,
+    /// uniforms or staging buffers). Falls back when the last view of a tensor drops.
+    pub fn memory_in_use(&self) -> u64 {
+        self.inner.ledger.live()
+    }
+
+    /// The most bytes this handle's tensors may hold ([`GpuOptions::memory_limit`]), if
+    /// limited.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.inner.ledger.limit()
     }
 
     /// The adapter this handle runs on.

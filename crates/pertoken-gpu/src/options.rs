@@ -20,6 +20,10 @@ pub struct GpuOptions {
     /// shaders; `Some(true)` uses it wherever the adapter has it. Tests use both to cover both
     /// paths on one adapter.
     pub shader_f16: Option<bool>,
+    /// The most bytes this handle's tensors may hold together; an allocation past it is
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) naming the operation, as on a full
+    /// device. `None`, the default: no limit but the device's own.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -29,6 +33,7 @@ impl Default for GpuOptions {
             adapter: None,
             max_storage_binding: None,
             shader_f16: None,
+            memory_limit: None,
         }
     }
 }
@@ -36,10 +41,13 @@ impl Default for GpuOptions {
 impl GpuOptions {
     /// Options from the environment: `PERTOKEN_ADAPTER` (a substring of the adapter name),
     /// `WGPU_BACKEND` (a comma-separated list: `vulkan`, `metal`, `dx12`, `gl`) and
-    /// `PERTOKEN_SHADER_F16` (`0` or `1`: [`GpuOptions::shader_f16`]; unset for the default).
+    /// `PERTOKEN_SHADER_F16` (`0` or `1`: [`GpuOptions::shader_f16`]; unset for the default)
+    /// and `PERTOKEN_MEMORY_LIMIT` (bytes, with an optional `K`/`M`/`G`/`T` suffix:
+    /// [`GpuOptions::memory_limit`]).
     ///
-    /// An empty variable counts as unset; a backend list naming no known backend, or a
-    /// `PERTOKEN_SHADER_F16` other than `0` or `1`, is an error.
+    /// An empty variable counts as unset; a backend list naming no known backend, a
+    /// `PERTOKEN_SHADER_F16` other than `0` or `1`, or a limit that is not a byte count, is an
+    /// error.
     pub fn from_env() -> Result<Self> {
         let mut options = GpuOptions::default();
         if let Some(v) = env_nonempty("PERTOKEN_SHADER_F16") {
@@ -56,6 +64,17 @@ impl GpuOptions {
                     });
                 }
             };
+        }
+        if let Some(v) = env_nonempty("PERTOKEN_MEMORY_LIMIT") {
+            options.memory_limit = Some(crate::memory::parse_bytes(&v).ok_or_else(|| {
+                Error::InvalidOption {
+                    name: "PERTOKEN_MEMORY_LIMIT",
+                    value: v.clone(),
+                    reason: "use a positive byte count with an optional K, M, G or T suffix \
+                             (binary), e.g. 512M or 8G, or leave it unset for no limit"
+                        .into(),
+                }
+            })?);
         }
         if let Some(name) = env_nonempty("PERTOKEN_ADAPTER") {
             options.adapter = Some(name);

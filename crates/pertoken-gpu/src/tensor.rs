@@ -18,6 +18,8 @@ pub const BUFFER_ALIGN: u64 = 16;
 pub struct Tensor {
     gpu: Gpu,
     buffer: Arc<wgpu::Buffer>,
+    /// The buffer's bytes in its handle's ledger, returned with the last view.
+    _lease: Arc<crate::memory::Lease>,
     shape: Vec<usize>,
     dtype: DType,
     len: usize,
@@ -70,11 +72,17 @@ fn check_shape(op: &'static str, shape: &[usize], dtype: DType) -> Result<(usize
 impl Tensor {
     /// A tensor of `shape` whose contents are zero (wgpu zero-initializes every buffer).
     pub fn zeros(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        let (len, bytes) = check_shape("Tensor::zeros", shape, dtype)?;
-        let buffer = gpu.storage_buffer("Tensor::zeros", bytes)?;
+        Tensor::allocate(gpu, "Tensor::zeros", shape, dtype)
+    }
+
+    /// A zeroed tensor for `op`, which errors (a bad shape, too large, out of memory) name.
+    fn allocate(gpu: &Gpu, op: &'static str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let (len, bytes) = check_shape(op, shape, dtype)?;
+        let (buffer, lease) = gpu.storage_buffer(op, bytes)?;
         Ok(Tensor {
             gpu: gpu.clone(),
             buffer: Arc::new(buffer),
+            _lease: Arc::new(lease),
             shape: shape.to_vec(),
             dtype,
             len,
@@ -92,7 +100,7 @@ impl Tensor {
                 got: data.len(),
             });
         }
-        let t = Tensor::zeros(gpu, shape, T::DTYPE)?;
+        let t = Tensor::allocate(gpu, "Tensor::from_slice", shape, T::DTYPE)?;
         t.write_bytes(bytemuck::cast_slice(data));
         Ok(t)
     }
@@ -147,7 +155,7 @@ impl Tensor {
                 got: bytes.len(),
             });
         }
-        let t = Tensor::zeros(gpu, shape, dtype)?;
+        let t = Tensor::allocate(gpu, OP, shape, dtype)?;
         t.write_bytes(bytes);
         Ok(t)
     }
@@ -186,6 +194,7 @@ impl Tensor {
         Ok(Tensor {
             gpu: self.gpu.clone(),
             buffer: Arc::clone(&self.buffer),
+            _lease: Arc::clone(&self._lease),
             shape: shape.to_vec(),
             dtype: self.dtype,
             len,
@@ -354,8 +363,13 @@ impl Drop for Tensor {
 }
 
 impl Gpu {
-    /// A storage buffer of at least `bytes` (rounded up to [`BUFFER_ALIGN`]).
-    fn storage_buffer(&self, op: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+    /// A storage buffer of at least `bytes` (rounded up to [`BUFFER_ALIGN`]), and its lease
+    /// in the handle's memory ledger.
+    fn storage_buffer(
+        &self,
+        op: &'static str,
+        bytes: u64,
+    ) -> Result<(wgpu::Buffer, crate::memory::Lease)> {
         self.sweep_bind_cache();
         let size = bytes.max(1).next_multiple_of(BUFFER_ALIGN);
         let limit = self.capabilities().max_buffer_size;
@@ -368,7 +382,8 @@ impl Gpu {
                 limit_name: "max_buffer_size",
             });
         }
-        self.scoped(op, || {
+        let lease = self.inner.ledger.lease(op, size)?;
+        let buffer = self.scoped(op, || {
             self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(op),
                 size,
@@ -377,7 +392,8 @@ impl Gpu {
                     | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        })
+        })?;
+        Ok((buffer, lease))
     }
 
     pub(crate) fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {

@@ -206,3 +206,60 @@ fn views_and_range_writes_share_the_buffer() {
         "not whole words"
     );
 }
+
+#[test]
+fn allocations_past_the_memory_limit_are_out_of_memory_errors_naming_the_op() {
+    use pertoken_gpu::{Gpu, GpuOptions};
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let options = GpuOptions {
+        memory_limit: Some(1 << 20),
+        ..GpuOptions::from_env().unwrap()
+    };
+    let gpu = Gpu::new(&options).unwrap();
+    assert_eq!(gpu.memory_limit(), Some(1 << 20));
+    let quarter = 1usize << 16; // f32 elements in 256 KiB
+    let data = uniform_f32(7, quarter);
+    let a = Tensor::from_slice(&gpu, &data, &[quarter]).unwrap();
+    let b = Tensor::zeros(&gpu, &[2 * quarter], DType::F32).unwrap();
+    // A view shares its tensor's buffer and takes nothing more.
+    let view = a.view(&[quarter / 2]).unwrap();
+    assert_eq!(gpu.memory_in_use(), 3 << 18);
+    // 256 KiB are left: 16 bytes more is past the limit.
+    let more = uniform_f32(8, quarter + 4);
+    let err = Tensor::from_slice(&gpu, &more, &[quarter + 4])
+        .map(|_| ())
+        .unwrap_err();
+    let oom = |e: &Error, op: &str| matches!(e, Error::OutOfMemory { op: o, .. } if *o == op);
+    assert!(oom(&err, "Tensor::from_slice"), "{err}");
+    assert!(
+        err.to_string().contains("memory limit of 1048576 bytes"),
+        "{err}"
+    );
+    let q = vec![0x5au8; 34 * 8192]; // 272 KiB, past the 256 KiB left
+    let err = Tensor::from_quantized(&gpu, &q, &[256, 1024], DType::Q8_0).unwrap_err();
+    assert!(oom(&err, "Tensor::from_quantized"), "{err}");
+    // The handle still works, and what fit still holds its data.
+    assert_eq!(a.to_vec::<f32>().unwrap(), data);
+    drop(a);
+    assert_eq!(
+        gpu.memory_in_use(),
+        3 << 18,
+        "the view still holds a's buffer"
+    );
+    drop(view);
+    assert_eq!(gpu.memory_in_use(), 2 << 18);
+    let c = Tensor::from_slice(&gpu, &data, &[quarter]).unwrap();
+    assert_eq!(c.to_vec::<f32>().unwrap(), data);
+    drop((b, c));
+    assert_eq!(gpu.memory_in_use(), 0);
+}
+
+#[test]
+fn a_memory_limit_that_is_not_a_byte_count_is_an_error() {
+    assert_eq!(pertoken_gpu::parse_bytes("96M"), Some(96 << 20));
+    // from_env reads the process environment: checked through the parser it uses, so the test
+    // does not race other tests' environment.
+    assert_eq!(pertoken_gpu::parse_bytes("lots"), None);
+}

@@ -211,6 +211,53 @@ fn a_model_that_does_not_fit_is_an_error_with_the_sizes() {
 }
 
 #[test]
+fn a_model_past_the_memory_limit_is_refused_before_upload_and_fits_under_a_larger_one() {
+    use pertoken_gpu::{Gpu, GpuOptions};
+    use pertoken_model::{Decoder, DecoderOptions, plan_memory};
+    let Some(probe) = gpu_or_skip() else { return };
+    let source = Synthetic::new(BASE.spec(), DType::Q4_0, 5).unwrap();
+    let options = DecoderOptions {
+        context: 64,
+        max_tokens: 8,
+        batch: 2,
+    };
+    let need = plan_memory(&probe, &source, options).unwrap().total();
+    let limited = |limit| {
+        let gpu = Gpu::new(&GpuOptions {
+            memory_limit: Some(limit),
+            ..GpuOptions::from_env().unwrap()
+        })
+        .unwrap();
+        (Decoder::load(&gpu, &source, options).map(|_| ()), gpu)
+    };
+    let (refused, gpu) = limited(need - 1);
+    let e = refused.unwrap_err().to_string();
+    assert!(
+        e.contains("PERTOKEN_MEMORY_LIMIT") && e.contains(&format!("{need} bytes")),
+        "{e}"
+    );
+    assert_eq!(gpu.memory_in_use(), 0, "nothing was uploaded");
+    // With room, it loads; what it holds stays within its plan, and returns when it drops.
+    let (loaded, gpu) = limited(need + (1 << 20));
+    loaded.unwrap();
+    assert_eq!(gpu.memory_in_use(), 0);
+    let decoder = Decoder::load(&gpu, &source, options).unwrap();
+    let held = gpu.memory_in_use();
+    assert!(
+        held > need / 2 && held <= need,
+        "{held} held, {need} planned"
+    );
+    drop(decoder);
+    assert_eq!(gpu.memory_in_use(), 0);
+    // A reshape frees the old KV caches before making new ones: with room for the peak (the
+    // old activations beside the new state), it succeeds.
+    let (_, gpu) = limited(need + (64 << 10));
+    let mut decoder = Decoder::load(&gpu, &source, options).unwrap();
+    decoder.reshape(options).unwrap();
+    assert!(gpu.memory_in_use() <= need);
+}
+
+#[test]
 fn a_batch_of_sequences_decodes_as_each_alone_and_as_the_reference() {
     use pertoken_model::weights::reference_decoder;
     use pertoken_model::{Decoder, DecoderOptions, WeightSource};

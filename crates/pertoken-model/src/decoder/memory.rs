@@ -1,12 +1,15 @@
 //! What a decoder will take, checked against the adapter before anything is uploaded.
 
-use pertoken_gpu::Gpu;
+use pertoken_gpu::{BUFFER_ALIGN, Gpu};
 
 use super::DecoderOptions;
 use crate::weights::{Role, WeightSource};
 use crate::{ModelError, ModelSpec, Oversize, Result};
 
-/// The bytes a decoder needs.
+/// The bytes a decoder needs. Not counted: attention's partial results, which each layer's
+/// cache grows on demand when a longer context takes more key splits (bounded by the split
+/// cap; 1.6 KB for a 2-layer test model at 2,000 positions). If they pass a memory limit, that
+/// step is an out-of-memory error naming the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryPlan {
     /// Every weight, as stored.
@@ -17,19 +20,29 @@ pub struct MemoryPlan {
     pub kv: u64,
     /// One layer's K (or V) cache tensor.
     pub kv_per_tensor: u64,
-    /// Activations and the token buffer (a bound, not exact).
+    /// Activations, the token buffer and the RoPE frequencies.
     pub activations: u64,
+    /// Alignment: every buffer is padded to [`BUFFER_ALIGN`] bytes, so this allows that much
+    /// for each (a bound, not exact).
+    pub padding: u64,
 }
 
 impl MemoryPlan {
     /// Everything.
     pub fn total(&self) -> u64 {
-        self.weights + self.kv + self.activations
+        self.weights + self.kv + self.activations + self.padding
     }
 
-    /// Checks the plan against the adapter's buffer and binding limits and, on CPU adapters
-    /// (whose "device memory" is this machine's RAM), against the memory available.
+    /// Checks the plan against the adapter's buffer and binding limits, against the handle's
+    /// memory limit where it has one, and, on CPU adapters (whose "device memory" is this
+    /// machine's RAM), against the memory available.
     pub fn check(&self, gpu: &Gpu, model: &str) -> Result<()> {
+        self.check_freeing(gpu, model, 0)
+    }
+
+    /// [`MemoryPlan::check`] where `freeing` bytes the handle holds now will be freed before
+    /// this plan's buffers are made (a reshape's old KV caches).
+    pub(crate) fn check_freeing(&self, gpu: &Gpu, model: &str, freeing: u64) -> Result<()> {
         let caps = gpu.capabilities();
         let adapter = gpu.adapter().name.clone();
         let err = |what: String, bytes, limit, limit_name, advice: &str| {
@@ -61,14 +74,32 @@ impl MemoryPlan {
                 "Use a shorter context.",
             ));
         }
+        if let Some(limit) = gpu.memory_limit() {
+            let held = gpu.memory_in_use().saturating_sub(freeing);
+            let free = limit.saturating_sub(held);
+            if self.total() > free {
+                return Err(err(
+                    format!(
+                        "weights {} + KV cache {} + activations {} + alignment {}",
+                        self.weights, self.kv, self.activations, self.padding
+                    ),
+                    self.total(),
+                    free,
+                    "PERTOKEN_MEMORY_LIMIT (GpuOptions::memory_limit), less what this handle's \
+                     tensors already hold",
+                    "Raise the memory limit, or use a smaller weight format, a shorter context \
+                     or fewer sequences.",
+                ));
+            }
+        }
         if caps.cpu
             && let Some(avail) = available_ram()
             && self.total() > avail
         {
             return Err(err(
                 format!(
-                    "weights {} + KV cache {} + activations {}",
-                    self.weights, self.kv, self.activations
+                    "weights {} + KV cache {} + activations {} + alignment {}",
+                    self.weights, self.kv, self.activations, self.padding
                 ),
                 self.total(),
                 avail,
@@ -97,10 +128,12 @@ pub fn plan_memory(
     let mut weights = 0u64;
     let mut largest = 0u64;
     let mut fused = 0u64;
+    let mut buffers = 0u64;
     for role in Role::all(spec) {
         let Some((dtype, shape)) = source.stored(role)? else {
             continue;
         };
+        buffers += 1;
         let (elems, block) = dtype.block();
         let n: u64 = shape.iter().map(|&d| d as u64).product();
         // Norms and biases are uploaded as f32.
@@ -118,7 +151,9 @@ pub fn plan_memory(
         }
         largest = largest.max(fused);
     }
-    Ok(MemoryPlan::new(spec, options, weights, largest))
+    let mut plan = MemoryPlan::new(spec, options, weights, largest);
+    plan.padding += buffers * BUFFER_ALIGN;
+    Ok(plan)
 }
 
 impl MemoryPlan {
@@ -136,16 +171,26 @@ impl MemoryPlan {
         let batch = options.batch as u64;
         let t = options.max_tokens.max(options.batch) as u64;
         let q = m.heads * m.head_dim;
+        // Per row: x, xn and delta; q/k/v; q, attention's output heads-first and tokens-first;
+        // gate/up; silu(gate)·up (buffers.rs). Per sequence: its last norm and logits, and in
+        // a batch its q and attention output. Then the token buffer and RoPE's frequencies.
+        let per_row = 3 * m.hidden + 4 * q + 2 * m.kv_heads * m.head_dim + 3 * m.ffn;
+        let per_seq = m.hidden + m.vocab + if batch > 1 { 2 * q } else { 0 };
         let activations = 4
-            * (t * (4 * m.hidden + 3 * q + 2 * m.kv_heads * m.head_dim + 3 * m.ffn)
-                + batch * (m.hidden + m.vocab + 2 * q))
-            + 4 * batch * (options.context as u64 + 1);
+            * (t * per_row
+                + batch * per_seq
+                + batch * (options.context as u64 + 1)
+                + m.head_dim / 2);
+        // Activation buffers: at most 14 (q/k/v and gate/up split) and two per sequence; KV
+        // caches; the token buffer and the frequencies.
+        let buffers = 14 + 2 * batch + 2 * m.layers * batch + 2;
         MemoryPlan {
             weights,
             largest_weight,
             kv: 2 * m.layers * batch * kv_per_tensor,
             kv_per_tensor,
             activations,
+            padding: buffers * BUFFER_ALIGN,
         }
     }
 }

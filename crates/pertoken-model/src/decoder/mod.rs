@@ -260,8 +260,13 @@ impl Decoder {
             });
         }
         // The weights are in place: only the new per-sequence state is still to be made.
-        MemoryPlan::new(&self.spec, options, 0, 0).check(&self.gpu, &self.spec.shape.name)?;
-        // Free the old state before making the new.
+        // The old KV caches go first; the old activations stay until the new ones are made.
+        let old_kv = MemoryPlan::new(&self.spec, self.options, 0, 0).kv;
+        MemoryPlan::new(&self.spec, options, 0, 0).check_freeing(
+            &self.gpu,
+            &self.spec.shape.name,
+            old_kv,
+        )?;
         self.caches.clear();
         let (caches, act, tokens) = sequences(&self.gpu, &self.spec, &self.layers[0], options)?;
         self.caches = caches;
