@@ -71,7 +71,7 @@ pub struct Serving {
 /// KV bytes each admitted sequence holds: its whole `isl + osl` tokens, reserved on admission
 /// (TensorRT-LLM's default scheduler guarantees no eviction this way).
 fn kv_per_sequence(m: &Model, d: &Deployment, load: &Load) -> f64 {
-    (load.isl + load.osl) as f64 * m.kv_bytes_per_token(d.kv_bytes)
+    (load.isl + load.osl) as f64 * m.kv_bytes_per_token(d.kv_bytes_held(m))
 }
 
 /// The largest batch whose KV caches fit beside the weights in all devices' memory, less the
@@ -90,9 +90,9 @@ pub fn kv_bound(m: &Model, d: &Deployment, load: &Load) -> u64 {
 /// on average to half its prompt.
 pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (Work, u64) {
     let ctx = load.isl + load.osl / 2;
-    let decode = decode_step(m, d.format, d.kv_bytes, b, ctx);
+    let decode = decode_step(m, d.format, d.kv_bytes_held(m), b, ctx);
     let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
-    let kv = m.kv_bytes_per_token(d.kv_bytes);
+    let kv = m.kv_bytes_per_token(d.kv_bytes_held(m));
     let attention = 4.0 * (m.layers * m.heads * m.head_dim) as f64 * (load.isl as f64 / 2.0);
     let flops = decode.flops + prefill_tokens as f64 * (2.0 * matmul_params(m) + attention);
     // Weights once for every token of the step (more experts touched), KV reads of the decode
@@ -135,6 +135,15 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
         "requests never wait for admission: the queue is always full (offline, maximum load)"
             .to_owned(),
     ];
+    if d.kv_copies(m) > 1.0 {
+        assumptions.push(format!(
+            "tensor parallel over {} devices with {} KV heads: each KV head's cache is held and \
+             read on {:.0} devices",
+            d.devices,
+            m.kv_heads,
+            d.kv_copies(m)
+        ));
+    }
     let (batch, limited_by, step, ttft, tpot, out_tps, in_tps) = match load.batching {
         Batching::Static { batch } => {
             if batch == 0 {
@@ -151,18 +160,18 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
                  the context growing from {}",
                 load.osl, load.isl
             ));
-            let one = crate::account::prefill(m, d.format, d.kv_bytes, load.isl);
+            let one = crate::account::prefill(m, d.format, d.kv_bytes_held(m), load.isl);
             let tokens = batch * load.isl;
             let pre = Work {
                 flops: one.flops * batch as f64,
                 bytes: weight_bytes_touched(m, d.format, tokens)
-                    + tokens as f64 * m.kv_bytes_per_token(d.kv_bytes),
+                    + tokens as f64 * m.kv_bytes_per_token(d.kv_bytes_held(m)),
             };
             let ttft = d.step(m, pre, tokens)?.total_s;
             let mut decode_s = 0.0;
             let mut mean = None;
             for k in 0..load.osl {
-                let w = decode_step(m, d.format, d.kv_bytes, batch, load.isl + k);
+                let w = decode_step(m, d.format, d.kv_bytes_held(m), batch, load.isl + k);
                 let s = d.step(m, w, batch)?;
                 decode_s += s.total_s;
                 if k == load.osl / 2 {
@@ -299,6 +308,59 @@ mod tests {
         assert_eq!((s.batch, s.limited_by), (213, "KV memory"));
         assert!(s.usd_per_m_output.is_none());
         assert!(s.assumptions.len() >= 4);
+    }
+
+    #[test]
+    fn tensor_parallel_past_the_kv_heads_holds_each_kv_head_on_several_devices() {
+        // Qwen3-235B-A22B has 4 KV heads: over 8 devices each holds one, so every KV head's
+        // cache is kept (and read) twice. Its 94 layers · 2 · 4 · 128 one-byte elements are
+        // 96256 bytes per token; a 128 + 2048 token sequence then holds 2 · 2176 · 96256 =
+        // 418.9 MB. 8 · 80 GB less 10% is 576 GB; the fp8 weights take 235.1 GB.
+        let m = Catalog::builtin().model("qwen3-235b-a22b").unwrap().clone();
+        let mut d = h100();
+        d.devices = 8;
+        d.format = crate::account::WeightFormat::Fp8;
+        d.kv_bytes = 1.0;
+        assert_eq!(d.kv_copies(&m), 2.0);
+        assert_eq!(d.kv_bytes_held(&m), 2.0);
+        let l = Load {
+            isl: 128,
+            osl: 2048,
+            ..load(Batching::Continuous)
+        };
+        let free = 8.0 * 80e9 * 0.9 - weight_bytes(&m, d.format);
+        let expect = (free / (2.0 * 2176.0 * 96256.0)).floor() as u64;
+        assert_eq!(kv_bound(&m, &d, &l), expect);
+        assert!((800..830).contains(&expect), "{expect}");
+        // Over 4 devices (one KV head each), or 2 (two each), nothing is held twice; nor in a
+        // layer split; Llama 3.1 8B's 8 KV heads over 8 devices neither.
+        for n in [1, 2, 4] {
+            d.devices = n;
+            assert_eq!(d.kv_copies(&m), 1.0, "{n}");
+        }
+        d.devices = 8;
+        d.split = crate::estimate::Split::Layers;
+        assert_eq!(d.kv_copies(&m), 1.0);
+        d.split = crate::estimate::Split::Tensor;
+        let llama = Catalog::builtin().model("llama-3.1-8b").unwrap().clone();
+        assert_eq!(d.kv_copies(&llama), 1.0);
+        // 3 KV heads over 2 devices: 2 and 1, held as 2 · ⌈3/2⌉ = 4 heads' worth.
+        let mut three = llama.clone();
+        three.kv_heads = 3;
+        d.devices = 2;
+        assert!((d.kv_copies(&three) - 4.0 / 3.0).abs() < 1e-12);
+        d.devices = 8;
+        d.interconnect = crate::latency::interconnects()
+            .into_iter()
+            .find(|i| i.name == "nvlink4");
+        let s = serve(&m, &d, &l, None).unwrap();
+        assert_eq!(s.batch, expect);
+        let note = "held and read on 2 devices";
+        assert!(
+            s.assumptions.iter().any(|a| a.contains(note)),
+            "{:?}",
+            s.assumptions
+        );
     }
 
     #[test]

@@ -168,7 +168,11 @@ pub fn predict(p: &Point, catalog: &Catalog) -> Result<Scored> {
     let (total, bound) = match p.mode.as_str() {
         "batch1" => {
             let ctx = need(p.context, &p.id, "context")?;
-            let t = d.step(&m, decode_step(&m, d.format, d.kv_bytes, 1, ctx), 1)?;
+            let t = d.step(
+                &m,
+                decode_step(&m, d.format, d.kv_bytes_held(&m), 1, ctx),
+                1,
+            )?;
             (1.0 / t.total_s, t.bound())
         }
         "static" | "continuous" => {

@@ -173,6 +173,25 @@ impl Deployment {
         }
     }
 
+    /// How many copies of each KV head the devices hold together: tensor parallelism gives each
+    /// device whole KV heads, so over more devices than `m` has KV heads each head is kept (and
+    /// read) on `n / kv_heads` of them; in general `n·⌈kv_heads/n⌉ / kv_heads`. 1 for one device
+    /// or a layer split.
+    pub fn kv_copies(&self, m: &Model) -> f64 {
+        match self.split {
+            Split::Tensor if self.devices > 1 && m.kv_heads > 0 => {
+                (self.devices * m.kv_heads.div_ceil(self.devices)) as f64 / m.kv_heads as f64
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// Bytes the deployment stores and moves per logical KV element: [`Deployment::kv_bytes`]
+    /// times [`Deployment::kv_copies`].
+    pub fn kv_bytes_held(&self, m: &Model) -> f64 {
+        self.kv_bytes * self.kv_copies(m)
+    }
+
     /// Time of one step doing `work` over `tokens` tokens of `m`:
     /// `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n + dequant + launches + communication
     /// + overhead`, where tensor parallelism divides the first two terms by `n` devices and adds
@@ -370,13 +389,10 @@ pub fn estimate(
             reason: "both must be at least 1".into(),
         });
     }
-    let pre = prefill(m, d.format, d.kv_bytes, prompt);
+    let kv = d.kv_bytes_held(m);
+    let pre = prefill(m, d.format, kv, prompt);
     let ttft = d.step(m, pre, prompt)?.total_s;
-    let step = d.step(
-        m,
-        decode_step(m, d.format, d.kv_bytes, batch, context),
-        batch,
-    )?;
+    let step = d.step(m, decode_step(m, d.format, kv, batch, context), batch)?;
     let tpot = step.total_s;
     let decode_tps = batch as f64 / tpot;
     let prefill_tps = prompt as f64 / ttft;
@@ -402,8 +418,7 @@ pub fn estimate(
             .tdp_w
             .as_ref()
             .map(|p| p.value * d.devices as f64 / decode_tps),
-        fits: resident_bytes(m, d.format, d.kv_bytes, batch, context)
-            <= memory * (1.0 - MEMORY_RESERVE),
+        fits: resident_bytes(m, d.format, kv, batch, context) <= memory * (1.0 - MEMORY_RESERVE),
     })
 }
 
