@@ -121,3 +121,57 @@ fn cost_sweep_writes_a_chart() {
         &text[..200]
     );
 }
+
+#[test]
+fn cost_splits_a_moe_by_experts_and_runs_a_finite_queue() {
+    let moe = [
+        "cost",
+        "--model",
+        "qwen3-235b-a22b",
+        "--hardware",
+        "h100-sxm",
+        "--devices",
+        "8",
+        "--interconnect",
+        "nvlink4",
+        "--weights",
+        "fp8",
+        "--compute-dtype",
+        "fp8",
+        "--kv-bytes",
+        "1",
+        "--isl",
+        "128",
+        "--osl",
+        "2048",
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = moe.iter().chain(extra).copied().collect();
+        pertoken(&args)
+    };
+    let (ok, tensor, stderr) = run(&[]);
+    assert!(ok, "{stderr}");
+    assert!(tensor.contains("held and read on 2 devices"), "{tensor}");
+    let (ok, expert, stderr) = run(&["--split", "expert", "--requests", "3000"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        expert.contains("expert parallel over 8 devices")
+            && expert.contains("a finite run of 3000 requests"),
+        "{expert}"
+    );
+    // A dense model has no experts to spread.
+    let (ok, _, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "h100-sxm",
+        "--devices",
+        "2",
+        "--interconnect",
+        "nvlink4",
+        "--split",
+        "expert",
+    ]);
+    assert!(!ok && stderr.contains("--split tensor"), "{stderr}");
+}

@@ -141,6 +141,24 @@ pub fn weight_bytes(m: &Model, format: WeightFormat) -> f64 {
     m.params().total as f64 * format.bits() / 8.0
 }
 
+/// Bytes of the experts' weights, every layer's every expert (0 for a dense model).
+pub fn expert_weight_bytes(m: &Model, format: WeightFormat) -> f64 {
+    if m.experts <= 1 {
+        return 0.0;
+    }
+    (m.layers * m.experts * m.mlp_params()) as f64 * format.bits() / 8.0
+}
+
+/// Expert weight bytes a step over `tokens` tokens reads: the experts those tokens touch (0 for
+/// a dense model). [`weight_bytes_touched`] less this is what every token shares.
+pub fn expert_bytes_touched(m: &Model, format: WeightFormat, tokens: u64) -> f64 {
+    if m.experts <= 1 {
+        return 0.0;
+    }
+    let experts = experts_touched(m.experts, m.active_experts, tokens);
+    m.layers as f64 * experts * m.mlp_params() as f64 * format.bits() / 8.0
+}
+
 fn attended(m: &Model, position: u64) -> u64 {
     m.sliding_window.map_or(position, |w| position.min(w))
 }

@@ -12,7 +12,7 @@
 //! At large batch the matmuls' FLOPs, not the weights' bytes, bound a step: the roofline's
 //! compute side takes over, and the latency terms shrink next to it.
 
-use crate::account::{Work, decode_step, matmul_params, weight_bytes, weight_bytes_touched};
+use crate::account::{Work, decode_step, matmul_params, weight_bytes_touched};
 use crate::estimate::{Deployment, MEMORY_RESERVE, Pricing, StepTime};
 use crate::{CostError, Model, Result};
 
@@ -41,6 +41,10 @@ pub struct Load {
     pub max_batch: Option<u64>,
     /// A latency limit: the largest time per output token allowed, seconds.
     pub max_tpot_s: Option<f64>,
+    /// A finite run (continuous batching): this many requests, all queued at the start, as
+    /// `trtllm-bench --num_requests` runs them; throughput is their tokens over the time until
+    /// the last finishes, tail included. `None`: the steady state of an endless queue.
+    pub requests: Option<u64>,
 }
 
 /// What a server delivers at that load.
@@ -78,7 +82,7 @@ fn kv_per_sequence(m: &Model, d: &Deployment, load: &Load) -> f64 {
 /// reserve.
 pub fn kv_bound(m: &Model, d: &Deployment, load: &Load) -> u64 {
     let memory = d.hardware.memory_gb.value * 1e9 * d.devices as f64 * (1.0 - MEMORY_RESERVE);
-    let free = memory - weight_bytes(m, d.format);
+    let free = memory - d.weight_bytes_held(m);
     if free <= 0.0 {
         return 0;
     }
@@ -135,6 +139,15 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
         "requests never wait for admission: the queue is always full (offline, maximum load)"
             .to_owned(),
     ];
+    if d.split == crate::estimate::Split::Expert {
+        assumptions.push(format!(
+            "expert parallel over {} devices with data-parallel attention: each holds 1/{} of \
+             the experts and its own copy of the other weights, runs attention for its own \
+             sequences, and gathers and scatters the step's activations around each MoE layer; \
+             the experts' load is taken as balanced",
+            d.devices, d.devices
+        ));
+    }
     if d.kv_copies(m) > 1.0 {
         assumptions.push(format!(
             "tensor parallel over {} devices with {} KV heads: each KV head's cache is held and \
@@ -244,7 +257,29 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
             let step = time(b)?;
             let chunk = (b as f64 * load.isl as f64 / load.osl as f64).max(1.0);
             let ttft = (load.isl as f64 / chunk).ceil() * step.total_s;
-            let out = b as f64 / step.total_s;
+            let mut out = b as f64 / step.total_s;
+            if let Some(n) = load.requests {
+                if n == 0 {
+                    return Err(invalid("a finite run needs at least 1 request".into()));
+                }
+                // Requests of one length start and finish together: waves of b sequences, each
+                // osl steps long, then a last wave of what is left, at a smaller batch.
+                let (full, rest) = (n / b, n % b);
+                let mut secs = full as f64 * load.osl as f64 * step.total_s;
+                if rest > 0 {
+                    secs += load.osl as f64 * time(rest)?.total_s;
+                }
+                out = (n * load.osl) as f64 / secs;
+                assumptions.push(format!(
+                    "a finite run of {n} requests of one length: {full} wave(s) of {b} \
+                     sequences{}; throughput counts the time to the last token",
+                    if rest > 0 {
+                        format!(", then one of {rest}")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
             (
                 b,
                 why,
@@ -294,6 +329,7 @@ mod tests {
             batching,
             max_batch: None,
             max_tpot_s: None,
+            requests: None,
         }
     }
 
@@ -328,7 +364,7 @@ mod tests {
             osl: 2048,
             ..load(Batching::Continuous)
         };
-        let free = 8.0 * 80e9 * 0.9 - weight_bytes(&m, d.format);
+        let free = 8.0 * 80e9 * 0.9 - crate::account::weight_bytes(&m, d.format);
         let expect = (free / (2.0 * 2176.0 * 96256.0)).floor() as u64;
         assert_eq!(kv_bound(&m, &d, &l), expect);
         assert!((800..830).contains(&expect), "{expect}");
@@ -361,6 +397,74 @@ mod tests {
             "{:?}",
             s.assumptions
         );
+    }
+
+    #[test]
+    fn expert_parallelism_keeps_a_copy_of_the_shared_weights_on_every_device() {
+        // Qwen3-235B-A22B's weights that are not experts: per layer 71303168 attention, 524288
+        // router, 8192 norm parameters (94 layers), 2 · 151936 · 4096 embedding and head, and
+        // a 4096 final norm: 7997214720, one byte each in fp8. With expert parallelism each of
+        // 8 devices holds a copy, 7 more than tensor parallelism; no KV head is held twice, so
+        // a 128 + 2048 token sequence takes 2176 · 96256 bytes.
+        let m = Catalog::builtin().model("qwen3-235b-a22b").unwrap().clone();
+        let mut d = h100();
+        d.devices = 8;
+        d.format = crate::account::WeightFormat::Fp8;
+        d.kv_bytes = 1.0;
+        d.split = crate::estimate::Split::Expert;
+        d.interconnect = crate::latency::interconnects()
+            .into_iter()
+            .find(|i| i.name == "nvlink4");
+        let all = crate::account::weight_bytes(&m, d.format);
+        assert_eq!(d.weight_bytes_held(&m), all + 7.0 * 7_997_214_720.0);
+        let l = Load {
+            isl: 128,
+            osl: 2048,
+            ..load(Batching::Continuous)
+        };
+        let free = 8.0 * 80e9 * 0.9 - all - 7.0 * 7_997_214_720.0;
+        let expect = (free / (2176.0 * 96256.0)).floor() as u64;
+        assert_eq!(kv_bound(&m, &d, &l), expect);
+        assert!((1350..1370).contains(&expect), "{expect}");
+        let s = serve(&m, &d, &l, None).unwrap();
+        assert_eq!(s.batch, expect);
+        assert!(
+            s.assumptions
+                .iter()
+                .any(|a| a.contains("expert parallel over 8 devices")),
+            "{:?}",
+            s.assumptions
+        );
+    }
+
+    #[test]
+    fn a_finite_run_counts_its_last_smaller_wave() {
+        // Llama 3.1 8B in f16 on an H100 at 1000 + 1000: 213 sequences fit (above). 500
+        // requests run as 2 waves of 213 and one of 74, each 1000 steps long.
+        let m = Catalog::builtin().model("llama-3.1-8b").unwrap().clone();
+        let d = h100();
+        let steady = serve(&m, &d, &load(Batching::Continuous), None).unwrap();
+        let step = |b: u64| {
+            let (w, tokens) = continuous_step_work(&m, &d, &load(Batching::Continuous), b);
+            d.step(&m, w, tokens).unwrap().total_s
+        };
+        let finite = |n| Load {
+            requests: Some(n),
+            ..load(Batching::Continuous)
+        };
+        let s = serve(&m, &d, &finite(500), None).unwrap();
+        let want = 500.0 * 1000.0 / (2.0 * 1000.0 * step(213) + 1000.0 * step(74));
+        assert!((s.output_tokens_per_s - want).abs() < 1e-9 * want);
+        assert!(s.output_tokens_per_s < steady.output_tokens_per_s);
+        assert_eq!((s.batch, s.tpot_s), (steady.batch, steady.tpot_s));
+        assert!(s.assumptions.iter().any(|a| a.contains("then one of 74")));
+        // Whole waves are the steady state; fewer requests than fit are one wave of them.
+        let whole = serve(&m, &d, &finite(426), None).unwrap();
+        let rel = whole.output_tokens_per_s / steady.output_tokens_per_s - 1.0;
+        assert!(rel.abs() < 1e-12, "{rel}");
+        let few = serve(&m, &d, &finite(10), None).unwrap();
+        assert!((few.output_tokens_per_s - 10.0 / step(10)).abs() < 1e-9);
+        assert!(serve(&m, &d, &finite(0), None).is_err());
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct Point {
     /// Devices.
     #[serde(default = "one")]
     pub devices: u64,
-    /// `tensor` (default) or `layers`.
+    /// `tensor` (default), `layers` or `expert`.
     #[serde(default)]
     pub split: Option<String>,
     /// The link between devices (data/interconnects.toml).
@@ -75,6 +75,9 @@ pub struct Point {
     /// Output tokens per request (static, continuous).
     #[serde(default)]
     pub osl: Option<u64>,
+    /// Requests in the run (continuous), where the source states them.
+    #[serde(default)]
+    pub requests: Option<u64>,
     /// The published value: tokens/s.
     pub measured: f64,
     /// `device` (per device) or `total` (the whole group).
@@ -140,10 +143,11 @@ pub fn deployment(p: &Point, catalog: &Catalog) -> Result<Deployment> {
         split: match p.split.as_deref() {
             None | Some("tensor") => Split::Tensor,
             Some("layers") => Split::Layers,
+            Some("expert") => Split::Expert,
             Some(other) => {
                 return Err(CostError::InvalidInput {
                     what: "split",
-                    reason: format!("{}: {other:?}, expected tensor or layers", p.id),
+                    reason: format!("{}: {other:?}, expected tensor, layers or expert", p.id),
                 });
             }
         },
@@ -189,6 +193,7 @@ pub fn predict(p: &Point, catalog: &Catalog) -> Result<Scored> {
                 batching,
                 max_batch: None,
                 max_tpot_s: None,
+                requests: p.requests,
             };
             let s = serve(&m, &d, &load, None)?;
             (s.output_tokens_per_s, s.step.bound())

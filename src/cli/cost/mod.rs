@@ -50,6 +50,7 @@ pub(crate) enum Format {
 pub(crate) enum SplitArg {
     Tensor,
     Layers,
+    Expert,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,7 +91,8 @@ pub(crate) struct Args {
     /// Devices the model is split over.
     #[arg(long, default_value_t = 1)]
     devices: u64,
-    /// How several devices split the model: tensor (all-reduces) or layers (llama.cpp's split).
+    /// How several devices split the model: tensor (all-reduces), layers (llama.cpp's split), or
+    /// expert (a mixture of experts' experts spread over the devices, attention data-parallel).
     #[arg(long, value_enum, default_value_t = SplitArg::Tensor)]
     split: SplitArg,
     /// The link between devices (for --devices > 1): nvlink3, nvlink4, nvlink-bridge-h100,
@@ -135,6 +137,10 @@ pub(crate) struct Args {
     /// Serving: the server's batch limit (max_num_seqs).
     #[arg(long, requires = "isl")]
     max_batch: Option<u64>,
+    /// Serving with continuous batching: a finite run of this many requests, all queued at the
+    /// start (trtllm-bench's --num_requests); throughput then includes the last, smaller wave.
+    #[arg(long, requires = "isl", conflicts_with = "static_batch")]
+    requests: Option<u64>,
     /// Rent: USD per device-hour (default: the catalog's on-demand price, if sourced).
     #[arg(long, conflicts_with = "owned")]
     rent: Option<f64>,
@@ -312,6 +318,7 @@ fn deployment(
             split: match args.split {
                 SplitArg::Tensor => Split::Tensor,
                 SplitArg::Layers => Split::Layers,
+                SplitArg::Expert => Split::Expert,
             },
             interconnect: link,
             compute_dtype: dtype,
@@ -348,6 +355,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
                 .map_or(Batching::Continuous, |batch| Batching::Static { batch }),
             max_batch: args.max_batch,
             max_tpot_s: args.max_tpot_ms.map(|t| t / 1e3),
+            requests: args.requests,
         };
         let s: Serving = serve(&model, &d, &load, pricing.as_ref())?;
         return print::serving(&head, &load, &s);

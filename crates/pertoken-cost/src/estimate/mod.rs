@@ -1,7 +1,8 @@
 //! From work to time, money and energy: a roofline per phase, tensor parallelism, and prices.
 
 use crate::account::{
-    WeightFormat, Work, decode_step, prefill, resident_bytes, weight_bytes_touched,
+    WeightFormat, Work, decode_step, expert_bytes_touched, expert_weight_bytes, prefill,
+    weight_bytes, weight_bytes_touched,
 };
 use crate::latency::{Interconnect, Launches, allreduce_bytes, allreduces_per_step, interconnects};
 use crate::{CostError, Hardware, Model, Result};
@@ -71,6 +72,14 @@ pub enum Split {
     /// Layer split (pipeline, llama.cpp's default): each device holds a run of whole layers; at
     /// batch 1 the devices take turns, so a step costs the sum of their parts plus a hop each.
     Layers,
+    /// Expert parallel with data-parallel attention, as mixture-of-experts models are served
+    /// (TensorRT-LLM's `--ep` with `enable_attention_dp`): each device holds `1/n` of the
+    /// experts and a full copy of every other weight (attention, router, embeddings, head), and
+    /// runs attention for its own `1/n` of the sequences over their own KV caches. Each MoE
+    /// layer gathers the step's activations from every device before the experts and scatters
+    /// the sums back after them: one all-reduce's traffic, two latencies. Expert load is taken
+    /// as balanced.
+    Expert,
 }
 
 /// How a model is served.
@@ -192,10 +201,25 @@ impl Deployment {
         self.kv_bytes * self.kv_copies(m)
     }
 
+    /// Weight bytes the devices hold together: the model once, but with expert parallelism
+    /// every device also keeps its own copy of the weights that are not experts.
+    pub fn weight_bytes_held(&self, m: &Model) -> f64 {
+        let all = weight_bytes(m, self.format);
+        match self.split {
+            Split::Expert => {
+                let shared = all - expert_weight_bytes(m, self.format);
+                all + (self.devices.saturating_sub(1)) as f64 * shared
+            }
+            _ => all,
+        }
+    }
+
     /// Time of one step doing `work` over `tokens` tokens of `m`:
     /// `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n + dequant + launches + communication
     /// + overhead`, where tensor parallelism divides the first two terms by `n` devices and adds
-    /// two all-reduces per layer, and a layer split divides nothing and adds `n − 1` hops.
+    /// two all-reduces per layer, a layer split divides nothing and adds `n − 1` hops, and
+    /// expert parallelism divides them by `n` but has every device read all the weights that
+    /// are not experts, and adds a gather and a scatter per MoE layer.
     pub fn step(&self, m: &Model, work: Work, tokens: u64) -> Result<StepTime> {
         if self.devices == 0 {
             return Err(CostError::InvalidInput {
@@ -221,13 +245,30 @@ impl Deployment {
                 });
             }
         };
-        let share = match self.split {
-            Split::Tensor => self.devices as f64,
-            Split::Layers => 1.0,
+        let n = self.devices as f64;
+        let (share, replicated) = match self.split {
+            Split::Tensor => (n, 0.0),
+            Split::Layers => (1.0, 0.0),
+            Split::Expert => {
+                if m.experts <= 1 || m.experts < self.devices {
+                    return Err(CostError::InvalidInput {
+                        what: "split",
+                        reason: format!(
+                            "expert parallelism spreads a mixture-of-experts model's experts over \
+                             the devices; {} has {} expert(s) for {} devices: use --split tensor",
+                            m.name, m.experts, self.devices
+                        ),
+                    });
+                }
+                // Each device reads every shared weight, not 1/n of them.
+                let shared = weight_bytes_touched(m, self.format, tokens)
+                    - expert_bytes_touched(m, self.format, tokens);
+                (n, shared * (1.0 - 1.0 / n))
+            }
         };
         let compute = work.flops / (self.peak_flops()? * self.efficiency.compute) / share;
-        let memory =
-            work.bytes / self.hardware.achieved_bandwidth(self.efficiency.bandwidth) / share;
+        let memory = (work.bytes / share + replicated)
+            / self.hardware.achieved_bandwidth(self.efficiency.bandwidth);
         let dequant = match (self.dequant_ops, self.hardware.dense_peak("fp32")) {
             (Some(ops), Some(fp32)) if ops > 0.0 => {
                 let weights =
@@ -243,6 +284,11 @@ impl Deployment {
             }
             (Some(l), Split::Layers) => {
                 (self.devices - 1) as f64 * l.hop_s(allreduce_bytes(m, tokens))
+            }
+            (Some(l), Split::Expert) => {
+                m.layers as f64
+                    * (l.allreduce_s(self.devices, allreduce_bytes(m, tokens))
+                        + l.alpha_s(self.devices))
             }
         };
         let launch = self.launches.seconds(m);
@@ -418,7 +464,8 @@ pub fn estimate(
             .tdp_w
             .as_ref()
             .map(|p| p.value * d.devices as f64 / decode_tps),
-        fits: resident_bytes(m, d.format, kv, batch, context) <= memory * (1.0 - MEMORY_RESERVE),
+        fits: d.weight_bytes_held(m) + (batch * context) as f64 * m.kv_bytes_per_token(kv)
+            <= memory * (1.0 - MEMORY_RESERVE),
     })
 }
 

@@ -198,3 +198,43 @@ fn batch_trades_speed_for_cost() {
     assert_eq!(free.tpot_s, es[1].tpot_s);
     assert!(free.usd_per_m_output.is_none() && free.usd_per_m_blended.is_none());
 }
+
+#[test]
+fn expert_parallel_replicates_the_shared_weights_and_gathers_around_each_moe_layer() {
+    // tiny with 4 experts, 2 per token: per layer 12288 attention, 256 router, 128 norm and
+    // 4 · 24576 expert parameters; a 64000 embedding and a 64000 head (untied), a 64 final norm.
+    let mut m = tiny();
+    m.experts = 4;
+    m.active_experts = 2;
+    let mut d = deployment("h100-sxm");
+    d.devices = 2;
+    d.split = Split::Expert;
+    d.interconnect = Some(crate::latency::interconnect("nvlink4").unwrap());
+    // Held: all 350016 parameters once, plus a second copy of the 153408 that are not
+    // experts (2 · 12672 + 128000 + 64), at 2 bytes.
+    assert_eq!(d.weight_bytes_held(&m), (350_016.0 + 153_408.0) * 2.0);
+    // One token touches 2 experts per layer; every device reads the shared weights it touched
+    // (2 · 12672 + 64000 head + 64 embedding row + 64 final norm = 89472 parameters, 178944
+    // bytes), not half of them: memory (4e10 / 2 + 178944 / 2) bytes over 3350e9 · 0.8.
+    let w = Work {
+        flops: 0.0,
+        bytes: 4e10,
+    };
+    let t = d.step(&m, w, 1).unwrap();
+    let memory = (2e10 + 178_944.0 / 2.0) / (3350e9 * 0.8);
+    assert!(
+        (t.memory_s - memory).abs() < 1e-15,
+        "{} vs {memory}",
+        t.memory_s
+    );
+    // Per MoE layer a gather and a scatter: 2 latencies of 6 µs and one all-reduce's traffic,
+    // 2 · 1/2 · 128 bytes over 370e9; 2 layers.
+    let comm = 2.0 * (12e-6 + 128.0 / 370e9);
+    assert!((t.comm_s - comm).abs() < 1e-15, "{} vs {comm}", t.comm_s);
+    assert_eq!(d.kv_copies(&m), 1.0);
+    // A dense model, or more devices than experts, cannot be split by experts.
+    let e = d.step(&tiny(), w, 1).unwrap_err().to_string();
+    assert!(e.contains("--split tensor"), "{e}");
+    d.devices = 8;
+    assert!(d.step(&m, w, 1).is_err());
+}
