@@ -215,8 +215,8 @@ impl Deployment {
     }
 
     /// Time of one step doing `work` over `tokens` tokens of `m`:
-    /// `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n + dequant + launches + communication
-    /// + overhead`, where tensor parallelism divides the first two terms by `n` devices and adds
+    /// `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n + dequant + launches + communication +
+    /// overhead`, where tensor parallelism divides the first two terms by `n` devices and adds
     /// two all-reduces per layer, a layer split divides nothing and adds `n − 1` hops, and
     /// expert parallelism divides them by `n` but has every device read all the weights that
     /// are not experts, and adds a gather and a scatter per MoE layer.
