@@ -195,18 +195,6 @@ pub fn prefill(m: &Model, format: WeightFormat, kv_bytes: f64, prompt: u64) -> W
     Work { flops, bytes }
 }
 
-/// Bytes resident while serving `batch` sequences of `context` tokens: all weights and every
-/// sequence's KV cache.
-pub fn resident_bytes(
-    m: &Model,
-    format: WeightFormat,
-    kv_bytes: f64,
-    batch: u64,
-    context: u64,
-) -> f64 {
-    weight_bytes(m, format) + (batch * context) as f64 * m.kv_bytes_per_token(kv_bytes)
-}
-
 /// The largest batch whose weights and KV caches fit in `memory` bytes less `reserve` (a
 /// fraction kept for activations, workspace and fragmentation); 0 when the weights alone do not.
 pub fn max_batch(
@@ -295,7 +283,8 @@ mod tests {
         let b = max_batch(&m, WeightFormat::F16, 2.0, 8192, 80e9, 0.1);
         assert_eq!(b, 52);
         assert_eq!(max_batch(&m, WeightFormat::F16, 2.0, 8192, 16e9, 0.0), 0);
-        let r = resident_bytes(&m, WeightFormat::F16, 2.0, 52, 8192);
+        let r =
+            weight_bytes(&m, WeightFormat::F16) + (52 * 8192) as f64 * m.kv_bytes_per_token(2.0);
         assert!(r <= 80e9 * 0.9, "{r}");
     }
 

@@ -214,6 +214,14 @@ impl Deployment {
         }
     }
 
+    /// Bytes resident while serving `batch` sequences of `context` tokens: the weights the
+    /// devices hold ([`Deployment::weight_bytes_held`]) and every sequence's KV cache, its heads
+    /// as often as they are held ([`Deployment::kv_bytes_held`]).
+    pub fn resident_bytes(&self, m: &Model, batch: u64, context: u64) -> f64 {
+        self.weight_bytes_held(m)
+            + (batch * context) as f64 * m.kv_bytes_per_token(self.kv_bytes_held(m))
+    }
+
     /// Time of one step doing `work` over `tokens` tokens of `m`:
     /// `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n + dequant + launches + communication +
     /// overhead`, where tensor parallelism divides the first two terms by `n` devices and adds
@@ -464,8 +472,7 @@ pub fn estimate(
             .tdp_w
             .as_ref()
             .map(|p| p.value * d.devices as f64 / decode_tps),
-        fits: d.weight_bytes_held(m) + (batch * context) as f64 * m.kv_bytes_per_token(kv)
-            <= memory * (1.0 - MEMORY_RESERVE),
+        fits: d.resident_bytes(m, batch, context) <= memory * (1.0 - MEMORY_RESERVE),
     })
 }
 

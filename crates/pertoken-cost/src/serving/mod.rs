@@ -94,9 +94,10 @@ pub fn kv_bound(m: &Model, d: &Deployment, load: &Load) -> u64 {
 /// on average to half its prompt.
 pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (Work, u64) {
     let ctx = load.isl + load.osl / 2;
-    let decode = decode_step(m, d.format, d.kv_bytes_held(m), b, ctx);
+    let kv_bytes = d.kv_bytes_held(m);
+    let decode = decode_step(m, d.format, kv_bytes, b, ctx);
     let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
-    let kv = m.kv_bytes_per_token(d.kv_bytes_held(m));
+    let kv = m.kv_bytes_per_token(kv_bytes);
     let attention = 4.0 * (m.layers * m.heads * m.head_dim) as f64 * (load.isl as f64 / 2.0);
     let flops = decode.flops + prefill_tokens as f64 * (2.0 * matmul_params(m) + attention);
     // Weights once for every token of the step (more experts touched), KV reads of the decode
@@ -173,18 +174,19 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
                  the context growing from {}",
                 load.osl, load.isl
             ));
-            let one = crate::account::prefill(m, d.format, d.kv_bytes_held(m), load.isl);
+            let kv = d.kv_bytes_held(m);
+            let one = crate::account::prefill(m, d.format, kv, load.isl);
             let tokens = batch * load.isl;
             let pre = Work {
                 flops: one.flops * batch as f64,
                 bytes: weight_bytes_touched(m, d.format, tokens)
-                    + tokens as f64 * m.kv_bytes_per_token(d.kv_bytes_held(m)),
+                    + tokens as f64 * m.kv_bytes_per_token(kv),
             };
             let ttft = d.step(m, pre, tokens)?.total_s;
             let mut decode_s = 0.0;
             let mut mean = None;
             for k in 0..load.osl {
-                let w = decode_step(m, d.format, d.kv_bytes_held(m), batch, load.isl + k);
+                let w = decode_step(m, d.format, kv, batch, load.isl + k);
                 let s = d.step(m, w, batch)?;
                 decode_s += s.total_s;
                 if k == load.osl / 2 {

@@ -33,6 +33,14 @@ impl MemoryPlan {
         self.weights + self.kv + self.activations + self.padding
     }
 
+    /// The total's parts, in words, for an error.
+    fn parts(&self) -> String {
+        format!(
+            "weights {} + KV cache {} + activations {} + alignment {}",
+            self.weights, self.kv, self.activations, self.padding
+        )
+    }
+
     /// Checks the plan against the adapter's buffer and binding limits, against the handle's
     /// memory limit where it has one, and, on CPU adapters (whose "device memory" is this
     /// machine's RAM), against the memory available.
@@ -79,10 +87,7 @@ impl MemoryPlan {
             let free = limit.saturating_sub(held);
             if self.total() > free {
                 return Err(err(
-                    format!(
-                        "weights {} + KV cache {} + activations {} + alignment {}",
-                        self.weights, self.kv, self.activations, self.padding
-                    ),
+                    self.parts(),
                     self.total(),
                     free,
                     "PERTOKEN_MEMORY_LIMIT (GpuOptions::memory_limit), less what this handle's \
@@ -97,10 +102,7 @@ impl MemoryPlan {
             && self.total() > avail
         {
             return Err(err(
-                format!(
-                    "weights {} + KV cache {} + activations {} + alignment {}",
-                    self.weights, self.kv, self.activations, self.padding
-                ),
+                self.parts(),
                 self.total(),
                 avail,
                 "MemAvailable in /proc/meminfo",
