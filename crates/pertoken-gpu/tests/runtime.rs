@@ -257,7 +257,7 @@ fn allocations_past_the_memory_limit_are_out_of_memory_errors_naming_the_op() {
 }
 
 #[test]
-fn a_memory_limit_that_is_not_a_byte_count_is_an_error() {
+fn memory_limits_parse_as_binary_byte_counts() {
     assert_eq!(pertoken_gpu::parse_bytes("96M"), Some(96 << 20));
     // from_env reads the process environment: checked through the parser it uses, so the test
     // does not race other tests' environment.
