@@ -2,7 +2,9 @@
 //!
 //! Conventions: one multiply-add is 2 FLOPs; element-wise work (norms, activations, softmax) is
 //! ignored next to the matmuls; a decode step reads every weight it touches once, whatever the
-//! batch, and each sequence's KV cache once; bytes are the minimum a kernel must move.
+//! batch, and each sequence's KV cache once; bytes are the minimum a kernel must move. Work is
+//! kept apart by the kind of kernel that does it (shared matmuls, experts, attention), because
+//! each kind meets its own roofline.
 
 use crate::{CostError, Model, Result};
 
@@ -85,13 +87,74 @@ impl WeightFormat {
     }
 }
 
-/// Work of one phase.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Work {
+/// FLOPs and bytes of one kind of kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Part {
     /// Floating-point operations.
     pub flops: f64,
     /// Bytes moved to and from memory.
     pub bytes: f64,
+}
+
+impl Part {
+    /// The sum of two parts.
+    pub fn plus(self, o: Part) -> Part {
+        Part {
+            flops: self.flops + o.flops,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+/// Work of one phase, by the kind of kernel that does it. The kinds run as separate kernels,
+/// one after another, so each meets its own roofline: at a large batch the matmuls are
+/// compute-bound while attention still streams the KV caches, and one roofline over their sum
+/// would let each hide the other.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Work {
+    /// Matmuls over the weights every token uses (attention projections, dense MLPs, routers,
+    /// the output head), with the norms' and embedding rows' bytes.
+    pub matmuls: Part,
+    /// Mixture-of-experts matmuls over the experts the tokens touch (empty for a dense model).
+    pub experts: Part,
+    /// Attention over the KV caches: QKᵀ and PV FLOPs, KV bytes read and written.
+    pub attention: Part,
+}
+
+impl Work {
+    /// FLOPs of every kind.
+    pub fn flops(&self) -> f64 {
+        self.matmuls.flops + self.experts.flops + self.attention.flops
+    }
+
+    /// Bytes of every kind.
+    pub fn bytes(&self) -> f64 {
+        self.matmuls.bytes + self.experts.bytes + self.attention.bytes
+    }
+}
+
+/// The matmul work of `tokens` tokens: the shared matmuls and the experts', FLOPs from the
+/// parameters each token multiplies, bytes from the weights the tokens touch.
+pub fn matmul_work(m: &Model, format: WeightFormat, tokens: u64) -> (Part, Part) {
+    let t = tokens as f64;
+    let expert_params = expert_matmul_params(m);
+    let expert_bytes = expert_bytes_touched(m, format, tokens);
+    (
+        Part {
+            flops: t * 2.0 * (matmul_params(m) - expert_params),
+            bytes: weight_bytes_touched(m, format, tokens) - expert_bytes,
+        },
+        Part {
+            flops: t * 2.0 * expert_params,
+            bytes: expert_bytes,
+        },
+    )
+}
+
+/// Attention FLOPs (QKᵀ and PV: 2 FLOPs × heads × head_dim per attended key, twice) of one
+/// token attending to `keys` keys.
+pub fn attention_flops(m: &Model, keys: f64) -> f64 {
+    4.0 * (m.layers * m.heads * m.head_dim) as f64 * keys
 }
 
 /// Parameters that take part in matmuls per token: every layer's attention projections, router
@@ -104,6 +167,15 @@ pub fn matmul_params(m: &Model) -> f64 {
     };
     let per_layer = m.attention_params() + router + m.active_experts * m.mlp_params();
     (m.layers * per_layer + m.vocab * m.hidden) as f64
+}
+
+/// Of [`matmul_params`], those in active experts' MLPs (0 for a dense model).
+pub fn expert_matmul_params(m: &Model) -> f64 {
+    if m.experts > 1 {
+        (m.layers * m.active_experts * m.mlp_params()) as f64
+    } else {
+        0.0
+    }
 }
 
 /// Expected number of distinct experts a batch of `tokens` touches in one layer, with each token
@@ -171,14 +243,19 @@ pub fn decode_step(
     batch: u64,
     context: u64,
 ) -> Work {
-    let ctx = attended(m, context + 1);
-    // QKᵀ and PV: 2 FLOPs × heads × head_dim per attended key, twice.
-    let attention = 4.0 * (m.layers * m.heads * m.head_dim * ctx) as f64;
-    let flops = batch as f64 * (2.0 * matmul_params(m) + attention);
+    let ctx = attended(m, context + 1) as f64;
     let kv_per_token = m.kv_bytes_per_token(kv_bytes);
-    let bytes = weight_bytes_touched(m, format, batch)
-        + batch as f64 * (ctx as f64 * kv_per_token + kv_per_token);
-    Work { flops, bytes }
+    let (matmuls, experts) = matmul_work(m, format, batch);
+    let b = batch as f64;
+    Work {
+        matmuls,
+        experts,
+        attention: Part {
+            flops: b * attention_flops(m, ctx),
+            // Each sequence reads its cache and writes its new token's keys and values.
+            bytes: b * (ctx * kv_per_token + kv_per_token),
+        },
+    }
 }
 
 /// A prefill of `prompt` tokens into an empty cache: causal attention, token i attending to i
@@ -188,11 +265,15 @@ pub fn prefill(m: &Model, format: WeightFormat, kv_bytes: f64, prompt: u64) -> W
         None => prompt * (prompt + 1) / 2,
         Some(w) => (1..=prompt).map(|i| i.min(w)).sum(),
     };
-    let attention = 4.0 * (m.layers * m.heads * m.head_dim) as f64 * attended_sum as f64;
-    let flops = prompt as f64 * 2.0 * matmul_params(m) + attention;
-    let bytes =
-        weight_bytes_touched(m, format, prompt) + prompt as f64 * m.kv_bytes_per_token(kv_bytes);
-    Work { flops, bytes }
+    let (matmuls, experts) = matmul_work(m, format, prompt);
+    Work {
+        matmuls,
+        experts,
+        attention: Part {
+            flops: attention_flops(m, attended_sum as f64),
+            bytes: prompt as f64 * m.kv_bytes_per_token(kv_bytes),
+        },
+    }
 }
 
 /// The largest batch whose weights and KV caches fit in `memory` bytes less `reserve` (a
@@ -231,11 +312,14 @@ mod tests {
         // Attention FLOPs per token: 4 · 2 layers · 4 heads · 16 · 10 = 5120.
         // FLOPs: 3 · (2 · 137728 + 5120) = 841728.
         let w = decode_step(&m, WeightFormat::F16, 2.0, 3, 9);
-        assert_eq!(w.flops, 841_728.0);
+        assert_eq!(w.flops(), 841_728.0);
+        assert_eq!(w.attention.flops, 3.0 * 5120.0);
         // Bytes: weights touched at 2 bytes: layers 2 · (12288 + 128 + 24576) = 73984, head 64000,
         // 3 embedding rows 192, final norm 64 → 138240 params → 276480 bytes.
         // KV: 256 bytes per token; 3 sequences · (10 read + 1 written) · 256 = 8448.
-        assert_eq!(w.bytes, 276_480.0 + 8_448.0);
+        assert_eq!(w.bytes(), 276_480.0 + 8_448.0);
+        assert_eq!((w.matmuls.bytes, w.attention.bytes), (276_480.0, 8_448.0));
+        assert_eq!(w.experts, Part::default());
     }
 
     #[test]
@@ -244,9 +328,11 @@ mod tests {
         // 5 tokens: matmul FLOPs 5 · 2 · 137728 = 1377280; causal keys 1+2+3+4+5 = 15;
         // attention 4 · 2 · 4 · 16 · 15 = 7680.
         let w = prefill(&m, WeightFormat::F32, 2.0, 5);
-        assert_eq!(w.flops, 1_377_280.0 + 7_680.0);
+        assert_eq!(w.flops(), 1_377_280.0 + 7_680.0);
+        assert_eq!(w.attention.flops, 7_680.0);
         // Weights at 4 bytes: (73984 + 64000 + 5·64 + 64) · 4 = 553472; KV written 5 · 256.
-        assert_eq!(w.bytes, 553_472.0 + 1_280.0);
+        assert_eq!(w.bytes(), 553_472.0 + 1_280.0);
+        assert_eq!(w.attention.bytes, 1_280.0);
     }
 
     #[test]
@@ -255,9 +341,9 @@ mod tests {
         m.sliding_window = Some(4);
         // Keys per token: 1, 2, 3, 4, 4 → 14.
         let w = prefill(&m, WeightFormat::F32, 2.0, 5);
-        assert_eq!(w.flops, 1_377_280.0 + 4.0 * 2.0 * 4.0 * 16.0 * 14.0);
+        assert_eq!(w.flops(), 1_377_280.0 + 4.0 * 2.0 * 4.0 * 16.0 * 14.0);
         let d = decode_step(&m, WeightFormat::F32, 2.0, 1, 100);
-        assert_eq!(d.flops, 2.0 * 137_728.0 + 4.0 * 2.0 * 4.0 * 16.0 * 4.0);
+        assert_eq!(d.flops(), 2.0 * 137_728.0 + 4.0 * 2.0 * 4.0 * 16.0 * 4.0);
     }
 
     #[test]
@@ -268,8 +354,8 @@ mod tests {
         assert!((experts_touched(8, 2, 2) - 3.5).abs() < 1e-12);
         assert!(experts_touched(8, 2, 64) > 7.99);
         let mix = Catalog::builtin().model("mixtral-8x7b").unwrap().clone();
-        let b1 = decode_step(&mix, WeightFormat::F16, 2.0, 1, 0).bytes;
-        let b64 = decode_step(&mix, WeightFormat::F16, 2.0, 64, 0).bytes;
+        let b1 = decode_step(&mix, WeightFormat::F16, 2.0, 1, 0).bytes();
+        let b64 = decode_step(&mix, WeightFormat::F16, 2.0, 64, 0).bytes();
         // Batch 1 reads about the active parameters (12.9B → ~26 GB in f16), batch 64 about all.
         assert!((b1 / 1e9 - 25.8).abs() < 0.5, "{b1}");
         assert!(b64 > 90e9, "{b64}");

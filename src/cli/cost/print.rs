@@ -105,7 +105,7 @@ fn terms(s: &StepTime) -> String {
     format!(
         "roofline {:.3} ms (compute {:.3}, memory {:.3}), dequant {:.3}, launches {:.3}, \
          communication {:.3} ms: {}-bound",
-        s.compute_s.max(s.memory_s) * 1e3,
+        s.roofline_s * 1e3,
         s.compute_s * 1e3,
         s.memory_s * 1e3,
         s.dequant_s * 1e3,

@@ -1,8 +1,9 @@
-//! From work to time, money and energy: a roofline per phase, tensor parallelism, and prices.
+//! From work to time, money and energy: a roofline per kind of kernel, the latency terms,
+//! splits over several devices, and prices.
 
 use crate::account::{
-    WeightFormat, Work, decode_step, expert_bytes_touched, expert_weight_bytes, prefill,
-    weight_bytes, weight_bytes_touched,
+    WeightFormat, Work, decode_step, expert_weight_bytes, prefill, weight_bytes,
+    weight_bytes_touched,
 };
 use crate::latency::{Interconnect, Launches, allreduce_bytes, allreduces_per_step, interconnects};
 use crate::{CostError, Hardware, Model, Result};
@@ -113,9 +114,13 @@ pub struct Deployment {
 /// Where one step's time goes, seconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct StepTime {
-    /// FLOPs over achieved FLOP/s, per device.
+    /// The kernels' roofline: over each kind of kernel (shared matmuls, experts, attention),
+    /// the slower of its compute and its memory time, summed. At least
+    /// `max(compute_s, memory_s)`, at most their sum.
+    pub roofline_s: f64,
+    /// FLOPs over achieved FLOP/s, per device, all kinds of kernel.
     pub compute_s: f64,
-    /// Bytes over achieved bandwidth, per device.
+    /// Bytes over achieved bandwidth, per device, all kinds of kernel.
     pub memory_s: f64,
     /// Unpacking quantized weights (ALU work per weight over the FP32 rate), per device.
     pub dequant_s: f64,
@@ -125,7 +130,7 @@ pub struct StepTime {
     pub comm_s: f64,
     /// Fixed overhead.
     pub overhead_s: f64,
-    /// `max(compute, memory) + dequant + launch + comm + overhead`.
+    /// `roofline + dequant + launch + comm + overhead`.
     pub total_s: f64,
 }
 
@@ -222,12 +227,13 @@ impl Deployment {
             + (batch * context) as f64 * m.kv_bytes_per_token(self.kv_bytes_held(m))
     }
 
-    /// Time of one step doing `work` over `tokens` tokens of `m`:
-    /// `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n + dequant + launches + communication +
-    /// overhead`, where tensor parallelism divides the first two terms by `n` devices and adds
-    /// two all-reduces per layer, a layer split divides nothing and adds `n − 1` hops, and
-    /// expert parallelism divides them by `n` but has every device read all the weights that
-    /// are not experts, and adds a gather and a scatter per MoE layer.
+    /// Time of one step doing `work` over `tokens` tokens of `m`: for each kind of kernel
+    /// (shared matmuls, experts, attention) `max(FLOPs / (peak·η_f), bytes / BW_achieved) / n`,
+    /// summed, then `+ dequant + launches + communication + overhead`. Tensor parallelism
+    /// divides the kernels' work by `n` devices and adds two all-reduces per layer; a layer
+    /// split divides nothing and adds `n − 1` hops; expert parallelism divides the work by `n`
+    /// but has every device read all the shared weights, and adds a gather and a scatter per
+    /// MoE layer.
     pub fn step(&self, m: &Model, work: Work, tokens: u64) -> Result<StepTime> {
         if self.devices == 0 {
             return Err(CostError::InvalidInput {
@@ -254,9 +260,13 @@ impl Deployment {
             }
         };
         let n = self.devices as f64;
-        let (share, replicated) = match self.split {
-            Split::Tensor => (n, 0.0),
-            Split::Layers => (1.0, 0.0),
+        // How many ways each kind of work is divided: tensor parallelism divides all of it;
+        // a layer split none (the devices take turns); expert parallelism divides the experts
+        // and attention (each device its own sequences) and the shared matmuls' FLOPs, but
+        // every device reads all the shared weights.
+        let (share, shared_bytes_share) = match self.split {
+            Split::Tensor => (n, n),
+            Split::Layers => (1.0, 1.0),
             Split::Expert => {
                 if m.experts <= 1 || m.experts < self.devices {
                     return Err(CostError::InvalidInput {
@@ -268,15 +278,26 @@ impl Deployment {
                         ),
                     });
                 }
-                // Each device reads every shared weight, not 1/n of them.
-                let shared = weight_bytes_touched(m, self.format, tokens)
-                    - expert_bytes_touched(m, self.format, tokens);
-                (n, shared * (1.0 - 1.0 / n))
+                (n, 1.0)
             }
         };
-        let compute = work.flops / (self.peak_flops()? * self.efficiency.compute) / share;
-        let memory = (work.bytes / share + replicated)
-            / self.hardware.achieved_bandwidth(self.efficiency.bandwidth);
+        let flops_per_s = self.peak_flops()? * self.efficiency.compute;
+        let bytes_per_s = self.hardware.achieved_bandwidth(self.efficiency.bandwidth);
+        // Each kind of kernel meets its own roofline; the kinds run one after another.
+        let roofs = [
+            (work.matmuls, shared_bytes_share),
+            (work.experts, share),
+            (work.attention, share),
+        ]
+        .map(|(p, bytes_share)| {
+            (
+                p.flops / flops_per_s / share,
+                p.bytes / bytes_share / bytes_per_s,
+            )
+        });
+        let compute: f64 = roofs.iter().map(|r| r.0).sum();
+        let memory: f64 = roofs.iter().map(|r| r.1).sum();
+        let roofline: f64 = roofs.iter().map(|r| r.0.max(r.1)).sum();
         let dequant = match (self.dequant_ops, self.hardware.dense_peak("fp32")) {
             (Some(ops), Some(fp32)) if ops > 0.0 => {
                 let weights =
@@ -301,13 +322,14 @@ impl Deployment {
         };
         let launch = self.launches.seconds(m);
         Ok(StepTime {
+            roofline_s: roofline,
             compute_s: compute,
             memory_s: memory,
             dequant_s: dequant,
             launch_s: launch,
             comm_s: comm,
             overhead_s: self.overhead_s,
-            total_s: compute.max(memory) + dequant + launch + comm + self.overhead_s,
+            total_s: roofline + dequant + launch + comm + self.overhead_s,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The estimate's terms against hand calculations.
 use super::*;
 use crate::Catalog;
+use crate::account::Part;
 
 /// One `hw` device, bf16 compute on f16 weights, default efficiencies (its datasheet bandwidth
 /// times 0.8, even where the catalog has a measured one), no latency terms: the bare roofline
@@ -27,16 +28,23 @@ fn tiny() -> Model {
     Catalog::builtin().model("tiny").unwrap().clone()
 }
 
+/// Work done by shared matmuls alone.
+fn matmuls(flops: f64, bytes: f64) -> Work {
+    Work {
+        matmuls: Part { flops, bytes },
+        ..Work::default()
+    }
+}
+
 #[test]
 fn roofline_takes_the_slower_side() {
     let d = deployment("h100-sxm");
     let m = tiny();
     // 1e12 FLOPs at 989.5e12 · 0.5 = 2.0212 ms; 1e9 bytes at 3350e9 · 0.8 = 0.3731 ms.
-    let w = |flops, bytes| Work { flops, bytes };
-    let t = d.step(&m, w(1e12, 1e9), 1).unwrap();
+    let t = d.step(&m, matmuls(1e12, 1e9), 1).unwrap();
     assert!((t.total_s - 1e12 / (989.5e12 * 0.5)).abs() < 1e-12);
     assert_eq!(t.bound(), "compute");
-    let t = d.step(&m, w(1e9, 1e10), 1).unwrap();
+    let t = d.step(&m, matmuls(1e9, 1e10), 1).unwrap();
     assert!((t.total_s - 1e10 / (3350e9 * 0.8)).abs() < 1e-12);
     assert_eq!(t.bound(), "memory");
 }
@@ -51,16 +59,7 @@ fn a_measured_bandwidth_replaces_the_efficiency() {
         .unwrap()
         .clone();
     d.efficiency.bandwidth = 0.3;
-    let t = d
-        .step(
-            &tiny(),
-            Work {
-                flops: 0.0,
-                bytes: 1.7e9,
-            },
-            1,
-        )
-        .unwrap();
+    let t = d.step(&tiny(), matmuls(0.0, 1.7e9), 1).unwrap();
     assert!((t.memory_s - 1e-3).abs() < 1e-12, "{}", t.memory_s);
 }
 
@@ -81,16 +80,7 @@ fn launches_and_dequant_add_to_the_roofline() {
     // Memory: 1e9 bytes at 1008e9 · 0.8. Launches: (2 · 10 + 4) · 5 µs = 120 µs.
     // Dequant: tiny's weights touched by one token (73984 + 64000 + 64 + 64 = 138112
     // weights) · 3 ops / 82.6e12.
-    let t = d
-        .step(
-            &m,
-            Work {
-                flops: 0.0,
-                bytes: 1e9,
-            },
-            1,
-        )
-        .unwrap();
+    let t = d.step(&m, matmuls(0.0, 1e9), 1).unwrap();
     let memory = 1e9 / (1008e9 * 0.8);
     let dequant = 138_112.0 * 3.0 / 82.6e12;
     assert!((t.launch_s - 120e-6).abs() < 1e-15);
@@ -103,10 +93,7 @@ fn tensor_parallel_divides_work_and_adds_all_reduces() {
     let m = tiny();
     let mut d = deployment("h100-sxm");
     d.devices = 4;
-    let w = Work {
-        flops: 0.0,
-        bytes: 4e10,
-    };
+    let w = matmuls(0.0, 4e10);
     assert!(d.step(&m, w, 1).is_err());
     d.interconnect = Some(crate::latency::interconnect("nvlink4").unwrap());
     // Memory-bound 4e10 bytes over 4 devices: 1e10 / 2680e9. All-reduces: 2 per layer · 2
@@ -120,6 +107,39 @@ fn tensor_parallel_divides_work_and_adds_all_reduces() {
     let t = d.step(&m, w, 1).unwrap();
     let want = 4e10 / (3350e9 * 0.8) + 3.0 * (6e-6 + 128.0 / 370e9);
     assert!((t.total_s - want).abs() < 1e-12, "{} vs {want}", t.total_s);
+}
+
+#[test]
+fn each_kind_of_kernel_meets_its_own_roofline() {
+    // Compute-bound matmuls (1e12 FLOPs, 1e9 bytes) then memory-bound attention (1e10 FLOPs,
+    // 1e10 bytes) run one after the other: 2.0212 ms + 3.7313 ms, not the 3.7313 ms + a
+    // little that one roofline over their sums would give.
+    let d = deployment("h100-sxm");
+    let w = Work {
+        matmuls: Part {
+            flops: 1e12,
+            bytes: 1e9,
+        },
+        attention: Part {
+            flops: 1e10,
+            bytes: 1e10,
+        },
+        ..Work::default()
+    };
+    let (flops_per_s, bytes_per_s) = (989.5e12 * 0.5, 3350e9 * 0.8);
+    let t = d.step(&tiny(), w, 1).unwrap();
+    let want = 1e12 / flops_per_s + 1e10 / bytes_per_s;
+    assert!((t.total_s - want).abs() < 1e-15, "{} vs {want}", t.total_s);
+    assert!((t.compute_s - 1.01e12 / flops_per_s).abs() < 1e-15);
+    assert!((t.memory_s - 1.1e10 / bytes_per_s).abs() < 1e-15);
+    assert!(t.roofline_s > t.compute_s.max(t.memory_s));
+    assert!(t.roofline_s < t.compute_s + t.memory_s);
+    // Split over 4 devices by tensor parallelism, every kind's work is a quarter.
+    let mut tp = d.clone();
+    tp.devices = 4;
+    tp.interconnect = Some(crate::latency::interconnect("nvlink4").unwrap());
+    let q = tp.step(&tiny(), w, 1).unwrap();
+    assert!((q.roofline_s - want / 4.0).abs() < 1e-15);
 }
 
 #[test]
@@ -213,20 +233,34 @@ fn expert_parallel_replicates_the_shared_weights_and_gathers_around_each_moe_lay
     // Held: all 350016 parameters once, plus a second copy of the 153408 that are not
     // experts (2 · 12672 + 128000 + 64), at 2 bytes.
     assert_eq!(d.weight_bytes_held(&m), (350_016.0 + 153_408.0) * 2.0);
-    // One token touches 2 experts per layer; every device reads the shared weights it touched
-    // (2 · 12672 + 64000 head + 64 embedding row + 64 final norm = 89472 parameters, 178944
-    // bytes), not half of them: memory (4e10 / 2 + 178944 / 2) bytes over 3350e9 · 0.8.
+    // Every device reads all the shared weights but half the experts and half the KV:
+    // memory (4e9 + 6e10 / 2 + 2e9 / 2) bytes over 3350e9 · 0.8.
     let w = Work {
-        flops: 0.0,
-        bytes: 4e10,
+        matmuls: Part {
+            flops: 0.0,
+            bytes: 4e9,
+        },
+        experts: Part {
+            flops: 0.0,
+            bytes: 6e10,
+        },
+        attention: Part {
+            flops: 0.0,
+            bytes: 2e9,
+        },
     };
     let t = d.step(&m, w, 1).unwrap();
-    let memory = (2e10 + 178_944.0 / 2.0) / (3350e9 * 0.8);
+    let memory = (4e9 + 3e10 + 1e9) / (3350e9 * 0.8);
     assert!(
         (t.memory_s - memory).abs() < 1e-15,
         "{} vs {memory}",
         t.memory_s
     );
+    // From the model: one token touches 2 experts per layer, and the shared weights it reads
+    // are 2 · 12672 + 64000 head + 64 embedding row + 64 final norm = 89472 parameters.
+    let (shared, experts) = crate::account::matmul_work(&m, d.format, 1);
+    assert_eq!(shared.bytes, 89_472.0 * 2.0);
+    assert_eq!(experts.bytes, 2.0 * 2.0 * 24_576.0 * 2.0);
     // Per MoE layer a gather and a scatter: 2 latencies of 6 µs and one all-reduce's traffic,
     // 2 · 1/2 · 128 bytes over 370e9; 2 layers.
     let comm = 2.0 * (12e-6 + 128.0 / 370e9);

@@ -12,7 +12,7 @@
 //! At large batch the matmuls' FLOPs, not the weights' bytes, bound a step: the roofline's
 //! compute side takes over, and the latency terms shrink next to it.
 
-use crate::account::{Work, decode_step, matmul_params, weight_bytes_touched};
+use crate::account::{Part, Work, attention_flops, decode_step, matmul_work};
 use crate::estimate::{Deployment, MEMORY_RESERVE, Pricing, StepTime};
 use crate::{CostError, Model, Result};
 
@@ -97,15 +97,20 @@ pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (
     let kv_bytes = d.kv_bytes_held(m);
     let decode = decode_step(m, d.format, kv_bytes, b, ctx);
     let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
-    let kv = m.kv_bytes_per_token(kv_bytes);
-    let attention = 4.0 * (m.layers * m.heads * m.head_dim) as f64 * (load.isl as f64 / 2.0);
-    let flops = decode.flops + prefill_tokens as f64 * (2.0 * matmul_params(m) + attention);
-    // Weights once for every token of the step (more experts touched), KV reads of the decode
-    // sequences, KV writes of the prompt tokens.
-    let bytes = decode.bytes - weight_bytes_touched(m, d.format, b)
-        + weight_bytes_touched(m, d.format, b + prefill_tokens)
-        + prefill_tokens as f64 * kv;
-    (Work { flops, bytes }, b + prefill_tokens)
+    // The matmuls run once over every token of the step (more experts touched); attention
+    // reads the decode sequences' caches and writes the prompt tokens' keys and values.
+    let (matmuls, experts) = matmul_work(m, d.format, b + prefill_tokens);
+    let chunk = Part {
+        // Each chunk token attends on average to half its prompt.
+        flops: prefill_tokens as f64 * attention_flops(m, load.isl as f64 / 2.0),
+        bytes: prefill_tokens as f64 * m.kv_bytes_per_token(kv_bytes),
+    };
+    let work = Work {
+        matmuls,
+        experts,
+        attention: decode.attention.plus(chunk),
+    };
+    (work, b + prefill_tokens)
 }
 
 fn invalid(reason: String) -> CostError {
@@ -137,6 +142,9 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
              bandwidth (or the part's measured bandwidth)",
             d.efficiency.compute, d.compute_dtype, d.efficiency.bandwidth
         ),
+        "each kind of kernel (shared matmuls, experts, attention over the KV caches) meets its \
+         own roofline, and the kinds run one after another: the step's roofline is their sum"
+            .to_owned(),
         "requests never wait for admission: the queue is always full (offline, maximum load)"
             .to_owned(),
     ];
@@ -177,10 +185,14 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
             let kv = d.kv_bytes_held(m);
             let one = crate::account::prefill(m, d.format, kv, load.isl);
             let tokens = batch * load.isl;
+            let (matmuls, experts) = matmul_work(m, d.format, tokens);
             let pre = Work {
-                flops: one.flops * batch as f64,
-                bytes: weight_bytes_touched(m, d.format, tokens)
-                    + tokens as f64 * m.kv_bytes_per_token(kv),
+                matmuls,
+                experts,
+                attention: Part {
+                    flops: one.attention.flops * batch as f64,
+                    bytes: one.attention.bytes * batch as f64,
+                },
             };
             let ttft = d.step(m, pre, tokens)?.total_s;
             let mut decode_s = 0.0;

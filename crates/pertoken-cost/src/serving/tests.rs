@@ -164,10 +164,14 @@ fn the_steady_state_step_by_hand() {
     };
     let (w, tokens) = continuous_step_work(&m, &h100(), &l, 4);
     assert_eq!(tokens, 16);
-    assert_eq!(w.flops, 1_118_208.0 + 3_323_904.0);
+    assert_eq!(w.flops(), 1_118_208.0 + 3_323_904.0);
+    // Of them attention: decode 4 · 4 · 2 · 4 · 16 · 8 = 16384; chunks 12 · 4 · 2 · 4 · 16 · 3.
+    assert_eq!(w.attention.flops, 16_384.0 + 18_432.0);
     // Bytes: weights touched by 16 tokens at 2 bytes ((73984 + 64000 + 16 · 64 + 64) · 2 =
     // 278144), KV read and written by 4 sequences (4 · 9 · 256 = 9216), 12 written (3072).
-    assert_eq!(w.bytes, 278_144.0 + 9_216.0 + 3_072.0);
+    assert_eq!(w.bytes(), 278_144.0 + 9_216.0 + 3_072.0);
+    assert_eq!(w.matmuls.bytes, 278_144.0);
+    assert_eq!(w.attention.bytes, 9_216.0 + 3_072.0);
 }
 
 #[test]
@@ -187,7 +191,7 @@ fn large_batches_are_compute_bound_and_latency_limits_shrink_them() {
     assert_eq!((s.batch, s.step.bound()), (1667, "compute"));
     // Output rate: 2 tokens of matmul FLOPs per output token (one prefill, one decode) at
     // 494.75 TFLOP/s is the ceiling; attention makes it a little slower.
-    let ceiling = 989.5e12 * 0.5 / (2.0 * 2.0 * matmul_params(&m));
+    let ceiling = 989.5e12 * 0.5 / (2.0 * 2.0 * crate::account::matmul_params(&m));
     assert!(s.output_tokens_per_s < ceiling && s.output_tokens_per_s > 0.8 * ceiling);
     let limited = Load {
         max_tpot_s: Some(0.02),
