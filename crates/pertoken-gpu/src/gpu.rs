@@ -1,7 +1,8 @@
 //! The `Gpu` handle: adapter, device, queue, pipeline cache and the pending encoder.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::ThreadId;
 
 use crate::capabilities::{Capabilities, wanted_features};
 use crate::launch::PipelineKey;
@@ -26,6 +27,8 @@ pub(crate) struct Inner {
     pub(crate) modules: RwLock<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pub(crate) pipelines: RwLock<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     pub(crate) pending: Mutex<Pending>,
+    /// Signalled when a thread's timing ends ([`Pending::timer`]).
+    pub(crate) timing_done: Condvar,
     /// Bind groups and uniform buffers made once and reused (`bind_cache.rs`).
     pub(crate) bind_cache: Mutex<crate::bind_cache::BindCache>,
     /// Set when a tensor's last handle drops: sweep the bind cache before the next launch.
@@ -44,6 +47,24 @@ pub(crate) struct Pending {
     pub(crate) recorder: Option<Recorder>,
     /// While [`Gpu::time_each`] runs: each launch's op and time, the launch run alone.
     pub(crate) solo: Option<Vec<(&'static str, crate::Timing)>>,
+    /// The thread timing its work ([`Gpu::time`], [`Gpu::time_each`]), if one is: other
+    /// threads' ops on this handle wait until it is done, so that a timing holds its own
+    /// thread's launches only.
+    pub(crate) timer: Option<ThreadId>,
+}
+
+/// Ownership of a handle's timing by the current thread, released (and waiting threads woken)
+/// when dropped; nested timings on one thread keep the outer one's.
+pub(crate) struct TimingOwner<'a> {
+    gpu: &'a Gpu,
+    outer: Option<ThreadId>,
+}
+
+impl Drop for TimingOwner<'_> {
+    fn drop(&mut self) {
+        lock(&self.gpu.inner.pending).timer = self.outer;
+        self.gpu.inner.timing_done.notify_all();
+    }
 }
 
 const _: () = {
@@ -150,6 +171,7 @@ impl Gpu {
                 modules: RwLock::default(),
                 pipelines: RwLock::default(),
                 pending: Mutex::default(),
+                timing_done: Condvar::new(),
                 lost,
                 bind_cache: Mutex::default(),
                 stale: crate::bind_cache::Stale::default(),
@@ -236,8 +258,27 @@ impl Gpu {
         self.check_lost(op).err().unwrap_or(err)
     }
 
+    /// The pending state, once no other thread is timing its work on this handle.
     pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
-        lock(&self.inner.pending)
+        let me = std::thread::current().id();
+        let mut pending = lock(&self.inner.pending);
+        while pending.timer.is_some_and(|t| t != me) {
+            pending = self
+                .inner
+                .timing_done
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        pending
+    }
+
+    /// Makes the current thread this handle's timer until the result drops (waiting for
+    /// another thread's timing to end first).
+    pub(crate) fn own_timing(&self) -> TimingOwner<'_> {
+        let mut pending = self.pending();
+        let outer = pending.timer.replace(std::thread::current().id());
+        drop(pending);
+        TimingOwner { gpu: self, outer }
     }
 
     /// Finishes the pending encoder (after `extra` records into it, if given) and submits it,

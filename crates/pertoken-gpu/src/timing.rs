@@ -104,7 +104,11 @@ impl Gpu {
     /// the span from the start of the first pass `f` recorded to the end of the last (the GPU
     /// time of the sequence, barriers between passes included); without, the wall clock around
     /// recording, submit and wait. The result says which.
+    ///
+    /// While it runs, other threads' ops on this handle (and its clones) wait, so the time
+    /// holds this thread's work alone; `f` must not wait for another thread's GPU work.
     pub fn time<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<(R, Timing)> {
+        let _owner = self.own_timing();
         self.sync()?;
         let use_timestamps = self.capabilities().timestamp_query;
         if use_timestamps {
@@ -182,11 +186,12 @@ impl Gpu {
     /// Runs `f` with every kernel launch it makes submitted, waited on and timed alone (by
     /// [`Gpu::time`]), and returns each launch's op and time, in order: where a sequence's time
     /// goes, and what its kernels cost without overlapping (against a [`Gpu::time`] of the same
-    /// `f`). Launches other threads make on this handle meanwhile are timed too.
+    /// `f`). Other threads' ops on this handle wait meanwhile, as for [`Gpu::time`].
     pub fn time_each<R>(
         &self,
         f: impl FnOnce() -> Result<R>,
     ) -> Result<(R, Vec<(&'static str, Timing)>)> {
+        let _owner = self.own_timing();
         self.sync()?;
         self.pending().solo = Some(Vec::new());
         let result = f();

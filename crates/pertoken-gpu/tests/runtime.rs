@@ -163,12 +163,9 @@ fn misaligned_binding_windows_are_errors() {
 
 #[test]
 fn time_each_runs_and_times_every_launch_alone() {
-    if gpu_or_skip().is_none() {
-        return;
-    }
-    // A handle of its own: time_each (like Gpu::time) counts every launch on its handle, and
-    // the other tests of this binary share theirs from other threads.
-    let gpu = pertoken_gpu::Gpu::new(&pertoken_gpu::GpuOptions::from_env().unwrap()).unwrap();
+    // The handle the other tests of this binary share from other threads: a timing holds only
+    // its own thread's launches (they wait meanwhile).
+    let Some(gpu) = gpu_or_skip() else { return };
     let v: Vec<f32> = (0..4096).map(|i| i as f32 * 0.5 - 7.0).collect();
     let a = Tensor::from_slice(&gpu, &v, &[4096]).unwrap();
     let b = Tensor::zeros(&gpu, &[4096], DType::F32).unwrap();
@@ -186,6 +183,48 @@ fn time_each_runs_and_times_every_launch_alone() {
     pertoken_gpu::copy(&gpu, &c, &b).unwrap();
     let ((), t) = gpu.time(|| pertoken_gpu::copy(&gpu, &a, &c)).unwrap();
     assert_eq!(t.passes, 1);
+}
+
+#[test]
+fn a_timing_holds_its_own_threads_launches_while_another_thread_launches() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let a = Tensor::from_slice(&gpu, &uniform_f32(31, 1024), &[1024]).unwrap();
+    let (b, c) = (
+        Tensor::zeros(&gpu, &[1024], DType::F32).unwrap(),
+        Tensor::zeros(&gpu, &[1024], DType::F32).unwrap(),
+    );
+    let busy = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        // Another thread launches copies all along (at most 5000, so that a failed assertion
+        // below cannot leave it running), far more than one timing may hold.
+        let other = s.spawn(|| {
+            let mut n = 0u32;
+            while n < 5000 && (busy.load(std::sync::atomic::Ordering::Relaxed) || n < 1500) {
+                pertoken_gpu::copy(&gpu, &a, &c)?;
+                n += 1;
+                if n.is_multiple_of(64) {
+                    gpu.sync()?;
+                }
+            }
+            gpu.sync()
+        });
+        for _ in 0..30 {
+            let ((), t) = gpu
+                .time(|| {
+                    (0..4).try_for_each(|_| {
+                        std::thread::yield_now();
+                        pertoken_gpu::copy(&gpu, &a, &b)
+                    })
+                })
+                .unwrap();
+            if t.method == TimingMethod::Timestamp {
+                assert_eq!(t.passes, 4, "the timing counted another thread's launches");
+            }
+        }
+        busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        other.join().unwrap().unwrap();
+    });
+    assert_eq!(c.to_vec::<f32>().unwrap(), a.to_vec::<f32>().unwrap());
 }
 
 #[test]
