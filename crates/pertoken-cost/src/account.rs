@@ -235,6 +235,19 @@ fn attended(m: &Model, position: u64) -> u64 {
     m.sliding_window.map_or(position, |w| position.min(w))
 }
 
+/// Attention of one decode step: `batch` sequences each attend to their `context` tokens and
+/// the new one (or the window), reading their caches and writing the new token's keys and
+/// values.
+pub fn decode_attention(m: &Model, kv_bytes: f64, batch: u64, context: u64) -> Part {
+    let ctx = attended(m, context + 1) as f64;
+    let kv_per_token = m.kv_bytes_per_token(kv_bytes);
+    let b = batch as f64;
+    Part {
+        flops: b * attention_flops(m, ctx),
+        bytes: b * (ctx * kv_per_token + kv_per_token),
+    }
+}
+
 /// One decode step: `batch` sequences each add one token after `context` tokens.
 pub fn decode_step(
     m: &Model,
@@ -243,36 +256,34 @@ pub fn decode_step(
     batch: u64,
     context: u64,
 ) -> Work {
-    let ctx = attended(m, context + 1) as f64;
-    let kv_per_token = m.kv_bytes_per_token(kv_bytes);
     let (matmuls, experts) = matmul_work(m, format, batch);
-    let b = batch as f64;
     Work {
         matmuls,
         experts,
-        attention: Part {
-            flops: b * attention_flops(m, ctx),
-            // Each sequence reads its cache and writes its new token's keys and values.
-            bytes: b * (ctx * kv_per_token + kv_per_token),
-        },
+        attention: decode_attention(m, kv_bytes, batch, context),
     }
 }
 
-/// A prefill of `prompt` tokens into an empty cache: causal attention, token i attending to i
-/// keys (or the window).
-pub fn prefill(m: &Model, format: WeightFormat, kv_bytes: f64, prompt: u64) -> Work {
+/// Attention of a prefill of `prompt` tokens into an empty cache: causal, token i attending to
+/// i keys (or the window), each token's keys and values written.
+pub fn prefill_attention(m: &Model, kv_bytes: f64, prompt: u64) -> Part {
     let attended_sum: u64 = match m.sliding_window {
         None => prompt * (prompt + 1) / 2,
         Some(w) => (1..=prompt).map(|i| i.min(w)).sum(),
     };
+    Part {
+        flops: attention_flops(m, attended_sum as f64),
+        bytes: prompt as f64 * m.kv_bytes_per_token(kv_bytes),
+    }
+}
+
+/// A prefill of `prompt` tokens into an empty cache ([`prefill_attention`]).
+pub fn prefill(m: &Model, format: WeightFormat, kv_bytes: f64, prompt: u64) -> Work {
     let (matmuls, experts) = matmul_work(m, format, prompt);
     Work {
         matmuls,
         experts,
-        attention: Part {
-            flops: attention_flops(m, attended_sum as f64),
-            bytes: prompt as f64 * m.kv_bytes_per_token(kv_bytes),
-        },
+        attention: prefill_attention(m, kv_bytes, prompt),
     }
 }
 

@@ -12,7 +12,9 @@
 //! At large batch the matmuls' FLOPs, not the weights' bytes, bound a step: the roofline's
 //! compute side takes over, and the latency terms shrink next to it.
 
-use crate::account::{Part, Work, attention_flops, decode_step, matmul_work};
+use crate::account::{
+    Part, Work, attention_flops, decode_attention, decode_step, matmul_work, prefill_attention,
+};
 use crate::estimate::{Deployment, MEMORY_RESERVE, Pricing, StepTime};
 use crate::{CostError, Model, Result};
 
@@ -95,7 +97,6 @@ pub fn kv_bound(m: &Model, d: &Deployment, load: &Load) -> u64 {
 pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (Work, u64) {
     let ctx = load.isl + load.osl / 2;
     let kv_bytes = d.kv_bytes_held(m);
-    let decode = decode_step(m, d.format, kv_bytes, b, ctx);
     let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
     // The matmuls run once over every token of the step (more experts touched); attention
     // reads the decode sequences' caches and writes the prompt tokens' keys and values.
@@ -108,7 +109,7 @@ pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (
     let work = Work {
         matmuls,
         experts,
-        attention: decode.attention.plus(chunk),
+        attention: decode_attention(m, kv_bytes, b, ctx).plus(chunk),
     };
     (work, b + prefill_tokens)
 }
@@ -183,15 +184,15 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
                 load.osl, load.isl
             ));
             let kv = d.kv_bytes_held(m);
-            let one = crate::account::prefill(m, d.format, kv, load.isl);
+            let one = prefill_attention(m, kv, load.isl);
             let tokens = batch * load.isl;
             let (matmuls, experts) = matmul_work(m, d.format, tokens);
             let pre = Work {
                 matmuls,
                 experts,
                 attention: Part {
-                    flops: one.attention.flops * batch as f64,
-                    bytes: one.attention.bytes * batch as f64,
+                    flops: one.flops * batch as f64,
+                    bytes: one.bytes * batch as f64,
                 },
             };
             let ttft = d.step(m, pre, tokens)?.total_s;

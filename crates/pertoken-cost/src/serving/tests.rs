@@ -70,9 +70,7 @@ fn tensor_parallel_past_the_kv_heads_holds_each_kv_head_on_several_devices() {
     d.devices = 2;
     assert!((d.kv_copies(&three) - 4.0 / 3.0).abs() < 1e-12);
     d.devices = 8;
-    d.interconnect = crate::latency::interconnects()
-        .into_iter()
-        .find(|i| i.name == "nvlink4");
+    d.interconnect = crate::latency::interconnect("nvlink4").ok();
     let s = serve(&m, &d, &l, None).unwrap();
     assert_eq!(s.batch, expect);
     let note = "held and read on 2 devices";
@@ -96,9 +94,7 @@ fn expert_parallelism_keeps_a_copy_of_the_shared_weights_on_every_device() {
     d.format = crate::account::WeightFormat::Fp8;
     d.kv_bytes = 1.0;
     d.split = crate::estimate::Split::Expert;
-    d.interconnect = crate::latency::interconnects()
-        .into_iter()
-        .find(|i| i.name == "nvlink4");
+    d.interconnect = crate::latency::interconnect("nvlink4").ok();
     let all = crate::account::weight_bytes(&m, d.format);
     assert_eq!(d.weight_bytes_held(&m), all + 7.0 * 7_997_214_720.0);
     let l = Load {
