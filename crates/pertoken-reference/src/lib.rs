@@ -16,4 +16,4 @@ pub mod random;
 pub use attention::{AttentionError, AttentionShape, attention};
 pub use compare::{Comparison, Tolerance, compare};
 pub use matmul::{ReferenceError, linear, matmul, matmul_f32};
-pub use quant::{QK, QuantFormat, dequantize, quantize};
+pub use quant::{QK, QK_K, QuantError, QuantFormat, dequantize, quantize};
