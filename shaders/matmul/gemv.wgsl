@@ -11,11 +11,15 @@
 // each invocation's loads one by one) that, not the weight bytes, is what bounds the kernel.
 //
 // Weight formats (W_FMT): 0 f32, 1 f16 (packed pairs, unpack2x16float: works on every adapter),
-// 2 Q8_0 and 3 Q4_0 in ggml's byte layout (blocks of 32 along k: an f16 scale, then 32 i8 or 16
-// bytes of nibbles; 34 or 18 bytes, so blocks start on 2-byte boundaries; a block is read as the
-// 9 or 5 aligned words that cover it), 4 Q4_1 (an f16 scale and an f16 minimum in one word, then
-// 16 bytes of nibbles: 20 bytes, 5 aligned words). x is f32, or f16 pairs when X_F16. Accumulation is f32.
-// y is f32.
+// and ggml's quantized formats in their byte layout: 2 Q8_0, 3 Q4_0 and 5 Q5_0 (blocks of 32
+// along k: an f16 scale, [Q5_0: 4 bytes of fifth bits,] then 32 i8 or 16 bytes of nibbles; 34, 18
+// or 22 bytes, so blocks start on 2-byte boundaries; a block is read as the aligned words that
+// cover it), 4 Q4_1 and 6 Q5_1 (an f16 scale and an f16 minimum in one word, [fifth bits,] then
+// 16 bytes of nibbles: 20 or 24 bytes, whole words), and the K-quants, super-blocks of 256 along
+// k: 7 Q4_K and 8 Q5_K (144 and 176 bytes: whole vec4s, read as such), 9 Q6_K (210 bytes, on
+// 2-byte boundaries). A unit of a quantized weight is 32 weights: a block, or a K-quant's
+// sub-block, whose scale (and minimum) come from its super-block's. x is f32, or f16 pairs when
+// X_F16. Accumulation is f32. y is f32.
 //
 // SWIGLU: x is the fused gate/up projection's output [M, 2K] (gate in columns 0..K, up in
 // K..2K) and each x value is silu(gate) · up, computed as it is loaded, so the SwiGLU MLP's down
@@ -34,7 +38,7 @@
 // 256, so the 2-byte block alignment argument above holds within the window too.
 //
 // Constraints the launcher guarantees: ROWS % RPI == 0; WG·RPI % ROWS == 0 and WG·RPI/ROWS is a
-// power of two; WG·RPI·MAX_M ≤ 2048 and RPI·MAX_M ≤ 16; K % 32 == 0 for Q8_0 and Q4_0; W_VEC
+// power of two; WG·RPI·MAX_M ≤ 2048 and RPI·MAX_M ≤ 16; K a whole number of blocks (the tensor's shape); W_VEC
 // only when rows of w start on 16-byte boundaries (and a row is whole units of 8: K % 8 == 0 for f32 and f16); X_VEC only
 // when K % 8 == 0 (rows of x start on 16-byte boundaries in either format).
 
@@ -144,13 +148,45 @@ fn i8x4(word: u32) -> vec4<f32> {
 }
 
 // Unit j of row `row` of w: UNIT weights along k, in order, as vec4s (only the first UNIT/4 —
-// for UNIT = 1 the first element — are meaningful), to be multiplied by the scale d. Q4_0's
-// and Q4_1's nibbles are returned as stored (0..15): unit_dot subtracts Q4_0's 8, or adds Q4_1's
-// minimum mn, through Σx, once per block.
+// for UNIT = 1 the first element — are meaningful), to be multiplied by the scale d. Q4_0's and
+// Q5_0's values are returned as stored (0..15, 0..31): unit_dot subtracts their 8 or 16 through
+// Σx, once per block; the formats with a minimum (Q4_1, Q5_1, Q4_K, Q5_K) add mn·Σx.
 struct Unit {
     v: array<vec4<f32>, 8>,
     d: f32,
     mn: f32,
+}
+
+// The nibbles (0..15) of bytes 0..3 of `word`, each shifted right by `shift` first.
+fn nibbles(word: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(15u));
+}
+
+// Bits `bit`, bit + 1, bit + 2, bit + 3 of `word`, as the fifth bits (16) of four values.
+fn fifth4(word: u32, bit: u32) -> vec4<f32> {
+    return vec4<f32>(((vec4<u32>(word >> bit) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) * 16u);
+}
+
+// The 8 words of w's bytes byte .. byte + 32 (byte a multiple of 2), from the 9 aligned words
+// that cover them.
+fn span8(byte: u32) -> array<u32, 8> {
+    let a = byte >> 2u;
+    let odd = (byte & 2u) != 0u;
+    var wd: array<u32, 9>;
+    for (var i = 0u; i < 9u; i = i + 1u) {
+        wd[i] = b_word(a + i);
+    }
+    var out: array<u32, 8>;
+    for (var i = 0u; i < 8u; i = i + 1u) {
+        out[i] = select(wd[i], (wd[i] >> 16u) | (wd[i + 1u] << 16u), odd);
+    }
+    return out;
+}
+
+// The f16 at byte `byte` of w (a multiple of 2), as f32.
+fn w_f16_at(byte: u32) -> f32 {
+    let word = b_word(byte >> 2u);
+    return unpack2x16float(select(word & 0xffffu, word >> 16u, (byte & 2u) != 0u)).x;
 }
 
 fn unit(row: u32, j: u32) -> Unit {
@@ -174,23 +210,89 @@ fn unit(row: u32, j: u32) -> Unit {
             let e = row * p.k + j;
             u.v[0].x = unpack2x16float(b_word(e >> 1u))[e & 1u];
         }
-    } else if (W_FMT == 4u) {
-        // Q4_1 blocks are 20 bytes, so each starts on a word: d and mn, then 4 words of nibbles.
-        let a = (row * (p.k / 32u) + j) * 5u;
+    } else if (W_FMT == 4u || W_FMT == 6u) {
+        // Q4_1 and Q5_1 blocks are 20 and 24 bytes, so each starts on a word: d and mn, [the
+        // fifth bits,] then 4 words of nibbles.
+        let q5 = W_FMT == 6u;
+        let a = (row * (p.k / 32u) + j) * select(5u, 6u, q5);
         let dm = unpack2x16float(b_word(a));
         u.d = dm.x;
         u.mn = dm.y;
+        var qh = 0u;
+        if (q5) {
+            qh = b_word(a + 1u);
+        }
+        let qs = a + select(1u, 2u, q5);
         for (var i = 0u; i < 4u; i = i + 1u) {
-            let q = b_word(a + 1u + i);
-            let lo = vec4<u32>(q) >> vec4<u32>(0u, 8u, 16u, 24u);
-            let hi = vec4<u32>(q) >> vec4<u32>(4u, 12u, 20u, 28u);
-            u.v[i] = vec4<f32>(lo & vec4<u32>(15u));
-            u.v[i + 4u] = vec4<f32>(hi & vec4<u32>(15u));
+            let q = b_word(qs + i);
+            u.v[i] = nibbles(q, 0u);
+            u.v[i + 4u] = nibbles(q, 4u);
+            if (q5) {
+                u.v[i] = u.v[i] + fifth4(qh, 4u * i);
+                u.v[i + 4u] = u.v[i + 4u] + fifth4(qh, 16u + 4u * i);
+            }
+        }
+    } else if (W_FMT == 7u || W_FMT == 8u) {
+        // Q4_K (9 vec4s: d and dmin, the scales, 8 of nibbles) and Q5_K (11: the fifth bits'
+        // 2 before the nibbles); this unit is sub-block s of super-block sb: 32 nibbles, low or
+        // high halves of 32 bytes shared with sub-block s ^ 1.
+        let q5 = W_FMT == 8u;
+        let sb = row * (p.k / 256u) + j / 8u;
+        let s = j % 8u;
+        let v = sb * select(9u, 11u, q5);
+        let head = b_vec4(v);
+        let dm = unpack2x16float(head.x);
+        let sm = kq_scale_min(head.yzw, s);
+        u.d = dm.x * sm.x;
+        u.mn = -(dm.y * sm.y);
+        let qs = v + select(1u, 3u, q5) + 2u * (s / 2u);
+        let sh = 4u * (s % 2u);
+        let q0 = b_vec4(qs);
+        let q1 = b_vec4(qs + 1u);
+        u.v[0] = nibbles(q0.x, sh);
+        u.v[1] = nibbles(q0.y, sh);
+        u.v[2] = nibbles(q0.z, sh);
+        u.v[3] = nibbles(q0.w, sh);
+        u.v[4] = nibbles(q1.x, sh);
+        u.v[5] = nibbles(q1.y, sh);
+        u.v[6] = nibbles(q1.z, sh);
+        u.v[7] = nibbles(q1.w, sh);
+        if (q5) {
+            // Bit s of qh[l] is value l's fifth bit.
+            let h0 = b_vec4(v + 1u);
+            let h1 = b_vec4(v + 2u);
+            let hw = array<u32, 8>(h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w);
+            for (var i = 0u; i < 8u; i = i + 1u) {
+                let bits = (vec4<u32>(hw[i]) >> (vec4<u32>(0u, 8u, 16u, 24u) + s)) & vec4<u32>(1u);
+                u.v[i] = u.v[i] + vec4<f32>(bits * 16u);
+            }
+        }
+    } else if (W_FMT == 9u) {
+        // Q6_K (210 bytes: ql[128], qh[64], 16 signed scales, d): unit s of super-block sb is
+        // values 32s .. 32s + 32 = 128h + 32k + l, low nibbles from ql[64h + 32(k % 2) + l]
+        // (high nibbles for k ≥ 2), high bit pairs k of qh[32h + l], scales 2s and 2s + 1.
+        let sb = row * (p.k / 256u) + j / 8u;
+        let s = j % 8u;
+        let h = s / 4u;
+        let k = s % 4u;
+        let off = sb * 210u;
+        let ql = span8(off + 64u * h + 32u * (k % 2u));
+        let qh = span8(off + 128u + 32u * h);
+        let g = off + 192u + 2u * s;
+        let scales = b_word(g >> 2u) >> (8u * (g & 3u));
+        let sc0 = f32(extractBits(bitcast<i32>(scales), 0u, 8u));
+        let sc1 = f32(extractBits(bitcast<i32>(scales), 8u, 8u));
+        u.d = w_f16_at(off + 208u);
+        for (var i = 0u; i < 8u; i = i + 1u) {
+            let hb = (vec4<u32>(qh[i]) >> (vec4<u32>(0u, 8u, 16u, 24u) + 2u * k)) & vec4<u32>(3u);
+            let q = nibbles(ql[i], 4u * (k / 2u)) + vec4<f32>(hb * 16u) - 32.0;
+            u.v[i] = q * select(sc1, sc0, i < 4u);
         }
     } else {
-        // The block's bytes [off, off + size) lie in the aligned words a .. a + data_words; its
-        // f16 scale is the low or high half of word a, and its data starts at byte off + 2.
-        let data_words = select(4u, 8u, W_FMT == 2u);
+        // Q8_0, Q4_0, Q5_0: the block's bytes [off, off + size) lie in the aligned words
+        // a .. a + data_words; its f16 scale is the low or high half of word a, and its data
+        // starts at byte off + 2.
+        let data_words = select(select(4u, 5u, W_FMT == 5u), 8u, W_FMT == 2u);
         let off = (row * (p.k / 32u) + j) * (2u + 4u * data_words);
         let a = off >> 2u;
         let odd = (off & 2u) != 0u;
@@ -199,15 +301,24 @@ fn unit(row: u32, j: u32) -> Unit {
             wd[i] = b_word(a + i);
         }
         u.d = unpack2x16float(select(wd[0] & 0xffffu, wd[0] >> 16u, odd)).x;
+        var data: array<u32, 8>;
         for (var i = 0u; i < data_words; i = i + 1u) {
-            let q = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], odd);
-            if (W_FMT == 2u) {
-                u.v[i] = i8x4(q);
-            } else {
-                let lo = vec4<u32>(q) >> vec4<u32>(0u, 8u, 16u, 24u);
-                let hi = vec4<u32>(q) >> vec4<u32>(4u, 12u, 20u, 28u);
-                u.v[i] = vec4<f32>(lo & vec4<u32>(15u));
-                u.v[i + 4u] = vec4<f32>(hi & vec4<u32>(15u));
+            data[i] = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], odd);
+        }
+        if (W_FMT == 2u) {
+            for (var i = 0u; i < 8u; i = i + 1u) {
+                u.v[i] = i8x4(data[i]);
+            }
+        } else if (W_FMT == 5u) {
+            // data[0] is qh; data[1..5] the nibbles.
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                u.v[i] = nibbles(data[i + 1u], 0u) + fifth4(data[0], 4u * i);
+                u.v[i + 4u] = nibbles(data[i + 1u], 4u) + fifth4(data[0], 16u + 4u * i);
+            }
+        } else {
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                u.v[i] = nibbles(data[i], 0u);
+                u.v[i + 4u] = nibbles(data[i], 4u);
             }
         }
     }
@@ -261,11 +372,11 @@ fn times(b: array<vec4<f32>, 8>, g: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> 
     return out;
 }
 
-// Σ over one unit of x's values, which Q4_0 and Q4_1 need (their weights are d·(nibble − 8) and
-// d·nibble + mn).
+// Σ over one unit of x's values, which the formats with an offset or a minimum need (Q4_0's
+// weights are d·(nibble − 8), Q5_0's d·(q − 16), Q4_1's, Q5_1's, Q4_K's and Q5_K's d·q + mn).
 fn x_sum(b: array<vec4<f32>, 8>) -> f32 {
     var s = vec4<f32>(0.0);
-    if (W_FMT >= 3u) {
+    if (W_FMT >= 3u && W_FMT <= 8u) {
         for (var c = 0u; c < 8u; c = c + 1u) {
             s = s + b[c];
         }
@@ -286,7 +397,10 @@ fn unit_dot(a: Unit, b: array<vec4<f32>, 8>, b_sum: f32) -> f32 {
     if (W_FMT == 3u) {
         t = t - 8.0 * b_sum;
     }
-    if (W_FMT == 4u) {
+    if (W_FMT == 5u) {
+        t = t - 16.0 * b_sum;
+    }
+    if (W_FMT == 4u || W_FMT == 6u || W_FMT == 7u || W_FMT == 8u) {
         return fma(a.d, t, a.mn * b_sum);
     }
     return a.d * t;

@@ -17,8 +17,8 @@
 // llvmpipe. Every index into acc is a constant, so acc lives in registers. Rows ≥ TM compile
 // away (TM is a pipeline constant).
 //
-// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16 pairs, 2 Q8_0, 3 Q4_0, 4 Q4_1; the
-// quantized formats only with B_TRANS, dequantized 4 weights at a time by operands.wgsl's q4_of.
+// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16 pairs, 2..9 the
+// quantized formats of operands.wgsl, only with B_TRANS, dequantized 4 weights at a time by operands.wgsl's q4_of.
 // Buffers are bound as arrays of vec4 (the runtime pads every tensor to 16 bytes). A_VEC4 (K % 4 == 0: rows of A start
 // on 4-element boundaries) and B_VEC4 (rows of B — of W with B_TRANS — start on 4-element
 // boundaries) load four elements at a time; otherwise one by one. Every load and store is

@@ -12,9 +12,9 @@
 // i·(BM/TM) + ty), so neighbouring threads touch neighbouring vec4s: workgroup reads are free of
 // bank conflicts and the stores to C are coalesced.
 //
-// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16, 2 Q8_0, 3 Q4_0, 4 Q4_1; the
-// quantized formats only with B_TRANS (ggml's layout: blocks of 32 along K, each an f16 scale then
-// 32 i8 or 16 bytes of nibbles, 34 or 18 bytes). Buffers are bound as arrays of vec4 (the runtime
+// Formats: A is f32, or f16 pairs (A_F16). B (B_FMT) is 0 f32, 1 f16, or a quantized format (2
+// Q8_0, 3 Q4_0, 4 Q4_1, 5 Q5_0, 6 Q5_1, 7 Q4_K, 8 Q5_K, 9 Q6_K) only with B_TRANS, in ggml's
+// layout, dequantized 4 weights at a time by operands.wgsl's q4_of. Buffers are bound as arrays of vec4 (the runtime
 // pads every tensor to 16 bytes). When rows of an operand start on a 4-element boundary (A_VEC4,
 // B_VEC4) it is loaded four elements at a time, else one by one. C_VEC4 stores four outputs at
 // once. Every load and store is bounds-checked, so any M, N, K ≥ 1 is valid.

@@ -35,6 +35,7 @@ pub const MATMUL_TILED: Shader = Shader {
         include_str!("../matmul/b_packed.wgsl"),
         include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
+        include_str!("../common/kquant.wgsl"),
         include_str!("../matmul/operands.wgsl")
     ),
     entry_point: "main",
@@ -47,6 +48,7 @@ pub const MATMUL_TILED_F16: Shader = Shader {
         include_str!("../matmul/b_f16.wgsl"),
         include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
+        include_str!("../common/kquant.wgsl"),
         include_str!("../matmul/operands.wgsl")
     ),
     entry_point: "main",
@@ -59,16 +61,18 @@ pub const MATMUL_TEAM: Shader = Shader {
         include_str!("../matmul/b_packed.wgsl"),
         include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/team.wgsl"),
+        include_str!("../common/kquant.wgsl"),
         include_str!("../matmul/operands.wgsl")
     ),
     entry_point: "main",
 };
 
-/// Decode-path linear (GEMV for a few rows), f32/f16/Q8_0/Q4_0 weights as 32-bit words.
+/// Decode-path linear (GEMV for a few rows), weights of every format as 32-bit words.
 pub const MATMUL_GEMV: Shader = Shader {
     name: "matmul/gemv",
     source: concat!(
         include_str!("../matmul/b_packed.wgsl"),
+        include_str!("../common/kquant.wgsl"),
         include_str!("../matmul/gemv.wgsl")
     ),
     entry_point: "main",
@@ -79,6 +83,7 @@ pub const MATMUL_GEMV_F16: Shader = Shader {
     name: "matmul/gemv-f16",
     source: concat!(
         include_str!("../matmul/b_f16.wgsl"),
+        include_str!("../common/kquant.wgsl"),
         include_str!("../matmul/gemv.wgsl")
     ),
     entry_point: "main",
@@ -210,10 +215,14 @@ pub const MODEL_HEADS: Shader = Shader {
     entry_point: "main",
 };
 
-/// Token embedding gather from f32/f16/Q8_0/Q4_0/Q4_1 rows.
+/// Token embedding gather from rows in any weight format (f32, f16, the legacy quants, the
+/// K-quants).
 pub const MODEL_EMBED: Shader = Shader {
     name: "model/embed",
-    source: include_str!("../model/embed.wgsl"),
+    source: concat!(
+        include_str!("../common/kquant.wgsl"),
+        include_str!("../model/embed.wgsl")
+    ),
     entry_point: "main",
 };
 
@@ -403,7 +412,7 @@ mod tests {
         for interleaved in [0.0, 1.0] {
             validate(&MODEL_ROPE, &[("INTERLEAVED", interleaved)]).unwrap();
         }
-        for fmt in 0..5 {
+        for fmt in 0..10 {
             validate(&MODEL_EMBED, &[("FMT", f64::from(fmt))]).unwrap();
         }
         validate(&MODEL_ARGMAX, &[("WG", 128.0)]).unwrap();

@@ -26,7 +26,8 @@ pub(crate) struct Args {
     /// noise, the timing is honest.
     #[arg(long)]
     model: Option<String>,
-    /// With --model: the weights' format (f32, f16, q8_0, q4_0, q4_1).
+    /// With --model: the weights' format (f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k,
+    /// q5_k, q6_k).
     #[arg(long, default_value = "q4_0", value_parser = parse_dtype)]
     weights: DType,
     /// With --model: the seed of the random weights.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 /// The tensor types pertoken's kernels read, as a list for messages.
-pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1";
+pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K";
 
 /// Everything that can go wrong reading (or writing) a model file.
 #[derive(Debug, thiserror::Error)]

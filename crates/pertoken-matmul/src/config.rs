@@ -1,6 +1,6 @@
 //! Kernel variants as data.
 
-use pertoken_gpu::Capabilities;
+use pertoken_gpu::{Capabilities, DType};
 
 /// Workgroup memory the tiled shader declares: two staging tiles of 512 `vec4<f32>`.
 pub const TILED_WORKGROUP_BYTES: u32 = 2 * 512 * 16;
@@ -77,7 +77,7 @@ pub struct TiledLayout {
     pub a_f16: bool,
     /// Rows of A start on 4-element boundaries (K % 4 == 0).
     pub a_vec4: bool,
-    /// B's format: 0 f32, 1 f16, 2 Q8_0, 3 Q4_0, 4 Q4_1.
+    /// B's format: its [`DType::shader_format`] code.
     pub b_format: u32,
     /// B is stored `[N, K]` (a Linear weight) rather than `[K, N]`.
     pub b_trans: bool,
@@ -106,7 +106,7 @@ impl TiledLayout {
         let mut out = Vec::new();
         for a_f16 in [false, true] {
             for a_vec4 in [false, true] {
-                for b_format in 0..5 {
+                for b_format in 0..DType::WEIGHTS.len() as u32 {
                     for b_trans in [false, true] {
                         if b_format >= 2 && !b_trans {
                             continue;

@@ -86,14 +86,9 @@ pub(crate) fn row_bytes(dtype: DType, k: usize) -> u64 {
     (k / elems * bytes) as u64
 }
 
+/// The shaders' code for a weight format (see [`DType::shader_format`]).
 pub(crate) fn format_code(dtype: DType) -> u32 {
-    match dtype {
-        DType::F16 => 1,
-        DType::Q8_0 => 2,
-        DType::Q4_0 => 3,
-        DType::Q4_1 => 4,
-        _ => 0,
-    }
+    dtype.shader_format().unwrap_or(0)
 }
 
 fn u32_of(v: usize) -> u32 {

@@ -21,7 +21,7 @@ fn every_candidate_is_valid_and_its_constants_validate_with_naga() {
     }
     for cfg in GEMV_CANDIDATES {
         for m in (1..=GEMV_MAX_M).filter(|&m| cfg.is_valid(m)) {
-            for fmt in 0..5 {
+            for fmt in 0..DType::WEIGHTS.len() as u32 {
                 for flags in 0..8 {
                     let (w_vec, x_f16, x_vec) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
                     let constants = cfg.constants(m, fmt, w_vec, x_f16, x_vec);

@@ -16,13 +16,7 @@ use pertoken_reference::{
 /// Weights `[n, k]` in `dtype` and the values the kernel reads.
 fn weights(gpu: &Gpu, n: usize, k: usize, dtype: DType, seed: u64) -> (Tensor, Vec<f32>) {
     let raw = uniform_f32_in(seed, n * k, -1.0, 1.0);
-    let quant = match dtype {
-        DType::Q8_0 => Some(QuantFormat::Q8_0),
-        DType::Q4_0 => Some(QuantFormat::Q4_0),
-        DType::Q4_1 => Some(QuantFormat::Q4_1),
-        _ => None,
-    };
-    match quant {
+    match QuantFormat::from_name(dtype.name()) {
         Some(f) => {
             let bytes = quantize(f, &raw).unwrap();
             let held = dequantize(f, &bytes).unwrap();

@@ -18,13 +18,8 @@ use pertoken_reference::{
 
 /// Uploads `values` as `dtype`, returning the tensor and the values it actually holds.
 fn upload(gpu: &Gpu, values: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
-    match dtype {
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
-            let f = match dtype {
-                DType::Q8_0 => QuantFormat::Q8_0,
-                DType::Q4_0 => QuantFormat::Q4_0,
-                _ => QuantFormat::Q4_1,
-            };
+    match QuantFormat::from_name(dtype.name()) {
+        Some(f) => {
             let bytes = quantize(f, values).unwrap();
             let back = dequantize(f, &bytes).unwrap();
             (
@@ -74,7 +69,10 @@ fn run(gpu: &Gpu, c: Case, kernel: Option<Kernel>) -> Result<(), String> {
     }
 }
 
-const ALL_W: [DType; 5] = [
+const ALL_W: [DType; 10] = DType::WEIGHTS;
+
+/// The formats every kernel configuration is checked in.
+const EVERY_CONFIG_W: [DType; 5] = [
     DType::F32,
     DType::F16,
     DType::Q8_0,
@@ -82,17 +80,38 @@ const ALL_W: [DType; 5] = [
     DType::Q4_1,
 ];
 
+/// The formats added with the K-quants. A format's code (its unit, or q4_of) is the same in
+/// every configuration of a kernel, so these run in a few configurations that between them take
+/// each path (one row of w per invocation and several, split-K over few invocations and many):
+/// on a software adapter each (configuration, format) pair is a pipeline to compile.
+const NEWER_W: [DType; 5] = [
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
+/// Row lengths for weights of `w`: ragged ones for f32 and f16, whole blocks (one, an odd
+/// number, several) for the quantized formats.
+fn ks(w: DType) -> &'static [usize] {
+    match w.block().0 {
+        1 => &[1, 7, 32, 44, 63, 96],
+        32 => &[32, 96, 160],
+        _ => &[256, 768],
+    }
+}
+
 fn cases(ms: &[usize]) -> Vec<Case> {
+    cases_in(&ALL_W, &[DType::F32, DType::F16], ms)
+}
+
+fn cases_in(formats: &[DType], xs: &[DType], ms: &[usize]) -> Vec<Case> {
     let mut out = Vec::new();
-    for &w in &ALL_W {
-        let ks: &[usize] = if w.is_quantized() {
-            &[32, 96, 160]
-        } else {
-            &[1, 7, 32, 44, 63, 96]
-        };
-        for &x in &[DType::F32, DType::F16] {
+    for &w in formats {
+        for &x in xs {
             for &m in ms {
-                for &k in ks {
+                for &k in ks(w) {
                     for &n in &[1usize, 5, 64, 129] {
                         out.push(Case {
                             m,
@@ -127,13 +146,19 @@ fn assert_all(gpu: &Gpu, cases: &[Case], kernel: Option<Kernel>) {
 #[test]
 fn selected_kernels_match_reference_in_every_format() {
     let Some(gpu) = gpu_or_skip() else { return };
-    assert_all(&gpu, &cases(&[1, 2, 3, 16, 17, 40]), None);
+    let both = [DType::F32, DType::F16];
+    assert_all(
+        &gpu,
+        &cases_in(&EVERY_CONFIG_W, &both, &[1, 2, 3, 16, 17, 40]),
+        None,
+    );
+    assert_all(&gpu, &cases_in(&NEWER_W, &both, &[1, 3, 40]), None);
 }
 
 #[test]
 fn every_gemv_config_matches_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
-    for cfg in GEMV_CANDIDATES {
+    for (i, cfg) in GEMV_CANDIDATES.iter().enumerate() {
         // 1, 5 and 16 rows of x where the configuration takes them, else its largest (with
         // several rows of w per invocation, fewer rows of x fit in registers).
         let most = (1..=GEMV_MAX_M).filter(|&m| cfg.is_valid(m)).max().unwrap();
@@ -141,14 +166,22 @@ fn every_gemv_config_matches_reference() {
             .into_iter()
             .filter(|&m| cfg.is_valid(m))
             .collect();
-        assert_all(&gpu, &cases(&ms), Some(Kernel::Gemv(*cfg)));
+        let gemv = Some(Kernel::Gemv(*cfg));
+        let both = [DType::F32, DType::F16];
+        assert_all(&gpu, &cases_in(&EVERY_CONFIG_W, &both, &ms), gemv);
+        // The newer formats (f32 x: x's loads do not depend on w's format) in configurations
+        // 0 (64 invocations a row, 1 row an invocation), 5 (256 a row) and 13 (16 rows an
+        // invocation, 4 invocations a row), at 1 row of x and at the most.
+        if [0, 5, 13].contains(&i) {
+            assert_all(&gpu, &cases_in(&NEWER_W, &[DType::F32], &ms), gemv);
+        }
     }
 }
 
 #[test]
 fn tiled_kernel_matches_reference_for_small_and_large_m() {
     let Some(gpu) = gpu_or_skip() else { return };
-    for cfg in [
+    for (i, cfg) in [
         TileConfig {
             bm: 32,
             bn: 32,
@@ -170,19 +203,40 @@ fn tiled_kernel_matches_reference_for_small_and_large_m() {
             tm: 8,
             tn: 8,
         },
-    ] {
-        assert_all(&gpu, &cases(&[1, 33, 70]), Some(Kernel::Tiled(cfg)));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_all(
+            &gpu,
+            &cases_in(&EVERY_CONFIG_W, &[DType::F32, DType::F16], &[1, 33, 70]),
+            Some(Kernel::Tiled(cfg)),
+        );
+        if i == 0 {
+            let newer = cases_in(&NEWER_W, &[DType::F32], &[1, 70]);
+            assert_all(&gpu, &newer, Some(Kernel::Tiled(cfg)));
+        }
     }
 }
 
 #[test]
 fn every_team_candidate_matches_reference_in_every_format() {
     let Some(gpu) = gpu_or_skip() else { return };
-    for cfg in TEAM_CANDIDATES
+    for (i, cfg) in TEAM_CANDIDATES
         .iter()
         .filter(|c| c.fits(gpu.capabilities()))
+        .enumerate()
     {
-        assert_all(&gpu, &cases(&[1, 9, 33, 70]), Some(Kernel::Team(*cfg)));
+        let team = Some(Kernel::Team(*cfg));
+        let both = [DType::F32, DType::F16];
+        assert_all(
+            &gpu,
+            &cases_in(&EVERY_CONFIG_W, &both, &[1, 9, 33, 70]),
+            team,
+        );
+        if i == 0 {
+            assert_all(&gpu, &cases_in(&NEWER_W, &[DType::F32], &[1, 70]), team);
+        }
     }
 }
 
@@ -339,17 +393,21 @@ fn weights_over_the_binding_limit_are_split_along_n() {
         return;
     };
     assert_eq!(gpu.capabilities().max_storage_binding, 4096);
-    // GEMV: every format, weights of 10–77 KB through 4 KB windows.
+    // GEMV: every format, weights of 10–77 KB through 4 KB windows; the K-quants' rows (2
+    // super-blocks: 288–420 bytes) through 64 KiB ones, in which a window of Q6_K (blocks on 2-byte
+    // boundaries) starts on 256 bytes only every 64 rows.
+    let wide = gpu_with_limit(65536).unwrap();
     for w in ALL_W {
+        let kquant = w.block().0 > 32;
         let c = Case {
             m: 3,
-            k: 64,
+            k: if kquant { 512 } else { 64 },
             n: 300,
             x: DType::F32,
             w,
             bias: true,
         };
-        run(&gpu, c, None).unwrap();
+        run(if kquant { &wide } else { &gpu }, c, None).unwrap();
     }
     // Tiled: M over the GEMV range.
     let gpu = gpu_with_limit(8192).unwrap();
@@ -376,19 +434,25 @@ fn weights_over_the_binding_limit_are_split_along_n() {
         )
         .unwrap();
     }
-    // The team kernel, every format, through 8 KiB windows.
+    // The team kernel, every format, through 8 KiB windows (64 KiB for the K-quants).
     let team = TeamConfig { tm: 16, tn: 8 };
     if team.fits(gpu.capabilities()) {
         for w in ALL_W {
+            let kquant = w.block().0 > 32;
             let c = Case {
                 m: 20,
-                k: 64,
-                n: 100,
+                k: if kquant { 512 } else { 64 },
+                n: if kquant { 300 } else { 100 },
                 x: DType::F32,
                 w,
                 bias: true,
             };
-            run(&gpu, c, Some(Kernel::Team(team))).unwrap();
+            run(
+                if kquant { &wide } else { &gpu },
+                c,
+                Some(Kernel::Team(team)),
+            )
+            .unwrap();
         }
     }
 }

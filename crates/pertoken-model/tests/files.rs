@@ -14,15 +14,23 @@ use pertoken_gpu::DType;
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_model::weights::{hf_tensor_name, tensor_name};
 use pertoken_model::{GgufWeights, Role, SafetensorsWeights, Synthetic, WeightSource};
+use pertoken_reference::{QuantFormat, quantize};
 
 fn ggml(dtype: DType) -> GgmlType {
-    match dtype {
-        DType::F16 => GgmlType::F16,
-        DType::Q8_0 => GgmlType::Q8_0,
-        DType::Q4_0 => GgmlType::Q4_0,
-        DType::Q4_1 => GgmlType::Q4_1,
-        _ => GgmlType::F32,
-    }
+    [
+        GgmlType::F16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ]
+    .into_iter()
+    .find(|t| t.to_string().to_lowercase() == dtype.name())
+    .unwrap_or(GgmlType::F32)
 }
 
 /// `source` as a GGUF file of `arch`, with `edit` applied to the builder before writing.
@@ -32,6 +40,23 @@ fn gguf_of(
     skip: Option<&str>,
     ffn_meta: u64,
 ) -> GgufBuilder {
+    let mut b = gguf_meta(source, arch, ffn_meta);
+    for role in Role::all(source.spec()) {
+        let Some(t) = source.tensor(role).unwrap() else {
+            continue;
+        };
+        let name = tensor_name(role);
+        if Some(name.as_str()) == skip {
+            continue;
+        }
+        let dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+        b.add_tensor(name, ggml(t.dtype), &dims, t.bytes.to_vec());
+    }
+    b
+}
+
+/// The metadata of `source` as a GGUF file of `arch`, no tensors.
+fn gguf_meta(source: &dyn WeightSource, arch: &str, ffn_meta: u64) -> GgufBuilder {
     let m = &source.spec().shape;
     let mut b = GgufBuilder::new();
     let k = |s: &str| format!("{arch}.{s}");
@@ -45,17 +70,6 @@ fn gguf_of(
         .set(k("rope.dimension_count"), m.head_dim as u32)
         .set(k("rope.freq_base"), m.rope.theta as f32)
         .set(k("attention.layer_norm_rms_epsilon"), m.rms_eps as f32);
-    for role in Role::all(source.spec()) {
-        let Some(t) = source.tensor(role).unwrap() else {
-            continue;
-        };
-        let name = tensor_name(role);
-        if Some(name.as_str()) == skip {
-            continue;
-        }
-        let dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
-        b.add_tensor(name, ggml(t.dtype), &dims, t.bytes.to_vec());
-    }
     b
 }
 
@@ -109,6 +123,76 @@ fn a_qwen2_gguf_file_with_biases_loads_and_matches_the_reference() {
     run(&file, 42);
 }
 
+/// The type llama.cpp's Q4_K_M recipe gives a matrix (llama-quant.cpp): Q6_K for the head, and
+/// for attn_v and ffn_down on the layers `use_more_bits` picks; Q4_K elsewhere; a row that is
+/// not whole super-blocks of 256 falls back (Q4_K → Q5_0, Q6_K → Q8_0).
+fn q4_k_m(role: Role, layers: usize, k: usize) -> DType {
+    let more_bits = |i: usize| i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2;
+    let want = match role {
+        Role::Output => DType::Q6_K,
+        Role::V(l) | Role::Down(l) if more_bits(l) => DType::Q6_K,
+        _ => DType::Q4_K,
+    };
+    match (want, k % 256) {
+        (DType::Q6_K, 1..) => DType::Q8_0,
+        (_, 1..) => DType::Q5_0,
+        _ => want,
+    }
+}
+
+#[test]
+fn a_q4_k_m_mix_of_five_types_in_one_file_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rows of 256 (hidden, 4 heads of 64) are super-blocks; the FFN's 288 is not, so ffn_down
+    // falls back, to Q5_0 or (on layer 2 of 3, which use_more_bits picks) Q8_0: the five types
+    // of the Gemma 3 270M Q4_K_M file, F32 norms included.
+    let tiny = Tiny {
+        layers: 3,
+        hidden: 256,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 64,
+        ffn: 288,
+        ..BASE
+    };
+    let values = Synthetic::new(tiny.spec(), DType::F32, 47).unwrap();
+    let mut b = gguf_meta(&values, "llama", tiny.ffn);
+    let mut types = std::collections::BTreeSet::new();
+    for role in Role::all(values.spec()) {
+        let Some(t) = values.tensor(role).unwrap() else {
+            continue;
+        };
+        let dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+        let dtype = if role.is_vector() {
+            DType::F32
+        } else {
+            q4_k_m(role, tiny.layers as usize, t.shape[1])
+        };
+        types.insert(dtype.name());
+        let bytes = match QuantFormat::from_name(dtype.name()) {
+            Some(f) => quantize(f, &t.to_f32().unwrap()).unwrap(),
+            None => t.bytes.to_vec(),
+        };
+        b.add_tensor(tensor_name(role), ggml(dtype), &dims, bytes);
+    }
+    assert_eq!(
+        types.into_iter().collect::<Vec<_>>(),
+        ["f32", "q4_k", "q5_0", "q6_k", "q8_0"]
+    );
+    let path = dir.path().join("q4_k_m.gguf");
+    b.write(&path).unwrap();
+    let file = GgufWeights::open(&path).unwrap();
+    // Each tensor in its own type, read from the file.
+    let stored = |r: Role| file.stored(r).unwrap().unwrap().0;
+    assert_eq!(stored(Role::Q(0)), DType::Q4_K);
+    assert_eq!(stored(Role::V(2)), DType::Q6_K);
+    assert_eq!(stored(Role::V(1)), DType::Q4_K);
+    assert_eq!(stored(Role::Down(0)), DType::Q5_0);
+    assert_eq!(stored(Role::Down(2)), DType::Q8_0);
+    assert_eq!(stored(Role::Output), DType::Q6_K);
+    run(&file, 47);
+}
+
 fn open_err(path: &Path) -> String {
     GgufWeights::open(path).unwrap_err().to_string()
 }
@@ -145,20 +229,20 @@ fn damaged_gguf_model_files_are_errors_that_name_the_problem() {
         "expected and found: {e}"
     );
 
-    // A tensor type the kernels do not read (Q5_0: 22 bytes per 32 values).
+    // A tensor type the kernels do not read (IQ4_NL: 18 bytes per 32 values).
     let p = file("type.gguf");
     let mut b = gguf_of(&synthetic, "llama", Some("blk.0.attn_k.weight"), BASE.ffn);
     let kv = (BASE.kv_heads * BASE.head_dim) as usize;
     b.add_tensor(
         "blk.0.attn_k.weight",
-        GgmlType::Q5_0,
+        GgmlType::IQ4_NL,
         &[BASE.hidden, kv as u64],
-        vec![7u8; kv * BASE.hidden as usize / 32 * 22],
+        vec![7u8; kv * BASE.hidden as usize / 32 * 18],
     );
     b.write(&p).unwrap();
     let e = open_err(&p);
     assert!(
-        e.contains("blk.0.attn_k.weight") && e.contains("Q5_0") && e.contains("Q4_1"),
+        e.contains("blk.0.attn_k.weight") && e.contains("IQ4_NL") && e.contains("Q4_K"),
         "{e}"
     );
 

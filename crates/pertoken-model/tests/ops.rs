@@ -231,18 +231,17 @@ fn table(gpu: &Gpu, dtype: DType, vocab: usize, h: usize) -> (Tensor, Vec<f32>) 
             back,
         )
     };
-    match dtype {
-        DType::Q8_0 => q(QuantFormat::Q8_0),
-        DType::Q4_0 => q(QuantFormat::Q4_0),
-        DType::Q4_1 => q(QuantFormat::Q4_1),
-        _ => Tensor::from_f32_as(gpu, &v, &[vocab, h], dtype).unwrap(),
+    match QuantFormat::from_name(dtype.name()) {
+        Some(f) => q(f),
+        None => Tensor::from_f32_as(gpu, &v, &[vocab, h], dtype).unwrap(),
     }
 }
 
-fn check_embed(gpu: &Gpu, dtype: DType) {
-    let (vocab, h) = (37, 96);
+/// Gathers rows of a `[vocab, h]` table of `dtype`: ids include the first and the last.
+fn check_embed(gpu: &Gpu, dtype: DType, (vocab, h): (usize, usize)) {
     let (t_, held) = table(gpu, dtype, vocab, h);
-    let ids: Vec<u32> = vec![9, 0, 36, 5, 5, 17, 36];
+    let last = vocab as u32 - 1;
+    let ids: Vec<u32> = vec![9, 0, last, 5, 5, last / 2, last];
     let tokens = Tensor::from_slice(gpu, &ids, &[ids.len()]).unwrap();
     // Tokens from slot 2 on, into rows 1.. of the output.
     let out = poisoned(gpu, &[6, h]);
@@ -261,14 +260,13 @@ fn check_embed(gpu: &Gpu, dtype: DType) {
 #[test]
 fn embedding_gather_in_every_format() {
     let Some(gpu) = gpu_or_skip() else { return };
-    for dtype in [
-        DType::F32,
-        DType::F16,
-        DType::Q8_0,
-        DType::Q4_0,
-        DType::Q4_1,
-    ] {
-        check_embed(&gpu, dtype);
+    for dtype in DType::WEIGHTS {
+        // Rows of three blocks of 32, or two super-blocks of 256 for the K-quants.
+        check_embed(
+            &gpu,
+            dtype,
+            (37, if dtype.block().0 > 32 { 512 } else { 96 }),
+        );
     }
 }
 
@@ -278,14 +276,24 @@ fn embedding_tables_over_the_binding_limit_gather_in_windows() {
         return;
     }
     // 96 f32 = 384 bytes a row: 4096 bytes hold 10 rows (8 once windows start on 256-byte
-    // boundaries), so the 37-row table takes 5 windows; Q4_1 rows are 60 bytes.
-    let options = GpuOptions {
-        max_storage_binding: Some(4096),
-        ..GpuOptions::from_env().unwrap()
+    // boundaries), so the 37-row table takes 5 windows; Q4_1 rows are 60 bytes, Q5_0's 66 (blocks
+    // on 2-byte boundaries).
+    let limited = |limit: u64| {
+        let options = GpuOptions {
+            max_storage_binding: Some(limit),
+            ..GpuOptions::from_env().unwrap()
+        };
+        Gpu::new(&options).unwrap()
     };
-    let gpu = Gpu::new(&options).unwrap();
-    for dtype in [DType::F32, DType::Q4_1, DType::Q8_0] {
-        check_embed(&gpu, dtype);
+    let gpu = limited(4096);
+    for dtype in [DType::F32, DType::Q4_1, DType::Q8_0, DType::Q5_0] {
+        check_embed(&gpu, dtype, (37, 96));
+    }
+    // One super-block a row: Q6_K's 210 bytes (on 2-byte boundaries) start on 256 bytes every 128
+    // rows, so 32 KiB windows of 128 rows take a 300-row table in 3; Q4_K's 144 bytes in 2.
+    let gpu = limited(32768);
+    for dtype in [DType::Q6_K, DType::Q4_K] {
+        check_embed(&gpu, dtype, (300, 256));
     }
 }
 

@@ -28,7 +28,11 @@ fn every_type_dequantizes_as_gguf_py_does() {
         let got = dequantize(format, &hex(blocks)).unwrap();
         assert_eq!(got.len(), want.len(), "{name}");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g.to_bits(), w.to_bits(), "{name} value {i}: {g} vs gguf-py {w}");
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "{name} value {i}: {g} vs gguf-py {w}"
+            );
         }
         seen.push(format);
     }

@@ -83,7 +83,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE.npy")]
     out: Option<PathBuf>,
     /// The weight's format: matmul's b (f32, f16), linear's w and embedding's table (f32, f16,
-    /// q8_0, q4_0, q4_1, quantized on the CPU as the reference does), attention's q, k and v
+    /// q8_0, q4_0, q4_1, q5_0, q5_1 and the K-quants q4_k, q5_k, q6_k, quantized on the CPU as
+    /// the reference does), attention's q, k and v
     /// (f32, f16). RMSNorm, RoPE and SiLU-mul are f32 only.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     dtype: DType,

@@ -87,13 +87,18 @@ const TABLE: &[(GgmlType, u32, &str, u64, u64)] = {
 
 impl GgmlType {
     /// The types pertoken's kernels compute with.
-    pub const SUPPORTED: [GgmlType; 6] = [
+    pub const SUPPORTED: [GgmlType; 11] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
         GgmlType::Q8_0,
         GgmlType::Q4_0,
         GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
     ];
 
     /// The type with ggml id `id`.

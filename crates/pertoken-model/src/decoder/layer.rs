@@ -1,5 +1,5 @@
 //! One block's weights on the GPU, with q/k/v and gate/up fused into one matrix each where
-//! they share a format (one linear instead of three, or two).
+//! every layer's share a format (one linear instead of three, or two).
 
 use pertoken_gpu::{DType, Gpu, Tensor};
 
@@ -81,10 +81,14 @@ pub(crate) fn upload_vector(gpu: &Gpu, t: &HostTensor<'_>) -> Result<Tensor> {
 }
 
 /// Row-concatenates `parts` (each `[n_i, k]`, with optional f32 biases) into one matrix where
-/// they share a dtype, else uploads them apart.
-fn fuse(gpu: &Gpu, parts: Vec<(HostTensor<'_>, Option<HostTensor<'_>>)>) -> Result<Proj> {
+/// `allowed` (every layer's parts share a dtype), else uploads them apart.
+fn fuse(
+    gpu: &Gpu,
+    parts: Vec<(HostTensor<'_>, Option<HostTensor<'_>>)>,
+    allowed: bool,
+) -> Result<Proj> {
     let same = parts.windows(2).all(|w| w[0].0.dtype == w[1].0.dtype);
-    if !same {
+    if !(same && allowed) {
         let mut out = Vec::new();
         for (w, b) in &parts {
             out.push((
@@ -130,7 +134,35 @@ fn fuse(gpu: &Gpu, parts: Vec<(HostTensor<'_>, Option<HostTensor<'_>>)>) -> Resu
     })
 }
 
-pub(crate) fn load_layer(gpu: &Gpu, source: &dyn WeightSource, l: usize) -> Result<GpuLayer> {
+/// Whether every layer stores the parts of q/k/v (`Role::Q`, `K`, `V`) and of gate/up in one
+/// dtype each, so that every layer can fuse them: a step's buffers and kernels are the same for
+/// every layer. K-quant files mix (llama.cpp's Q4_K_M gives attn_v Q6_K on some layers and
+/// Q4_K on the others), and then every layer keeps its parts apart.
+pub(crate) fn fusible(source: &dyn WeightSource) -> Result<(bool, bool)> {
+    let dtype = |r: Role| -> Result<Option<DType>> { Ok(source.stored(r)?.map(|(d, _)| d)) };
+    let same = |roles: &[Role]| -> Result<bool> {
+        let first = dtype(roles[0])?;
+        for &r in &roles[1..] {
+            if dtype(r)? != first {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let (mut qkv, mut gate_up) = (true, true);
+    for l in 0..source.spec().shape.layers as usize {
+        qkv &= same(&[Role::Q(l), Role::K(l), Role::V(l)])?;
+        gate_up &= same(&[Role::Gate(l), Role::Up(l)])?;
+    }
+    Ok((qkv, gate_up))
+}
+
+pub(crate) fn load_layer(
+    gpu: &Gpu,
+    source: &dyn WeightSource,
+    l: usize,
+    (fuse_qkv, fuse_gate_up): (bool, bool),
+) -> Result<GpuLayer> {
     let bias = source.spec().shape.qkv_bias;
     let b = |role: Role| bias.then(|| fetch(source, role)).transpose();
     let qkv = fuse(
@@ -140,6 +172,7 @@ pub(crate) fn load_layer(gpu: &Gpu, source: &dyn WeightSource, l: usize) -> Resu
             (fetch(source, Role::K(l))?, b(Role::KBias(l))?),
             (fetch(source, Role::V(l))?, b(Role::VBias(l))?),
         ],
+        fuse_qkv,
     )?;
     let gate_up = fuse(
         gpu,
@@ -147,6 +180,7 @@ pub(crate) fn load_layer(gpu: &Gpu, source: &dyn WeightSource, l: usize) -> Resu
             (fetch(source, Role::Gate(l))?, None),
             (fetch(source, Role::Up(l))?, None),
         ],
+        fuse_gate_up,
     )?;
     Ok(GpuLayer {
         attn_norm: upload_vector(gpu, &fetch(source, Role::AttnNorm(l))?)?,

@@ -21,7 +21,7 @@ use pertoken_gpu::{DType, Gpu, Tensor};
 use crate::weights::{Role, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
 use buffers::Activations;
-use layer::{GpuLayer, Proj, fetch, load_layer, upload, upload_vector};
+use layer::{GpuLayer, fetch, fusible, load_layer, upload, upload_vector};
 
 /// How much a decoder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,20 +136,10 @@ impl Decoder {
             Some(_) => Some(upload(gpu, &fetch(source, Role::Output)?)?),
         };
         let final_norm = upload_vector(gpu, &fetch(source, Role::FinalNorm)?)?;
+        let fusion = fusible(source)?;
         let mut layers = Vec::with_capacity(m.layers as usize);
         for l in 0..m.layers as usize {
-            layers.push(load_layer(gpu, source, l)?);
-        }
-        let fused = |p: &Proj| matches!(p, Proj::Fused { .. });
-        if layers.iter().any(|l| {
-            fused(&l.qkv) != fused(&layers[0].qkv) || fused(&l.gate_up) != fused(&layers[0].gate_up)
-        }) {
-            return Err(ModelError::Unsupported {
-                model: m.name.clone(),
-                reason: "layers store q/k/v (or gate/up) in formats that mix differently from \
-                         layer to layer"
-                    .into(),
-            });
+            layers.push(load_layer(gpu, source, l, fusion)?);
         }
         let freq = Tensor::from_slice(gpu, &spec.rope_frequencies(), &[m.head_dim as usize / 2])?;
         let (caches, act, tokens) = sequences(gpu, &spec, &layers[0], options)?;

@@ -5,20 +5,9 @@ use pertoken_shaders::MODEL_EMBED;
 
 use super::{need_f32, strided_groups, u};
 
-fn format_code(dtype: DType) -> Option<u32> {
-    Some(match dtype {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::Q8_0 => 2,
-        DType::Q4_0 => 3,
-        DType::Q4_1 => 4,
-        _ => return None,
-    })
-}
-
 /// `out[out_row0 + i] = table[tokens[tok0 + i]]` for `t` tokens into `out: [rows, hidden]`
 /// (f32), from a `table: [vocab,
-/// hidden]` in f32, f16, Q8_0, Q4_0 or Q4_1 (dequantized on the way). A table over the
+/// hidden]` in any weight format of [`DType::WEIGHTS`] (dequantized on the way). A table over the
 /// storage-binding limit is gathered in windows of rows, one dispatch each. A token id past the
 /// vocabulary gives a row of NaN.
 pub fn embed(
@@ -30,7 +19,7 @@ pub fn embed(
     out_row0: usize,
 ) -> Result<()> {
     const OP: &str = "embed";
-    let Some(fmt) = format_code(table.dtype()) else {
+    let Some(fmt) = table.dtype().shader_format() else {
         return Err(Error::Unsupported {
             op: OP,
             reason: format!("embedding tables in {} are not supported", table.dtype()),

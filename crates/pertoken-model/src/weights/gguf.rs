@@ -11,23 +11,22 @@ use pertoken_gpu::DType;
 use super::{HostTensor, Role, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
 
-/// The formats the kernels read, as ggml types.
-const TYPES: [GgmlType; 5] = [
+/// The formats the kernels read, as ggml types: each tensor is read in its own.
+const TYPES: [GgmlType; 10] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
 ];
 
 fn dtype_of(t: GgmlType) -> DType {
-    match t {
-        GgmlType::F16 => DType::F16,
-        GgmlType::Q8_0 => DType::Q8_0,
-        GgmlType::Q4_0 => DType::Q4_0,
-        GgmlType::Q4_1 => DType::Q4_1,
-        _ => DType::F32,
-    }
+    DType::weight_named(&t.to_string().to_lowercase()).unwrap_or(DType::F32)
 }
 
 /// A GGUF model of the llama (Llama 2/3, Mistral, SmolLM2) or qwen2 architecture.

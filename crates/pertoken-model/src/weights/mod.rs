@@ -144,9 +144,13 @@ impl HostTensor<'_> {
                 let h: Vec<half::f16> = bytemuck::pod_collect_to_vec(&self.bytes);
                 Ok(h.iter().map(|v| v.to_f32()).collect())
             }
-            DType::Q8_0 => q(QuantFormat::Q8_0),
-            DType::Q4_0 => q(QuantFormat::Q4_0),
-            DType::Q4_1 => q(QuantFormat::Q4_1),
+            other if other.is_quantized() => match QuantFormat::from_name(other.name()) {
+                Some(f) => q(f),
+                None => Err(ModelError::Invalid {
+                    op: "HostTensor::to_f32",
+                    reason: format!("{}: the reference cannot read {other}", self.name),
+                }),
+            },
             other => Err(ModelError::Invalid {
                 op: "HostTensor::to_f32",
                 reason: format!("{}: {other} is not a weight format", self.name),

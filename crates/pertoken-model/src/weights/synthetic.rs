@@ -21,7 +21,9 @@ pub struct Synthetic {
 }
 
 impl Synthetic {
-    /// Weights for `spec` in `format` (f32, f16, q8_0, q4_0, q4_1), drawn from `seed`.
+    /// Weights for `spec` in `format` (any of [`DType::WEIGHTS`]), drawn from `seed`. A K-quant
+    /// matrix whose rows are not whole super-blocks of 256 takes the type llama.cpp's quantizer
+    /// falls back to ([`fallback`]), as in the K-quant files people download.
     pub fn new(spec: ModelSpec, format: DType, seed: u64) -> Result<Synthetic> {
         spec.check()?;
         let quant = quant_format(format);
@@ -29,7 +31,8 @@ impl Synthetic {
             return Err(ModelError::Unsupported {
                 model: spec.shape.name.clone(),
                 reason: format!(
-                    "synthetic weights come in f32, f16, q8_0, q4_0 or q4_1, not {format}"
+                    "synthetic weights come in {}, not {format}",
+                    DType::WEIGHTS.map(|d| d.name()).join(", ")
                 ),
             });
         }
@@ -77,13 +80,23 @@ impl Synthetic {
     }
 }
 
-pub(crate) fn quant_format(dtype: DType) -> Option<QuantFormat> {
-    match dtype {
-        DType::Q8_0 => Some(QuantFormat::Q8_0),
-        DType::Q4_0 => Some(QuantFormat::Q4_0),
-        DType::Q4_1 => Some(QuantFormat::Q4_1),
-        _ => None,
+/// The type a matrix of `format` with rows of `k` values is stored in: `format` where a row is
+/// whole blocks of it, else llama.cpp's fallback for the K-quants (`tensor_type_fallback` in
+/// llama-quant.cpp: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0).
+pub(crate) fn fallback(format: DType, k: usize) -> DType {
+    if k.is_multiple_of(format.block().0) {
+        return format;
     }
+    match format {
+        DType::Q4_K => DType::Q5_0,
+        DType::Q5_K => DType::Q5_1,
+        DType::Q6_K => DType::Q8_0,
+        other => other,
+    }
+}
+
+pub(crate) fn quant_format(dtype: DType) -> Option<QuantFormat> {
+    QuantFormat::from_name(dtype.name())
 }
 
 impl WeightSource for Synthetic {
@@ -127,7 +140,8 @@ impl WeightSource for Synthetic {
             (3.0 / shape[1] as f32).sqrt()
         };
         let v = uniform_f32_in(seed, len, -a, a);
-        let bytes = match (self.format, quant_format(self.format)) {
+        let dtype = fallback(self.format, shape[1]);
+        let bytes = match (dtype, quant_format(dtype)) {
             (_, Some(q)) => quantize(q, &v).map_err(|e| ModelError::Invalid {
                 op: "Synthetic::tensor",
                 reason: e.to_string(),
@@ -140,7 +154,7 @@ impl WeightSource for Synthetic {
         };
         Ok(Some(HostTensor {
             name,
-            dtype: self.format,
+            dtype,
             shape,
             bytes: Cow::Owned(bytes),
         }))
@@ -151,15 +165,34 @@ impl WeightSource for Synthetic {
         if role == Role::Output && m.tied_embeddings {
             return Ok(None);
         }
+        let shape = role.shape(&self.spec);
         let dtype = if role.is_vector() {
             DType::F32
         } else {
-            self.format
+            fallback(self.format, shape[1])
         };
-        Ok(Some((dtype, role.shape(&self.spec))))
+        Ok(Some((dtype, shape)))
     }
 
     fn describe(&self) -> String {
-        format!("synthetic {} weights (seed {})", self.format, self.seed)
+        let m = &self.spec.shape;
+        let mut fallbacks: Vec<String> = [m.hidden, m.ffn, m.heads * m.head_dim]
+            .into_iter()
+            .map(|k| fallback(self.format, k as usize))
+            .filter(|&d| d != self.format)
+            .map(|d| d.to_string())
+            .collect();
+        fallbacks.dedup();
+        if fallbacks.is_empty() {
+            format!("synthetic {} weights (seed {})", self.format, self.seed)
+        } else {
+            format!(
+                "synthetic {} weights (seed {}; rows that are not whole super-blocks of 256 in {}, \
+                 as llama.cpp quantizes them)",
+                self.format,
+                self.seed,
+                fallbacks.join(" and ")
+            )
+        }
     }
 }

@@ -106,7 +106,13 @@ pub(super) fn quantize_q6_k(block: &[f32], out: &mut Vec<u8>) {
     let d = as_f16(step.iter().fold(0f32, |m, &v| m.max(v)) / 127.0);
     let scales: Vec<i8> = step
         .iter()
-        .map(|&s| if d > 0.0 { (s / d).ceil().min(127.0) as i8 } else { 0 })
+        .map(|&s| {
+            if d > 0.0 {
+                (s / d).ceil().min(127.0) as i8
+            } else {
+                0
+            }
+        })
         .collect();
     let q: Vec<u8> = block
         .iter()

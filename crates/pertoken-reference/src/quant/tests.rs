@@ -171,7 +171,10 @@ fn round_trip_error_is_bounded_by_the_step_and_the_scale_rounding() {
     let v = uniform_f32(3, 256 * 8);
     for format in QuantFormat::ALL {
         let bytes = quantize(format, &v).unwrap();
-        assert_eq!(bytes.len(), v.len() / format.block_elems() * format.block_bytes());
+        assert_eq!(
+            bytes.len(),
+            v.len() / format.block_elems() * format.block_bytes()
+        );
         let back = dequantize(format, &bytes).unwrap();
         for (block, got) in v.chunks(QK).zip(back.chunks(QK)) {
             let amax = block.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
@@ -201,7 +204,10 @@ fn round_trip_error_is_bounded_by_the_step_and_the_scale_rounding() {
             };
             let bound = step * (rounding + qmax / 2048.0) + min_level + 1e-6;
             for (&x, &y) in block.iter().zip(got) {
-                assert!((x - y).abs() <= bound, "{format:?}: {x} vs {y} (bound {bound})");
+                assert!(
+                    (x - y).abs() <= bound,
+                    "{format:?}: {x} vs {y} (bound {bound})"
+                );
             }
         }
     }

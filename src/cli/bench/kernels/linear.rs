@@ -47,13 +47,7 @@ pub(crate) fn upload_weights(
     (n, k): (usize, usize),
     dtype: DType,
 ) -> Result<(Tensor, Vec<f32>), CliError> {
-    let quant = match dtype {
-        DType::Q8_0 => Some(QuantFormat::Q8_0),
-        DType::Q4_0 => Some(QuantFormat::Q4_0),
-        DType::Q4_1 => Some(QuantFormat::Q4_1),
-        _ => None,
-    };
-    Ok(match quant {
+    Ok(match QuantFormat::from_name(dtype.name()) {
         Some(f) => {
             let bytes = quantize(f, raw)?;
             let values = dequantize(f, &bytes)?;

@@ -44,7 +44,8 @@ pub(crate) struct Args {
     /// Rows of x for the prefill bench, on the first linear shape; 0 skips it.
     #[arg(long, default_value_t = 512)]
     prefill: usize,
-    /// Weight formats for the linear benches: f32, f16, q8_0, q4_0, q4_1.
+    /// Weight formats for the linear benches: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k,
+    /// q5_k, q6_k.
     #[arg(long, value_delimiter = ',', default_value = "f16,q4_0", value_parser = parse_dtype)]
     dtypes: Vec<DType>,
     /// Bytes the copy kernel moves to measure bandwidth (clamped to the binding limit).
@@ -89,16 +90,11 @@ fn parse_linear(s: &str) -> Result<Option<(usize, usize)>, String> {
 }
 
 pub(crate) fn parse_dtype(s: &str) -> Result<DType, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "f32" => Ok(DType::F32),
-        "f16" => Ok(DType::F16),
-        "q8_0" => Ok(DType::Q8_0),
-        "q4_0" => Ok(DType::Q4_0),
-        "q4_1" => Ok(DType::Q4_1),
-        other => Err(format!(
-            "dtype {other:?}: expected f32, f16, q8_0, q4_0 or q4_1"
-        )),
-    }
+    let name = s.trim().to_ascii_lowercase();
+    DType::weight_named(&name).ok_or_else(|| {
+        let all: Vec<&str> = DType::WEIGHTS.iter().map(|d| d.name()).collect();
+        format!("dtype {name:?}: expected one of {}", all.join(", "))
+    })
 }
 
 fn parse_sizes(s: &str) -> Result<Option<MatmulShape>, String> {

@@ -39,7 +39,8 @@ pub(crate) struct ModelArgs {
     /// A Hugging Face checkpoint folder (config.json + safetensors) instead.
     #[arg(long, conflicts_with_all = ["model", "gguf"])]
     safetensors: Option<PathBuf>,
-    /// Weight formats of the catalog models: f32, f16, q8_0, q4_0, q4_1.
+    /// Weight formats of the catalog models: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1,
+    /// q4_k, q5_k, q6_k.
     #[arg(long, value_delimiter = ',', default_value = "q4_0", value_parser = parse_dtype)]
     weights: Vec<DType>,
     /// Prompt-processing tests: tokens per prompt (`pp512`); 0 skips. Default 512 on GPUs, 64

@@ -51,26 +51,23 @@ impl Operand {
             )
             .into());
         }
-        let (held, quant) = match dtype {
-            DType::F32 => (f32s, None),
-            DType::F16 => {
+        let (held, quant) = match (dtype, QuantFormat::from_name(dtype.name())) {
+            (DType::F32, _) => (f32s, None),
+            (DType::F16, _) => {
                 let held: Vec<f32> = f32s
                     .iter()
                     .map(|&v| half::f16::from_f32(v).to_f32())
                     .collect();
                 (held, None)
             }
-            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
-                let format = match dtype {
-                    DType::Q8_0 => QuantFormat::Q8_0,
-                    DType::Q4_0 => QuantFormat::Q4_0,
-                    _ => QuantFormat::Q4_1,
-                };
+            (_, Some(format)) => {
                 let last = input.shape.last().copied().unwrap_or(1);
-                if !last.is_multiple_of(32) {
+                let block = format.block_elems();
+                if !last.is_multiple_of(block) {
                     return Err(format!(
-                        "{path}: {} has shape {:?}; --dtype {dtype} quantizes blocks of 32 along \
-                         the last dimension, which is {last}: use f32 or f16, or a multiple of 32",
+                        "{path}: {} has shape {:?}; --dtype {dtype} quantizes blocks of {block} \
+                         along the last dimension, which is {last}: use f32 or f16, or a \
+                         multiple of {block}",
                         input.name, input.shape
                     )
                     .into());
@@ -79,7 +76,7 @@ impl Operand {
                 let held = dequantize(format, &bytes).map_err(|e| format!("{path}: {e}"))?;
                 (held, Some(bytes))
             }
-            other => return Err(format!("{other} is not a float format").into()),
+            (other, None) => return Err(format!("{other} is not a float format").into()),
         };
         if let Some(i) = held.iter().position(|v| !v.is_finite()) {
             return Err(format!(
