@@ -157,9 +157,10 @@ struct Unit {
     mn: f32,
 }
 
-// The nibbles (0..15) of bytes 0..3 of `word`, each shifted right by `shift` first.
+// The nibbles (0..15) of bytes 0..3 of `word`, each shifted right by `shift` first (masked as
+// one word, then unpacked: fewer vector operations on adapters that run them lane by lane).
 fn nibbles(word: u32, shift: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(15u));
+    return vec4<f32>(unpack4xU8((word >> shift) & 0x0f0f0f0fu));
 }
 
 // Bits `bit`, bit + 1, bit + 2, bit + 3 of `word`, as the fifth bits (16) of four values.
@@ -282,11 +283,16 @@ fn unit(row: u32, j: u32) -> Unit {
         let scales = b_word(g >> 2u) >> (8u * (g & 3u));
         let sc0 = f32(extractBits(bitcast<i32>(scales), 0u, 8u));
         let sc1 = f32(extractBits(bitcast<i32>(scales), 8u, 8u));
-        u.d = w_f16_at(off + 208u);
+        // The two scales of 16 ride in d and mn (unit_dot applies each to its half).
+        let d = w_f16_at(off + 208u);
+        u.d = d * sc0;
+        u.mn = d * sc1;
+        let lo_shift = 4u * (k / 2u);
+        let hi_shift = 2u * k;
         for (var i = 0u; i < 8u; i = i + 1u) {
-            let hb = (vec4<u32>(qh[i]) >> (vec4<u32>(0u, 8u, 16u, 24u) + 2u * k)) & vec4<u32>(3u);
-            let q = nibbles(ql[i], 4u * (k / 2u)) + vec4<f32>(hb * 16u) - 32.0;
-            u.v[i] = q * select(sc1, sc0, i < 4u);
+            let q = ((ql[i] >> lo_shift) & 0x0f0f0f0fu) | (((qh[i] >> hi_shift) & 0x03030303u) << 4u);
+            // Each byte (0..63) less 32, with no borrow between bytes: signed bytes.
+            u.v[i] = vec4<f32>(unpack4xI8(((q ^ 0x80808080u) - 0x20202020u) ^ 0x80808080u));
         }
     } else {
         // Q8_0, Q4_0, Q5_0: the block's bytes [off, off + size) lie in the aligned words
@@ -388,6 +394,16 @@ fn x_sum(b: array<vec4<f32>, 8>) -> f32 {
 fn unit_dot(a: Unit, b: array<vec4<f32>, 8>, b_sum: f32) -> f32 {
     if (UNIT == 1u) {
         return a.v[0].x * b[0].x;
+    }
+    if (W_FMT == 9u) {
+        // Q6_K: values 0..16 under the scale in d, 16..32 under the one in mn.
+        var lo = vec4<f32>(0.0);
+        var hi = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            lo = fma(a.v[c], b[c], lo);
+            hi = fma(a.v[c + 4u], b[c + 4u], hi);
+        }
+        return a.d * (lo.x + lo.y + lo.z + lo.w) + a.mn * (hi.x + hi.y + hi.z + hi.w);
     }
     var s = vec4<f32>(0.0);
     for (var c = 0u; c < UNIT / 4u; c = c + 1u) {

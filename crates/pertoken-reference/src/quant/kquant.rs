@@ -96,19 +96,24 @@ pub(super) fn quantize_qk(block: &[f32], bits: u32, out: &mut Vec<u8>) {
     }
 }
 
-/// Q6_K: each group of 16 spans −32..=31 steps of its largest magnitude / 32; the steps are
-/// then scaled to signed 8 bits by the block's largest.
+/// Q6_K: each group of 16 maps its value of largest magnitude, with its sign, to −32 (as ggml's
+/// quantizer does, so scales come in both signs); the steps are then scaled to signed 8 bits by
+/// the block's largest, whose sign `d` takes: scales and `d` of either sign, as in real files.
 pub(super) fn quantize_q6_k(block: &[f32], out: &mut Vec<u8>) {
-    let mut step = [0f32; 16];
-    for (g, group) in block.chunks_exact(16).enumerate() {
-        step[g] = group.iter().fold(0f32, |m, &v| m.max(v.abs())) / 31.0;
-    }
-    let d = as_f16(step.iter().fold(0f32, |m, &v| m.max(v)) / 127.0);
+    let signed_max = |v: &[f32]| {
+        v.iter()
+            .fold(0f32, |m, &x| if x.abs() > m.abs() { x } else { m })
+    };
+    let step: Vec<f32> = block
+        .chunks_exact(16)
+        .map(|g| signed_max(g) / -32.0)
+        .collect();
+    let d = as_f16(signed_max(&step) / -128.0);
     let scales: Vec<i8> = step
         .iter()
         .map(|&s| {
-            if d > 0.0 {
-                (s / d).ceil().min(127.0) as i8
+            if d != 0.0 {
+                (s / d).round().clamp(-128.0, 127.0) as i8
             } else {
                 0
             }

@@ -194,7 +194,7 @@ fn round_trip_error_is_bounded_by_the_step_and_the_scale_rounding() {
                 // over 63·15 or 127·31), and the minimum's level by half a unit.
                 QuantFormat::Q4_K => (2.0 * amax / 15.0 + 2.0 / (63.0 * 15.0), 16.0, 1.0),
                 QuantFormat::Q5_K => (2.0 * amax / 31.0 + 2.0 / (63.0 * 31.0), 32.0, 1.0),
-                QuantFormat::Q6_K => (amax / 31.0 + 1.0 / (127.0 * 31.0), 32.0, 0.5),
+                QuantFormat::Q6_K => (amax / 31.0 + 1.0 / (127.0 * 31.0), 32.0, 1.0),
             };
             // Q4_K's and Q5_K's minimums are levels of the block's largest / 63: half a level
             // (values here lie in [−1, 1)) may clip at either end of the range.
@@ -211,6 +211,18 @@ fn round_trip_error_is_bounded_by_the_step_and_the_scale_rounding() {
             }
         }
     }
+}
+
+#[test]
+fn q6_k_quantizes_to_scales_of_both_signs() {
+    // Kernels must sign-extend the scales and d: the quantizer gives them both signs.
+    let v = uniform_f32(9, 256 * 4);
+    let bytes = quantize(QuantFormat::Q6_K, &v).unwrap();
+    let scales: Vec<i8> = bytes
+        .chunks(210)
+        .flat_map(|b| b[192..208].iter().map(|&s| s as i8))
+        .collect();
+    assert!(scales.iter().any(|&s| s < 0) && scales.iter().any(|&s| s > 0));
 }
 
 #[test]
