@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use pertoken_formats::gguf::{GgmlType, Gguf};
 use pertoken_formats::testdata;
+use pertoken_formats::tokenizer::Tokenizer;
 
 #[test]
 fn metadata_and_the_tensor_census_of_a_q4_k_m_file() {
@@ -50,4 +51,62 @@ fn metadata_and_the_tensor_census_of_a_q4_k_m_file() {
     assert_eq!(ty("blk.5.attn_v.weight"), GgmlType::Q5_0);
     assert_eq!(ty("token_embd.weight"), GgmlType::Q8_0);
     assert!(g.tensor("output.weight").is_err(), "the head is tied");
+}
+
+/// Ids as llama.cpp gives them: control and user-defined tokens split out of the text, the
+/// rest encoded by SentencePiece's own library (the `sentencepiece` PyPI package, 0.2.3) over a
+/// BPE model built from the file's tokens, scores and types with byte fallback and no dummy
+/// prefix, as Gemma's.
+const KNOWN: &[(&str, &[u32])] = &[
+    ("Hello world", &[9259, 1902]),
+    (
+        "The sky is blue because of Rayleigh scattering.",
+        &[818, 7217, 563, 3730, 1547, 529, 121707, 19389, 236761],
+    ),
+    // Runs of spaces and newlines, and a tab, are user-defined tokens (138, 108, 107, 255968).
+    (
+        "  two leading spaces, tabs\tand\n\nnewlines\n",
+        &[
+            138, 13498, 5830, 9952, 236764, 42364, 255968, 624, 108, 208697, 107,
+        ],
+    ),
+    (
+        "naïve café 東京 🤖",
+        &[1789, 238527, 560, 33443, 86459, 236743, 246143],
+    ),
+    // Control tokens written in the text: one id each.
+    (
+        "<start_of_turn>user\nHi<end_of_turn>",
+        &[105, 2364, 107, 10979, 106],
+    ),
+    ("<h1>Title</h1>", &[184, 7396, 191]),
+    ("\u{1} control byte", &[249732, 2256, 16812]),
+    (
+        "1234567890 + 3.14159",
+        &[
+            236770, 236778, 236800, 236812, 236810, 236825, 236832, 236828, 236819, 236771, 900,
+            236743, 236800, 236761, 236770, 236812, 236770, 236810, 236819,
+        ],
+    ),
+    // U+E0041 and ᚠ are not in the vocabulary: their UTF-8 bytes, as <0xXX> tokens.
+    (
+        "\u{1F9EC}\u{E0041} \u{16A0}\u{2C80}",
+        &[253633, 481, 398, 367, 367, 236743, 463, 392, 398, 244945],
+    ),
+];
+
+#[test]
+fn the_sentencepiece_tokenizer_gives_known_ids_and_decodes_back() {
+    let Some(path) = testdata::gemma3_or_skip() else {
+        return;
+    };
+    let g = Gguf::open(&path).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    assert_eq!(tok.vocab_size(), 262_144);
+    assert_eq!((tok.bos(), tok.eos()), (Some(2), Some(1)));
+    assert!(tok.is_special(105) && !tok.is_special(138));
+    for &(text, ids) in KNOWN {
+        assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
+        assert_eq!(tok.decode(ids).unwrap(), text, "{text:?}");
+    }
 }

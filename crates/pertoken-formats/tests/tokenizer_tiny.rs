@@ -138,11 +138,15 @@ fn stream_equals_decode_on_any_split() {
 #[test]
 fn bad_tokenizer_metadata_is_an_error() {
     let err_of = |b: &GgufBuilder| tokenizer_from(b).unwrap_err().to_string();
-    let msg = err_of(builder("gpt2").set("tokenizer.ggml.model", "llama"));
+    let msg = err_of(builder("gpt2").set("tokenizer.ggml.model", "rwkv"));
     assert!(
-        msg.contains("tiny.gguf") && msg.contains("\"llama\"") && msg.contains("gpt2"),
+        msg.contains("tiny.gguf") && msg.contains("\"rwkv\"") && msg.contains("gpt2"),
         "{msg}"
     );
+    assert!(msg.contains("SentencePiece"), "{msg}");
+    // A SentencePiece vocabulary needs its scores.
+    let msg = err_of(builder("gpt2").set("tokenizer.ggml.model", "llama"));
+    assert!(msg.contains("tokenizer.ggml.scores"), "{msg}");
     let msg = err_of(&builder("deepseek-llm"));
     assert!(
         msg.contains("\"deepseek-llm\"") && msg.contains("smollm"),

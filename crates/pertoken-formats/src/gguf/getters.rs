@@ -83,4 +83,17 @@ impl Gguf {
             .collect::<Option<Vec<i64>>>()
             .ok_or_else(|| self.wrong(key, "an array of integers that fit in i64", v))
     }
+
+    /// `key` as an array of numbers (any numeric element type), as f32.
+    pub fn floats_of(&self, key: &str) -> Result<Vec<f32>> {
+        let v = self.require(key)?;
+        let Value::Array(_, items) = v else {
+            return Err(self.wrong(key, "an array of numbers", v));
+        };
+        items
+            .iter()
+            .map(|item| item.as_f64().map(|x| x as f32))
+            .collect::<Option<Vec<f32>>>()
+            .ok_or_else(|| self.wrong(key, "an array of numbers", v))
+    }
 }
