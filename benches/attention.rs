@@ -19,6 +19,7 @@ use pertoken::reference::random::uniform_f32;
 const OPTIONS: AttentionOptions = AttentionOptions {
     causal: true,
     scale: None,
+    window: None,
 };
 
 fn upload(gpu: &Gpu, seed: u64, shape: &[usize], dtype: DType) -> Tensor {

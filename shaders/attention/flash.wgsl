@@ -103,7 +103,7 @@ fn main(
             for (var t = 0u; t < BKV; t = t + 1u) {
                 let j = j0 + t;
                 var score = -3.0e38;
-                if (j < k_stop && (p.causal == 0u || j <= my_last)) {
+                if (j < k_stop && (p.causal == 0u || j <= my_last) && !before_window(j, my_last)) {
                     var dotp = vec4<f32>(0.0);
                     for (var c = 0u; c < d4; c = c + 1u) {
                         dotp = fma(qr[c], k_tile[t * d4 + c], dotp);

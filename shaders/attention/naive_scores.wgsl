@@ -21,7 +21,7 @@ fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let offset = p.kv_len - min(p.q_len, p.kv_len);
     var score = -3.0e38;
-    if (p.causal == 0u || j <= i + offset) {
+    if ((p.causal == 0u || j <= i + offset) && !before_window(j, i + offset)) {
         let qb = (h * p.q_len + i) * p.d;
         let kb = (kv_head(h) * p.kv_stride + j) * p.d;
         var dotp = 0.0;

@@ -13,7 +13,14 @@ struct Params {
     // Keys per split (a multiple of BKV), and the number of splits.
     chunk: u32,
     splits: u32,
-    _pad0: u32,
+    // Sliding window (0: none): the query at position P = i + kv_len − q_len sees keys j with
+    // P − window < j (and j ≤ P when causal).
+    window: u32,
     _pad1: u32,
+}
+
+// Whether key j is outside the sliding window of the query at position `pos`.
+fn before_window(j: u32, pos: u32) -> bool {
+    return p.window != 0u && j + p.window <= pos;
 }
 

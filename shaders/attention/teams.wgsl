@@ -99,9 +99,11 @@ fn main(
     var m: array<f32, 4>;
     var l: array<f32, 4>;
     var last: array<u32, 4>; // last key row r attends
+    var pos: array<u32, 4>; // row r's position (its sliding window ends there)
     for (var r = 0u; r < MAX_R; r = r + 1u) {
         let i = min(i0 + r / GB, p.q_len - 1u);
         last[r] = select(0xffffffffu, i + offset, p.causal != 0u);
+        pos[r] = i + offset;
         for (var pc = 0u; pc < PIECES; pc = pc + 1u) {
             let c = lane + pc * TEAM;
             if (r < rows && c < C8) {
@@ -176,7 +178,7 @@ fn main(
                 s = s + subgroupShuffleXor(s, 4u);
                 s = s + subgroupShuffleXor(s, 2u);
                 s = s + subgroupShuffleXor(s, 1u);
-                let ok = live && j <= last[r];
+                let ok = live && j <= last[r] && !before_window(j, pos[r]);
                 let e = exp(-abs(s - m[r]));
                 let raises = s > m[r];
                 corr[r] = select(1.0, e, raises && ok);

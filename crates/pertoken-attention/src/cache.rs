@@ -242,7 +242,7 @@ impl KvCache {
             gpu,
             [q, &self.k, &self.v, out],
             &s,
-            (self.capacity, options.causal, scale),
+            (self.capacity, options.mask(), scale),
             Some(&self.partials),
             kernel,
         )

@@ -8,6 +8,7 @@ use pertoken_shaders::{
     ATTENTION_TEAMS_WIDE, ATTENTION_TEAMS_WIDE_F16, Shader,
 };
 
+use crate::shape::Mask;
 use crate::{
     AttentionOptions, AttentionShape, NARROW_HEAD_DIM, OP, Split, TEAM, TEAM_MAX_HEAD_DIM,
     TeamKnobs, TeamPlan, check, check_out, plan, team_kernel_applies, team_plan_with,
@@ -28,13 +29,7 @@ pub enum Kernel {
     Naive,
 }
 
-fn params(
-    s: &AttentionShape,
-    kv_stride: usize,
-    causal: bool,
-    scale: f32,
-    split: Split,
-) -> [u32; 12] {
+fn params(s: &AttentionShape, kv_stride: usize, mask: Mask, scale: f32, split: Split) -> [u32; 12] {
     let u = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     [
         u(s.n_heads),
@@ -43,11 +38,11 @@ fn params(
         u(s.q_len),
         u(s.kv_len),
         u(kv_stride),
-        u32::from(causal),
+        u32::from(mask.causal),
         scale.to_bits(),
         split.chunk,
         split.splits,
-        0,
+        mask.window,
         0,
     ]
 }
@@ -96,7 +91,7 @@ pub fn attention_into(
             gpu,
             [q, k, v, out],
             &s,
-            (s.kv_len, options.causal, scale),
+            (s.kv_len, options.mask(), scale),
             None,
             kernel,
         ),
@@ -105,7 +100,7 @@ pub fn attention_into(
             let all = params(
                 &s,
                 s.kv_len,
-                options.causal,
+                options.mask(),
                 scale,
                 Split {
                     chunk: 0,
@@ -162,7 +157,7 @@ pub(crate) fn flash(
     gpu: &Gpu,
     tensors: [&Tensor; 4],
     s: &AttentionShape,
-    call: (usize, bool, f32),
+    call: (usize, Mask, f32),
     partials: Option<&Partials>,
     kernel: Kernel,
 ) -> Result<()> {
@@ -197,7 +192,7 @@ fn flash_plan(
     gpu: &Gpu,
     [q, k, v, out]: [&Tensor; 4],
     s: &AttentionShape,
-    (kv_stride, causal, scale): (usize, bool, f32),
+    (kv_stride, mask, scale): (usize, Mask, f32),
     (team, combine_limit): (TeamPlan, u32),
     partials: Option<&Partials>,
 ) -> Result<()> {
@@ -210,7 +205,7 @@ fn flash_plan(
     } else {
         plan(s, bkv, caps.max_storage_binding)
     };
-    let params = params(s, kv_stride, causal, scale, split);
+    let params = params(s, kv_stride, mask, scale, split);
     let f16 = q.dtype() == DType::F16;
     // [splits, n_heads, q_len, head_dim] and [splits, n_heads, q_len, 2]; the kernels write
     // every slot the combine reads, so reused buffers need no clearing.
@@ -441,7 +436,11 @@ mod team_tests {
                         let tensors = [&q, &k, &v, &out];
                         // Two workgroups in x make the combine pass stride over most shapes.
                         let limit = if cpu { 2 } else { u32::MAX };
-                        let call = (kv_len, true, scale);
+                        let mask = Mask {
+                            causal: true,
+                            window: 0,
+                        };
+                        let call = (kv_len, mask, scale);
                         flash_plan(&gpu, tensors, &s, call, (plan, limit), None).unwrap();
                         let shape = pertoken_reference::AttentionShape {
                             n_heads,

@@ -19,9 +19,29 @@ pub struct AttentionOptions {
     pub causal: bool,
     /// Score scale; `None` for `1/√head_dim`. Must be finite.
     pub scale: Option<f32>,
+    /// Sliding-window attention (Gemma, Mistral): a query at position `P` sees only keys at
+    /// positions `P − w < j` (with `causal`, `P − w < j ≤ P`: the `w` latest). `None` or 0:
+    /// every key.
+    pub window: Option<u32>,
+}
+
+/// Which keys a query sees, as the kernels take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mask {
+    pub(crate) causal: bool,
+    /// 0 for none.
+    pub(crate) window: u32,
 }
 
 impl AttentionOptions {
+    /// The key mask.
+    pub(crate) fn mask(&self) -> Mask {
+        Mask {
+            causal: self.causal,
+            window: self.window.unwrap_or(0),
+        }
+    }
+
     /// The score scale for `head_dim`: the given one, or `1/√head_dim`. A NaN or infinite scale
     /// is an error (it would turn every score into NaN and the output into zeros).
     pub fn scale_for(&self, head_dim: usize) -> Result<f32> {

@@ -45,6 +45,7 @@ fn run(gpu: &Gpu, c: Case, kernel: Kernel) -> Result<(), String> {
     let options = AttentionOptions {
         causal: c.causal,
         scale: None,
+        window: None,
     };
     attention_into(gpu, &q, &k, &v, &out, options, kernel).map_err(|e| format!("{c:?}: {e}"))?;
     let got = out.to_vec::<f32>().unwrap();
@@ -312,6 +313,7 @@ fn team_kernel_errors() {
     let opts = AttentionOptions {
         causal: true,
         scale: None,
+        window: None,
     };
     let s = pertoken_attention::AttentionShape {
         n_heads: 2,
@@ -354,6 +356,7 @@ fn large_logits_do_not_overflow() {
     let options = AttentionOptions {
         causal: true,
         scale: None,
+        window: None,
     };
     let got = pertoken_attention::attention(&gpu, &tq, &tk, &tv, options)
         .unwrap()
@@ -384,6 +387,7 @@ fn bad_inputs_are_errors() {
     let opts = AttentionOptions {
         causal: false,
         scale: None,
+        window: None,
     };
     let q = t(&[3, 4, 32]);
     let kv = t(&[2, 5, 32]);
@@ -400,6 +404,7 @@ fn bad_inputs_are_errors() {
     let causal = AttentionOptions {
         causal: true,
         scale: None,
+        window: None,
     };
     let q6 = t(&[2, 6, 32]);
     let kv5 = t(&[2, 5, 32]);
@@ -419,6 +424,7 @@ fn bad_inputs_are_errors() {
         let o = AttentionOptions {
             causal: false,
             scale: Some(scale),
+            window: None,
         };
         let err = pertoken_attention::attention(&gpu, &q, &q, &q, o).unwrap_err();
         assert!(err.to_string().contains("finite"), "{err}");

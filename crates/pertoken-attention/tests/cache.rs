@@ -165,6 +165,7 @@ fn out_matches(
     let options = AttentionOptions {
         causal: true,
         scale: None,
+        window: None,
     };
     // Into a poisoned output, and (the heuristic's kernel) through the allocating call: the
     // same result.
@@ -210,6 +211,7 @@ fn long_context_decode_and_prefill_split_across_workgroups() {
         let options = AttentionOptions {
             causal: true,
             scale: None,
+            window: None,
         };
         let got = pertoken_attention::attention(&gpu, &tq, &tk, &tv, options)
             .unwrap()
@@ -248,6 +250,7 @@ fn overflow_and_mismatches_are_errors() {
     let causal = AttentionOptions {
         causal: true,
         scale: None,
+        window: None,
     };
     assert!(cache.attention(&gpu, &q, causal).is_err());
     assert!(KvCache::new(&gpu, 2, 10, 33, DType::F16).is_err());
@@ -274,6 +277,7 @@ fn overflow_and_mismatches_are_errors() {
     let nan_scale = AttentionOptions {
         causal: true,
         scale: Some(f32::NAN),
+        window: None,
     };
     assert!(matches!(
         cache.attention(&gpu, &q4, nan_scale),

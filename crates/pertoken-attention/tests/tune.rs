@@ -16,6 +16,7 @@ use common::{against_reference, per_key_tolerance};
 const OPTS: AttentionOptions = AttentionOptions {
     causal: true,
     scale: None,
+    window: None,
 };
 
 /// 8 / 2 heads, head_dim 64, 300 keys in a cache, one query; the host copies for the reference.

@@ -90,7 +90,26 @@ pub fn attention<T: Copy + Into<f64>>(
     shape: AttentionShape,
     scale: f64,
 ) -> Result<Vec<f64>, AttentionError> {
+    attention_windowed(q, k, v, shape, scale, None)
+}
+
+/// [`attention`] where a query at position `P` (`i + kv_len − q_len`) sees only the keys at
+/// positions after `P − window` (sliding-window attention: Gemma's local layers, Mistral).
+pub fn attention_windowed<T: Copy + Into<f64>>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    shape: AttentionShape,
+    scale: f64,
+    window: Option<usize>,
+) -> Result<Vec<f64>, AttentionError> {
     shape.check()?;
+    if window == Some(0) {
+        return Err(AttentionError::Shape {
+            shape,
+            reason: "a sliding window holds at least one key".into(),
+        });
+    }
     let AttentionShape {
         n_heads,
         n_kv_heads,
@@ -126,8 +145,10 @@ pub fn attention<T: Copy + Into<f64>>(
             } else {
                 kv_len - 1
             };
+            // The window's first key: those before it are never looked at.
+            let first = window.map_or(0, |w| (i + offset + 1).saturating_sub(w));
             let mut max = f64::NEG_INFINITY;
-            for (j, s) in scores.iter_mut().enumerate().take(last + 1) {
+            for (j, s) in scores.iter_mut().enumerate().take(last + 1).skip(first) {
                 let krow = &k[kbase + j * d..kbase + (j + 1) * d];
                 let dot: f64 = qrow
                     .iter()
@@ -139,12 +160,12 @@ pub fn attention<T: Copy + Into<f64>>(
             }
             // Subtract the max before exponentiating: large logits cannot overflow.
             let mut denom = 0.0;
-            for s in scores.iter_mut().take(last + 1) {
+            for s in scores.iter_mut().take(last + 1).skip(first) {
                 *s = (*s - max).exp();
                 denom += *s;
             }
             let orow = &mut out[(h * q_len + i) * d..(h * q_len + i + 1) * d];
-            for (j, &p) in scores.iter().enumerate().take(last + 1) {
+            for (j, &p) in scores.iter().enumerate().take(last + 1).skip(first) {
                 let vrow = &v[kbase + j * d..kbase + (j + 1) * d];
                 for (o, &x) in orow.iter_mut().zip(vrow) {
                     *o += p / denom * x.into();
@@ -186,6 +207,20 @@ mod tests {
         let v = [2.0f64, 6.0];
         let out = attention(&q, &k, &v, shape(1, 1, 1, 1, 2, false), 1.0).unwrap();
         assert!((out[0] - 5.0).abs() < 1e-12, "{out:?}");
+    }
+
+    #[test]
+    fn a_sliding_window_sees_only_the_latest_keys() {
+        // Keys [0, ln 3, 0] at positions 0..3, the query at position 2 (q_len 1, causal).
+        // Window 2: keys 1 and 2, weights 3/4 and 1/4 of values 6 and 2 → 5. Window 1: key 2
+        // alone → 2. A window past the context is no window.
+        let (q, k, v) = ([1.0f64], [0.0, 3.0f64.ln(), 0.0], [100.0, 6.0, 2.0]);
+        let s = shape(1, 1, 1, 1, 3, true);
+        let at = |w| attention_windowed(&q, &k, &v, s, 1.0, w).unwrap()[0];
+        assert!((at(Some(2)) - 5.0).abs() < 1e-12);
+        assert!((at(Some(1)) - 2.0).abs() < 1e-12);
+        assert_eq!(at(Some(3)), at(None));
+        assert!(attention_windowed(&q, &k, &v, s, 1.0, Some(0)).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod matmul;
 pub mod quant;
 pub mod random;
 
-pub use attention::{AttentionError, AttentionShape, attention};
+pub use attention::{AttentionError, AttentionShape, attention, attention_windowed};
 pub use compare::{Comparison, Tolerance, compare};
 pub use matmul::{ReferenceError, linear, matmul, matmul_f32};
 pub use quant::{QK, QK_K, QuantError, QuantFormat, dequantize, quantize};

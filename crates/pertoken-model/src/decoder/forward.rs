@@ -17,6 +17,7 @@ use crate::ops::{self, Columns};
 const CAUSAL: AttentionOptions = AttentionOptions {
     causal: true,
     scale: None,
+    window: None,
 };
 
 /// The step's views of the activations, `rows` rows each.

@@ -32,6 +32,7 @@ pub(crate) fn bench(
     let options = AttentionOptions {
         causal: true,
         scale: None,
+        window: None,
     };
     // Causal: query i sees i + 1 keys; q·k and p·v are 2 FLOPs per element each.
     let flops = 4.0 * (nh * d) as f64 * (seq * (seq + 1) / 2) as f64;
@@ -197,6 +198,7 @@ pub(crate) fn bench_decode(
     let options = AttentionOptions {
         causal: true,
         scale: None,
+        window: None,
     };
     let shape = AttentionShape {
         n_heads: nh,

@@ -127,6 +127,7 @@ impl Op for Attention {
         let options = AttentionOptions {
             causal: self.shape.causal,
             scale: Some(self.scale),
+            window: None,
         };
         pertoken_attention::attention(gpu, &q, &k, &v, options)?.to_vec()
     }
