@@ -201,7 +201,7 @@ pub const MODEL_ROPE: Shader = Shader {
     entry_point: "main",
 };
 
-/// SwiGLU's silu(gate) · up.
+/// A gated MLP's act(gate) · up: SiLU (SwiGLU) or tanh-approximated GELU (GeGLU), by ACT.
 pub const MODEL_SILU_MUL: Shader = Shader {
     name: "model/silu_mul",
     source: include_str!("../model/silu_mul.wgsl"),
@@ -411,6 +411,9 @@ mod tests {
         }
         for interleaved in [0.0, 1.0] {
             validate(&MODEL_ROPE, &[("INTERLEAVED", interleaved)]).unwrap();
+        }
+        for act in [0.0, 1.0] {
+            validate(&MODEL_SILU_MUL, &[("ACT", act)]).unwrap();
         }
         for fmt in 0..10 {
             validate(&MODEL_EMBED, &[("FMT", f64::from(fmt))]).unwrap();

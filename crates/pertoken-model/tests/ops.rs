@@ -197,6 +197,30 @@ fn silu_mul_of_fused_and_separate_projections() {
 }
 
 #[test]
+fn gelu_tanh_gate_matches_the_reference_even_for_large_inputs() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (t, f) = (2, 300);
+    // Gates out to ±30, where tanh's argument is far past its saturation (a tanh built from
+    // exponentials would give NaN there).
+    let g = uniform_f32_in(7, t * f, -30.0, 30.0);
+    let up = uniform_f32_in(8, t * f, -2.0, 2.0);
+    let tg = Tensor::from_slice(&gpu, &g, &[t, f]).unwrap();
+    let tu = Tensor::from_slice(&gpu, &up, &[t, f]).unwrap();
+    let out = poisoned(&gpu, &[t, f]);
+    let col = |tensor| Columns { tensor, col: 0 };
+    ops::act_mul(&gpu, ops::Activation::GeluTanh, col(&tg), col(&tu), &out).unwrap();
+    let want = r::gelu_tanh_mul(&f64s(&g), &f64s(&up));
+    let cmp = compare(&out.to_vec::<f32>().unwrap(), &want, Tolerance::F32);
+    assert!(cmp.passed(), "{cmp}");
+    // By hand: gelu(1) = 0.841192 (tanh approximation), gelu(−3) = −0.003637.
+    let h = r::gelu_tanh_mul(&[1.0, -3.0], &[1.0, 1.0]);
+    assert!(
+        (h[0] - 0.841192).abs() < 1e-6 && (h[1] + 0.003637).abs() < 1e-6,
+        "{h:?}"
+    );
+}
+
+#[test]
 fn heads_to_tokens_transposes() {
     let Some(gpu) = gpu_or_skip() else { return };
     let (h, t, d) = (3, 5, 7);

@@ -18,7 +18,7 @@ pub use embed::embed;
 pub use heads::heads_to_tokens;
 pub use norm::rms_norm;
 pub use rope::{Columns, rope_append};
-pub use silu::silu_mul;
+pub use silu::{Activation, act_mul, silu_mul};
 
 use pertoken_gpu::{DType, Error, Result, Tensor};
 

@@ -1,13 +1,33 @@
-//! SwiGLU's gate.
+//! A gated MLP's gate: SwiGLU's SiLU, or GeGLU's tanh-approximated GELU.
 
 use pertoken_gpu::{Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::MODEL_SILU_MUL;
 
 use super::{Columns, strided_groups, u};
 
+/// The gate's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `z / (1 + e^−z)`: SwiGLU (Llama, Qwen, Phi-3).
+    Silu,
+    /// `0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³)))`: GeGLU (Gemma).
+    GeluTanh,
+}
+
 /// `out[i, j] = silu(g[i, j]) · up[i, j]` for `out: [t, f]`; g and up are column windows (of
 /// the fused gate-up linear's output, or two tensors).
 pub fn silu_mul(gpu: &Gpu, g: Columns<'_>, up: Columns<'_>, out: &Tensor) -> Result<()> {
+    act_mul(gpu, Activation::Silu, g, up, out)
+}
+
+/// `out[i, j] = act(g[i, j]) · up[i, j]`, as [`silu_mul`] with any [`Activation`].
+pub fn act_mul(
+    gpu: &Gpu,
+    act: Activation,
+    g: Columns<'_>,
+    up: Columns<'_>,
+    out: &Tensor,
+) -> Result<()> {
     const OP: &str = "silu_mul";
     let [t, f] = out.shape()[..] else {
         return Err(Error::InvalidShape {
@@ -42,7 +62,13 @@ pub fn silu_mul(gpu: &Gpu, g: Columns<'_>, up: Columns<'_>, out: &Tensor) -> Res
     gpu.launch(&Launch {
         op: OP,
         shader: &MODEL_SILU_MUL,
-        constants: &[],
+        constants: &[(
+            "ACT",
+            match act {
+                Activation::Silu => 0.0,
+                Activation::GeluTanh => 1.0,
+            },
+        )],
         bindings: &[g.tensor.into(), up.tensor.into(), out.into()],
         params: bytemuck::cast_slice(&params),
         workgroups: [

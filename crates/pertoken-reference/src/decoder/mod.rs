@@ -18,7 +18,7 @@
 
 mod ops;
 
-pub use ops::{argmax, rms_norm, rope, rope_frequencies, silu_mul};
+pub use ops::{argmax, gelu_tanh_mul, rms_norm, rope, rope_frequencies, silu_mul};
 
 use ndarray::Array2;
 use pertoken_cost::{Model, RopePairing};

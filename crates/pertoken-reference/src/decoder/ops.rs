@@ -61,6 +61,17 @@ pub fn silu_mul(g: &[f64], u: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// GeGLU's gate (Gemma): `gelu(g) · u` with GELU's tanh approximation,
+/// `0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³)))` (ggml's `gelu`, Hugging Face's
+/// `gelu_pytorch_tanh`).
+pub fn gelu_tanh_mul(g: &[f64], u: &[f64]) -> Vec<f64> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    g.iter()
+        .zip(u)
+        .map(|(&z, &u)| 0.5 * z * (1.0 + (c * (z + 0.044715 * z * z * z)).tanh()) * u)
+        .collect()
+}
+
 /// Index of the largest value (the first of equal ones); `None` if every value is NaN or
 /// there are none.
 pub fn argmax(values: &[f64]) -> Option<usize> {
