@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BASE, Tiny, check_against_reference, prompt, reference_of};
+use common::{BASE, KQUANT, Tiny, check_against_reference, prompt, reference_of};
 use pertoken_cost::RopePairing;
 use pertoken_gpu::DType;
 use pertoken_gpu::testing::gpu_or_skip;
@@ -44,17 +44,9 @@ fn every_weight_format_matches_the_reference() {
 
 #[test]
 fn the_newer_formats_and_their_fallbacks_match_the_reference() {
-    // Rows of 256 (hidden; 4 heads of 64) are whole K-quant super-blocks; the FFN's 288 is not,
-    // so the down projection takes llama.cpp's fallback (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K →
-    // Q8_0): two types in one model, as in the K-quant files people download.
-    let tiny = Tiny {
-        hidden: 256,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 64,
-        ffn: 288,
-        ..BASE
-    };
+    // The down projection takes llama.cpp's fallback (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0):
+    // two types in one model, as in the K-quant files people download.
+    let tiny = KQUANT;
     for (i, format) in [
         DType::Q5_0,
         DType::Q5_1,

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{BASE, Tiny, check_against_reference, prompt, reference_of};
+use common::{BASE, KQUANT, Tiny, check_against_reference, prompt, reference_of};
 use pertoken_cost::RopePairing;
 use pertoken_formats::gguf::GgmlType;
 use pertoken_formats::gguf::write::GgufBuilder;
@@ -17,20 +17,7 @@ use pertoken_model::{GgufWeights, Role, SafetensorsWeights, Synthetic, WeightSou
 use pertoken_reference::{QuantFormat, quantize};
 
 fn ggml(dtype: DType) -> GgmlType {
-    [
-        GgmlType::F16,
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-    ]
-    .into_iter()
-    .find(|t| t.to_string().to_lowercase() == dtype.name())
-    .unwrap_or(GgmlType::F32)
+    GgmlType::named(dtype.name()).unwrap_or(GgmlType::F32)
 }
 
 /// `source` as a GGUF file of `arch`, with `edit` applied to the builder before writing.
@@ -148,12 +135,7 @@ fn a_q4_k_m_mix_of_five_types_in_one_file_matches_the_reference() {
     // of the Gemma 3 270M Q4_K_M file, F32 norms included.
     let tiny = Tiny {
         layers: 3,
-        hidden: 256,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 64,
-        ffn: 288,
-        ..BASE
+        ..KQUANT
     };
     let values = Synthetic::new(tiny.spec(), DType::F32, 47).unwrap();
     let mut b = gguf_meta(&values, "llama", tiny.ffn);

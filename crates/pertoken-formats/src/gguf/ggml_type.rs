@@ -101,6 +101,14 @@ impl GgmlType {
         GgmlType::Q6_K,
     ];
 
+    /// The type named `name` as ggml spells it, in any case (`Q4_K`, `q4_k`).
+    pub fn named(name: &str) -> Option<Self> {
+        TABLE
+            .iter()
+            .find(|row| row.2.eq_ignore_ascii_case(name))
+            .map(|row| row.0)
+    }
+
     /// The type with ggml id `id`.
     pub fn from_id(id: u32) -> Self {
         TABLE
@@ -169,6 +177,9 @@ mod tests {
             assert_eq!(row.0.id(), row.1);
             assert_eq!(row.0.to_string(), row.2);
         }
+        assert_eq!(GgmlType::named("q4_k"), Some(GgmlType::Q4_K));
+        assert_eq!(GgmlType::named("Q5_0"), Some(GgmlType::Q5_0));
+        assert_eq!(GgmlType::named("q4_2"), None);
         assert_eq!(GgmlType::from_id(4), GgmlType::Other(4));
         assert_eq!(GgmlType::Other(4).to_string(), "ggml type 4");
         assert_eq!(GgmlType::Other(4).block(), None);

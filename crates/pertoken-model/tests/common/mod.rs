@@ -39,6 +39,17 @@ pub const BASE: Tiny = Tiny {
     pairing: RopePairing::Halves,
 };
 
+/// Rows of 256 (hidden; 4 heads of 64) are whole K-quant super-blocks; the FFN's 288 is not, so
+/// the down projection of a K-quant model takes llama.cpp's fallback type.
+pub const KQUANT: Tiny = Tiny {
+    hidden: 256,
+    heads: 4,
+    kv_heads: 2,
+    head_dim: 64,
+    ffn: 288,
+    ..BASE
+};
+
 impl Tiny {
     pub fn spec(self) -> ModelSpec {
         ModelSpec::new(
