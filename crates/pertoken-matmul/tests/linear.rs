@@ -173,7 +173,8 @@ fn every_gemv_config_matches_reference() {
         // 0 (64 invocations a row, 1 row an invocation), 5 (256 a row) and 13 (16 rows an
         // invocation, 4 invocations a row), at 1 row of x and at the most.
         if [0, 5, 13].contains(&i) {
-            assert_all(&gpu, &cases_in(&NEWER_W, &[DType::F32], &ms), gemv);
+            let ends: Vec<usize> = [1, most].into_iter().filter(|&m| cfg.is_valid(m)).collect();
+            assert_all(&gpu, &cases_in(&NEWER_W, &[DType::F32], &ends), gemv);
         }
     }
 }
