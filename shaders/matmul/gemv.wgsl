@@ -184,12 +184,6 @@ fn span8(byte: u32) -> array<u32, 8> {
     return out;
 }
 
-// The f16 at byte `byte` of w (a multiple of 2), as f32.
-fn w_f16_at(byte: u32) -> f32 {
-    let word = b_word(byte >> 2u);
-    return unpack2x16float(select(word & 0xffffu, word >> 16u, (byte & 2u) != 0u)).x;
-}
-
 fn unit(row: u32, j: u32) -> Unit {
     var u: Unit;
     u.d = 1.0;
@@ -284,7 +278,7 @@ fn unit(row: u32, j: u32) -> Unit {
         let sc0 = f32(extractBits(bitcast<i32>(scales), 0u, 8u));
         let sc1 = f32(extractBits(bitcast<i32>(scales), 8u, 8u));
         // The two scales of 16 ride in d and mn (unit_dot applies each to its half).
-        let d = w_f16_at(off + 208u);
+        let d = b_f16_at(off + 208u);
         u.d = d * sc0;
         u.mn = d * sc1;
         let lo_shift = 4u * (k / 2u);

@@ -4,7 +4,7 @@
 // 8 Q5_K, 9 Q6_K; the quantized formats in ggml's layout (blocks of 32 along K, or super-blocks
 // of 256 for the K-quants; Q8_0, Q4_0, Q5_0 and Q6_K blocks, of 34, 18, 22 and 210 bytes, start
 // on 2-byte boundaries, the others on 4-byte ones), read through q4_of (K-quant scales through
-// the common/kquant.wgsl prelude).
+// the common/kquant.wgsl prelude, bytes at 2-byte offsets through matmul/b_bytes.wgsl's).
 
 fn a_word(i: u32) -> u32 {
     return a[i >> 2u][i & 3u];
@@ -42,22 +42,6 @@ fn b4(e: u32) -> vec4<f32> {
         return b_f16x4(e);
     }
     return bitcast<vec4<f32>>(b_vec4(e >> 2u));
-}
-
-// A little-endian u32 of b at a byte offset that is a multiple of 2.
-fn b_u32_at(byte: u32) -> u32 {
-    let i = byte >> 2u;
-    let lo = b_word(i);
-    if ((byte & 2u) == 0u) {
-        return lo;
-    }
-    return (lo >> 16u) | (b_word(i + 1u) << 16u);
-}
-
-fn b_f16_at(byte: u32) -> f32 {
-    let word = b_word(byte >> 2u);
-    let bits = select(word & 0xffffu, word >> 16u, (byte & 2u) != 0u);
-    return unpack2x16float(bits).x;
 }
 
 // The nibbles (0..15) of bytes 0..3 of `word`, each shifted right by `shift` first.

@@ -33,6 +33,7 @@ pub const MATMUL_TILED: Shader = Shader {
     name: "matmul/tiled",
     source: concat!(
         include_str!("../matmul/b_packed.wgsl"),
+        include_str!("../matmul/b_bytes.wgsl"),
         include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
         include_str!("../common/kquant.wgsl"),
@@ -46,6 +47,7 @@ pub const MATMUL_TILED_F16: Shader = Shader {
     name: "matmul/tiled-f16",
     source: concat!(
         include_str!("../matmul/b_f16.wgsl"),
+        include_str!("../matmul/b_bytes.wgsl"),
         include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/tiled.wgsl"),
         include_str!("../common/kquant.wgsl"),
@@ -59,6 +61,7 @@ pub const MATMUL_TEAM: Shader = Shader {
     name: "matmul/team",
     source: concat!(
         include_str!("../matmul/b_packed.wgsl"),
+        include_str!("../matmul/b_bytes.wgsl"),
         include_str!("../matmul/tile_io.wgsl"),
         include_str!("../matmul/team.wgsl"),
         include_str!("../common/kquant.wgsl"),
@@ -72,6 +75,7 @@ pub const MATMUL_GEMV: Shader = Shader {
     name: "matmul/gemv",
     source: concat!(
         include_str!("../matmul/b_packed.wgsl"),
+        include_str!("../matmul/b_bytes.wgsl"),
         include_str!("../common/kquant.wgsl"),
         include_str!("../matmul/gemv.wgsl")
     ),
@@ -83,6 +87,7 @@ pub const MATMUL_GEMV_F16: Shader = Shader {
     name: "matmul/gemv-f16",
     source: concat!(
         include_str!("../matmul/b_f16.wgsl"),
+        include_str!("../matmul/b_bytes.wgsl"),
         include_str!("../common/kquant.wgsl"),
         include_str!("../matmul/gemv.wgsl")
     ),
