@@ -238,11 +238,7 @@ impl Tokenizer {
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         match &self.engine {
             Engine::Bpe(inner) => inner.token_to_id(token),
-            Engine::Spm(_) => self
-                .tokens
-                .iter()
-                .position(|t| t == token)
-                .map(|i| i as u32),
+            Engine::Spm(spm) => spm.id(token),
         }
     }
 

@@ -104,6 +104,11 @@ impl Spm {
         }
     }
 
+    /// The id of vocabulary entry `token` (the first, where an entry repeats).
+    pub(crate) fn id(&self, token: &str) -> Option<u32> {
+        self.ids.get(token).copied()
+    }
+
     /// The ids of `text`; `Err` names a byte that needs a fallback token the vocabulary lacks.
     pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
         // Split out the whole tokens, longest first, leaving the text between them.

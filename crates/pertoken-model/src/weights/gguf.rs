@@ -11,19 +11,14 @@ use pertoken_gpu::DType;
 use super::{HostTensor, Role, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
 
-/// The formats the kernels read, as ggml types: each tensor is read in its own.
-const TYPES: [GgmlType; 10] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// The formats the kernels read ([`DType::WEIGHTS`]), as ggml types: each tensor is read in
+/// its own.
+fn types() -> Vec<GgmlType> {
+    DType::WEIGHTS
+        .iter()
+        .filter_map(|d| GgmlType::named(d.name()))
+        .collect()
+}
 
 fn dtype_of(t: GgmlType) -> DType {
     DType::weight_named(&t.to_string().to_lowercase()).unwrap_or(DType::F32)
@@ -156,7 +151,7 @@ impl GgufWeights {
         Ok(Some(self.file.tensor_checked(
             &tensor_name(role),
             &want,
-            &TYPES,
+            &types(),
         )?))
     }
 }

@@ -176,23 +176,18 @@ impl WeightSource for Synthetic {
 
     fn describe(&self) -> String {
         let m = &self.spec.shape;
-        let mut fallbacks: Vec<String> = [m.hidden, m.ffn, m.heads * m.head_dim]
+        let rows = [m.hidden, m.ffn, m.heads * m.head_dim];
+        let other = rows
             .into_iter()
             .map(|k| fallback(self.format, k as usize))
-            .filter(|&d| d != self.format)
-            .map(|d| d.to_string())
-            .collect();
-        fallbacks.dedup();
-        if fallbacks.is_empty() {
-            format!("synthetic {} weights (seed {})", self.format, self.seed)
-        } else {
-            format!(
-                "synthetic {} weights (seed {}; rows that are not whole super-blocks of 256 in {}, \
-                 as llama.cpp quantizes them)",
-                self.format,
-                self.seed,
-                fallbacks.join(" and ")
-            )
+            .find(|&d| d != self.format);
+        match other {
+            None => format!("synthetic {} weights (seed {})", self.format, self.seed),
+            Some(d) => format!(
+                "synthetic {} weights (seed {}; rows that are not whole super-blocks of 256 in \
+                 {d}, as llama.cpp quantizes them)",
+                self.format, self.seed
+            ),
         }
     }
 }
