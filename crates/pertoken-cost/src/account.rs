@@ -231,15 +231,11 @@ pub fn expert_bytes_touched(m: &Model, format: WeightFormat, tokens: u64) -> f64
     m.layers as f64 * experts * m.mlp_params() as f64 * format.bits() / 8.0
 }
 
-fn attended(m: &Model, position: u64) -> u64 {
-    m.sliding_window.map_or(position, |w| position.min(w))
-}
-
 /// Attention of one decode step: `batch` sequences each attend to their `context` tokens and
 /// the new one (or the window), reading their caches and writing the new token's keys and
 /// values.
 pub fn decode_attention(m: &Model, kv_bytes: f64, batch: u64, context: u64) -> Part {
-    let ctx = attended(m, context + 1) as f64;
+    let ctx = m.attended(context + 1);
     let kv_per_token = m.kv_bytes_per_token(kv_bytes);
     let b = batch as f64;
     Part {
@@ -267,12 +263,12 @@ pub fn decode_step(
 /// Attention of a prefill of `prompt` tokens into an empty cache: causal, token i attending to
 /// i keys (or the window), each token's keys and values written.
 pub fn prefill_attention(m: &Model, kv_bytes: f64, prompt: u64) -> Part {
-    let attended_sum: u64 = match m.sliding_window {
-        None => prompt * (prompt + 1) / 2,
-        Some(w) => (1..=prompt).map(|i| i.min(w)).sum(),
+    let attended_sum: f64 = match m.sliding_window {
+        None => (prompt * (prompt + 1) / 2) as f64,
+        Some(_) => (1..=prompt).map(|i| m.attended(i)).sum(),
     };
     Part {
-        flops: attention_flops(m, attended_sum as f64),
+        flops: attention_flops(m, attended_sum),
         bytes: prompt as f64 * m.kv_bytes_per_token(kv_bytes),
     }
 }
@@ -355,6 +351,19 @@ mod tests {
         assert_eq!(w.flops(), 1_377_280.0 + 4.0 * 2.0 * 4.0 * 16.0 * 14.0);
         let d = decode_step(&m, WeightFormat::F32, 2.0, 1, 100);
         assert_eq!(d.flops(), 2.0 * 137_728.0 + 4.0 * 2.0 * 4.0 * 16.0 * 4.0);
+    }
+
+    #[test]
+    fn a_global_layer_in_the_pattern_attends_to_everything() {
+        let mut m = tiny();
+        m.sliding_window = Some(4);
+        m.arch.global_every = Some(2);
+        // Layer 0 keeps the window, layer 1 (every second) is global: at context 100 a token
+        // attends (4 + 101) / 2 keys per layer on average.
+        assert_eq!(m.layer_window(0), Some(4));
+        assert_eq!(m.layer_window(1), None);
+        let d = decode_step(&m, WeightFormat::F32, 2.0, 1, 100);
+        assert_eq!(d.attention.flops, 4.0 * 2.0 * 4.0 * 16.0 * 52.5);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! This crate has no GPU code and does not depend on wgpu or ndarray.
 
 pub mod account;
+mod arch;
 mod catalog;
 pub mod estimate;
 pub mod latency;
@@ -28,6 +29,7 @@ pub mod serving;
 mod stack;
 pub mod validation;
 
+pub use arch::{Activation, Arch};
 pub use catalog::{ADAPTER_PATTERNS, Catalog, Figure, Hardware, Peak};
 pub use model::{Model, Params, Rope, RopePairing, RopeScaling};
 pub use stack::{Stack, stack, stacks};

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::{CostError, Result};
+use crate::{Arch, CostError, Result};
 
 /// A decoder-only transformer's shape (Llama-style: RMSNorm, gated MLP, grouped-query
 /// attention, optionally mixture-of-experts MLPs).
@@ -48,6 +48,9 @@ pub struct Model {
     /// RMSNorm's epsilon.
     #[serde(default = "default_rms_eps")]
     pub rms_eps: f64,
+    /// What the architecture adds to a Llama block (Gemma 3's sandwich norms, q/k norms, ...).
+    #[serde(default)]
+    pub arch: Arch,
 }
 
 fn one() -> u64 {
@@ -193,6 +196,10 @@ impl Model {
                 )));
             }
         }
+        self.arch.check(self.head_dim).map_err(bad)?;
+        if self.sliding_window == Some(0) {
+            return Err(bad("sliding_window must be at least 1".into()));
+        }
         if self.active_experts > self.experts {
             return Err(bad(format!(
                 "active_experts ({}) exceeds experts ({})",
@@ -200,6 +207,53 @@ impl Model {
             )));
         }
         Ok(())
+    }
+
+    /// The attention window of layer `l`: the model's sliding window, except on the global
+    /// layers of a pattern ([`Arch::global_every`]); `None` attends to the whole context.
+    pub fn layer_window(&self, l: u64) -> Option<u64> {
+        match self.arch.global_every {
+            Some(n) if (l + 1).is_multiple_of(n) => None,
+            _ => self.sliding_window,
+        }
+    }
+
+    /// RoPE of layer `l`: the sliding-window layers' own base (and no scaling) where
+    /// [`Arch::local_rope_theta`] is set, else the model's.
+    pub fn layer_rope(&self, l: u64) -> Rope {
+        match (self.layer_window(l), self.arch.local_rope_theta) {
+            (Some(_), Some(theta)) => Rope {
+                theta,
+                scaling: None,
+            },
+            _ => self.rope,
+        }
+    }
+
+    /// Whether layer `l` uses the model's RoPE (not the sliding-window layers' own).
+    pub fn layer_rope_is_global(&self, l: u64) -> bool {
+        self.layer_window(l).is_none() || self.arch.local_rope_theta.is_none()
+    }
+
+    /// The elements of each head RoPE turns.
+    pub fn rotary_dims(&self) -> u64 {
+        self.arch.rotary_dims.unwrap_or(self.head_dim)
+    }
+
+    /// The factor on q·k: the architecture's, else 1/√head_dim.
+    pub fn query_scale(&self) -> f64 {
+        self.arch
+            .query_scale
+            .unwrap_or(1.0 / (self.head_dim as f64).sqrt())
+    }
+
+    /// Keys a token at 1-based `position` attends to, averaged over the layers (each its
+    /// window or the whole context).
+    pub fn attended(&self, position: u64) -> f64 {
+        let sum: u64 = (0..self.layers)
+            .map(|l| self.layer_window(l).map_or(position, |w| position.min(w)))
+            .sum();
+        sum as f64 / self.layers.max(1) as f64
     }
 
     /// Attention parameters of one layer: q, k, v, o projections (and q/k/v biases).
@@ -314,6 +368,7 @@ impl Model {
                 .get("rms_norm_eps")
                 .and_then(|t| t.as_f64())
                 .unwrap_or_else(default_rms_eps),
+            arch: Arch::default(),
         };
         m.validate()?;
         Ok(m)
