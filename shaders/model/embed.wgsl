@@ -1,4 +1,5 @@
-// Token embedding: out[out_row0 + i, c] = table[tokens[tok0 + i], c] for t tokens of width h,
+// Token embedding: out[out_row0 + i, c] = table[tokens[tok0 + i], c] · scale for t tokens of width h
+// (scale: 1, or Gemma's √h),
 // dequantized to f32 from the table's format (FMT): 0 f32, 1 f16, 2 Q8_0, 3 Q4_0, 4 Q4_1, 5 Q5_0,
 // 6 Q5_1 (blocks of 32 along a row), 7 Q4_K, 8 Q5_K, 9 Q6_K (super-blocks of 256), in ggml's
 // byte layout, read as 32-bit words (kq_scale_min from the common/kquant.wgsl prelude).
@@ -17,7 +18,7 @@ struct Params {
     tok0: u32,
     vocab: u32,
     out_row0: u32,
-    _pad1: u32,
+    scale: f32,
 }
 
 @group(0) @binding(0) var<storage, read> table: array<u32>;
@@ -116,7 +117,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 out[at] = bitcast<f32>(0x7fc00000u);
             }
         } else if (tok >= p.row0 && tok - p.row0 < p.rows) {
-            out[at] = element(tok - p.row0, c);
+            out[at] = element(tok - p.row0, c) * p.scale;
         }
     }
 }

@@ -28,28 +28,42 @@ fn rms_norm_with_and_without_the_residual_add() {
         let dv = uniform_f32(2 + h as u64, rows * h);
         let wv = uniform_f32_in(3, h, 0.5, 1.5);
         let w = Tensor::from_slice(&gpu, &wv, &[h]).unwrap();
-        for add in [false, true] {
+        // Gemma's post-norm weights (stored as 1 + w) reach tens.
+        let pv = uniform_f32_in(4, h, 2.0, 40.0);
+        let post_w = Tensor::from_slice(&gpu, &pv, &[h]).unwrap();
+        // No add, the residual add, and the add of the normed delta (Gemma's sandwich).
+        for (add, post) in [(false, false), (true, false), (true, true)] {
             let x = Tensor::from_slice(&gpu, &xv, &[rows, h]).unwrap();
             let d = Tensor::from_slice(&gpu, &dv, &[rows, h]).unwrap();
             let out = poisoned(&gpu, &[rows, h]);
-            ops::rms_norm(&gpu, &x, add.then_some(&d), &w, &out, 0, 1e-5).unwrap();
+            if post {
+                ops::rms_norm_post(&gpu, &x, (&d, &post_w), &w, &out, 0, 1e-5).unwrap();
+            } else {
+                ops::rms_norm(&gpu, &x, add.then_some(&d), &w, &out, 0, 1e-5).unwrap();
+            }
             let got = out.to_vec::<f32>().unwrap();
             let mut want = Vec::new();
             let mut resid = Vec::new();
             for i in 0..rows {
+                let mut delta = f64s(&dv[i * h..(i + 1) * h]);
+                if post {
+                    delta = r::rms_norm(&delta, &pv, 1e-5);
+                }
                 let row: Vec<f64> = (0..h)
-                    .map(|c| {
-                        f64::from(xv[i * h + c]) + if add { f64::from(dv[i * h + c]) } else { 0.0 }
-                    })
+                    .map(|c| f64::from(xv[i * h + c]) + if add { delta[c] } else { 0.0 })
                     .collect();
                 want.extend(r::rms_norm(&row, &wv, 1e-5));
                 resid.extend(row);
             }
             let cmp = compare(&got, &want, Tolerance::F32.for_reduction(h, 1.0));
-            assert!(cmp.passed(), "rows {rows} h {h} add {add}: {cmp}");
+            assert!(
+                cmp.passed(),
+                "rows {rows} h {h} add {add} post {post}: {cmp}"
+            );
             // The add is written back into the residual stream.
-            let cmp = compare(&x.to_vec::<f32>().unwrap(), &resid, Tolerance::F32);
-            assert!(cmp.passed(), "residual: {cmp}");
+            let tol = Tolerance::F32.for_reduction(h, if post { 40f64.sqrt() } else { 1.0 });
+            let cmp = compare(&x.to_vec::<f32>().unwrap(), &resid, tol);
+            assert!(cmp.passed(), "residual, post {post}: {cmp}");
         }
         // The last row alone, into a one-row output.
         let x = Tensor::from_slice(&gpu, &xv, &[rows, h]).unwrap();
@@ -79,11 +93,30 @@ fn rope_append_turns_q_and_k_into_place_in_both_pairings() {
             original_context: 32,
         }),
     };
+    let eps = 1e-6;
+    // Norm weights far from 1 (Gemma's are stored as 1 + w, up to 60).
+    let norms: Vec<Vec<f32>> = [9, 10]
+        .map(|seed| uniform_f32(seed, d).iter().map(|w| 4.0 * w + 1.0).collect())
+        .into();
+    let norm_t = norms
+        .iter()
+        .map(|w| Tensor::from_slice(&gpu, w, &[d]).unwrap());
+    let norm_t: Vec<Tensor> = norm_t.collect();
     for pairing in [RopePairing::Halves, RopePairing::Interleaved] {
-        for rope in [Rope::default(), scaled] {
-            let freqs = r::rope_frequencies(&rope, d);
+        // The whole head turned or (Phi-3's partial rotary) its first half, with and without
+        // the per-head q/k norm (Gemma 3, Qwen3).
+        for (rope, rot, qk_norm) in [
+            (Rope::default(), d, false),
+            (scaled, d, false),
+            (Rope::default(), d, true),
+            (scaled, d / 2, false),
+            (Rope::default(), d / 2, true),
+        ] {
+            // Phi-3's LongRoPE attention factor, with its partial rotary.
+            let factor = if rot < d && !qk_norm { 1.19 } else { 1.0 };
+            let freqs = r::rope_frequencies(&rope, rot);
             let freq32: Vec<f32> = freqs.iter().map(|&f| f as f32).collect();
-            let freq = Tensor::from_slice(&gpu, &freq32, &[d / 2]).unwrap();
+            let freq = Tensor::from_slice(&gpu, &freq32, &[rot / 2]).unwrap();
             let src = uniform_f32(7, t * stride);
             let qkv = Tensor::from_slice(&gpu, &src, &[t, stride]).unwrap();
             let mut cache = KvCache::new(&gpu, kv, capacity, d, DType::F32).unwrap();
@@ -92,7 +125,13 @@ fn rope_append_turns_q_and_k_into_place_in_both_pairings() {
             cache.append(&gpu, &first, &first).unwrap();
             let q_out = poisoned(&gpu, &[heads, t, d]);
             let cols = [0, heads * d, (heads + kv) * d].map(|col| Columns { tensor: &qkv, col });
-            ops::rope_append(&gpu, cols, (0, t), &freq, pairing, &q_out, &mut cache).unwrap();
+            let head_rope = ops::HeadRope {
+                freq: &freq,
+                pairing,
+                qk_norm: qk_norm.then(|| (&norm_t[0], &norm_t[1], eps as f32)),
+                factor,
+            };
+            ops::rope_append(&gpu, cols, (0, t), &head_rope, &q_out, &mut cache).unwrap();
             assert_eq!(cache.len(), 3 + t);
             let (got_q, got_k, got_v) = (
                 q_out.to_vec::<f32>().unwrap(),
@@ -106,7 +145,11 @@ fn rope_append_turns_q_and_k_into_place_in_both_pairings() {
                 for h in 0..heads + 2 * kv {
                     let mut head = f64s(&row[h * d..(h + 1) * d]);
                     if h < heads + kv {
-                        r::rope(&mut head, 3 + i, &freqs, pairing);
+                        if qk_norm {
+                            head = r::rms_norm(&head, &norms[usize::from(h >= heads)], eps);
+                        }
+                        r::rope(&mut head[..rot], 3 + i, &freqs, pairing);
+                        head[..rot].iter_mut().for_each(|x| *x *= f64::from(factor));
                     }
                     if h < heads {
                         wq.extend(head);
@@ -128,14 +171,18 @@ fn rope_append_turns_q_and_k_into_place_in_both_pairings() {
                     }
                 }
             }
-            // Angles reach 8 rad: f32 sin/cos of a rounded angle, a few ulps of 8.
+            // Angles reach 8 rad: f32 sin/cos of a rounded angle, a few ulps of 8; the norm's
+            // weights reach 5.
             let tol = Tolerance {
-                abs: 2e-5,
+                abs: 1e-4,
                 rel: 2e-5,
             };
             for (what, got, want) in [("q", &gq, &wq), ("k", &gk, &wk), ("v", &gv, &wv)] {
                 let cmp = compare(got, want, tol);
-                assert!(cmp.passed(), "{pairing:?} {rope:?} {what}: {cmp}");
+                assert!(
+                    cmp.passed(),
+                    "{pairing:?} {rope:?} rotary {rot} norm {qk_norm} {what}: {cmp}"
+                );
             }
             // The rows before and after the new ones are untouched.
             let old: Vec<f64> = f64s(&uniform_f32(8, kv * 3 * d)[..3 * d]);
@@ -156,8 +203,12 @@ fn rope_append_refuses_an_overflow() {
         &gpu,
         cols,
         (0, 3),
-        &freq,
-        RopePairing::Halves,
+        &ops::HeadRope {
+            freq: &freq,
+            pairing: RopePairing::Halves,
+            qk_norm: None,
+            factor: 1.0,
+        },
         &q_out,
         &mut cache,
     )
@@ -292,6 +343,25 @@ fn embedding_gather_in_every_format() {
             (37, if dtype.block().0 > 32 { 512 } else { 96 }),
         );
     }
+}
+
+#[test]
+fn gemma_scales_the_gathered_rows_by_root_hidden() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (vocab, h) = (37, 512);
+    let (t_, held) = table(&gpu, DType::Q4_K, vocab, h);
+    let ids: Vec<u32> = vec![3, 36, 0];
+    let tokens = Tensor::from_slice(&gpu, &ids, &[3]).unwrap();
+    let out = poisoned(&gpu, &[3, h]);
+    let scale = (640f64).sqrt();
+    ops::embed_scaled(&gpu, &t_, &tokens, (0, 3), (&out, 0), scale as f32).unwrap();
+    let want: Vec<f64> = ids
+        .iter()
+        .flat_map(|&id| held[id as usize * h..(id as usize + 1) * h].to_vec())
+        .map(|v| f64::from(v) * scale)
+        .collect();
+    let cmp = compare(&out.to_vec::<f32>().unwrap(), &want, Tolerance::F32);
+    assert!(cmp.passed(), "{cmp}");
 }
 
 #[test]

@@ -18,6 +18,18 @@ pub fn embed(
     out: &Tensor,
     out_row0: usize,
 ) -> Result<()> {
+    embed_scaled(gpu, table, tokens, (tok0, t), (out, out_row0), 1.0)
+}
+
+/// [`embed`], each row multiplied by `scale` (Gemma's √hidden).
+pub fn embed_scaled(
+    gpu: &Gpu,
+    table: &Tensor,
+    tokens: &Tensor,
+    (tok0, t): (usize, usize),
+    (out, out_row0): (&Tensor, usize),
+    scale: f32,
+) -> Result<()> {
     const OP: &str = "embed";
     let Some(fmt) = table.dtype().shader_format() else {
         return Err(Error::Unsupported {
@@ -83,7 +95,16 @@ pub fn embed(
         let size = (n as u64 * row_bytes)
             .next_multiple_of(4)
             .min(total - offset);
-        let params: [u32; 8] = [u(t), u(h), u(row0), u(n), u(tok0), u(vocab), u(out_row0), 0];
+        let params: [u32; 8] = [
+            u(t),
+            u(h),
+            u(row0),
+            u(n),
+            u(tok0),
+            u(vocab),
+            u(out_row0),
+            scale.to_bits(),
+        ];
         gpu.launch(&Launch {
             op: OP,
             shader: &MODEL_EMBED,

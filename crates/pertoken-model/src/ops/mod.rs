@@ -14,10 +14,10 @@ mod rope;
 mod silu;
 
 pub use argmax::argmax_into;
-pub use embed::embed;
+pub use embed::{embed, embed_scaled};
 pub use heads::heads_to_tokens;
-pub use norm::rms_norm;
-pub use rope::{Columns, rope_append};
+pub use norm::{rms_norm, rms_norm_post};
+pub use rope::{Columns, HeadRope, rope_append};
 pub use silu::{Activation, act_mul, silu_mul};
 
 use pertoken_gpu::{DType, Error, Result, Tensor};

@@ -17,6 +17,31 @@ pub fn rms_norm(
     row0: usize,
     eps: f32,
 ) -> Result<()> {
+    norm(gpu, x, delta.map(|d| (d, None)), w, out, (row0, eps))
+}
+
+/// As [`rms_norm`] with the residual add of a normed layer output (Gemma's sandwich norms):
+/// `x[r] += rms_norm(delta[r]) · post`, then `out[r − row0] = rms_norm(x[r]) · w`.
+pub fn rms_norm_post(
+    gpu: &Gpu,
+    x: &Tensor,
+    (delta, post): (&Tensor, &Tensor),
+    w: &Tensor,
+    out: &Tensor,
+    row0: usize,
+    eps: f32,
+) -> Result<()> {
+    norm(gpu, x, Some((delta, Some(post))), w, out, (row0, eps))
+}
+
+fn norm(
+    gpu: &Gpu,
+    x: &Tensor,
+    delta: Option<(&Tensor, Option<&Tensor>)>,
+    w: &Tensor,
+    out: &Tensor,
+    (row0, eps): (usize, f32),
+) -> Result<()> {
     const OP: &str = "rms_norm";
     let [rows, h] = x.shape()[..] else {
         return Err(Error::InvalidShape {
@@ -43,6 +68,19 @@ pub fn rms_norm(
     need_f32(OP, x, rows * h, "x")?;
     need_f32(OP, w, h, "w")?;
     need_f32(OP, out, out_rows * h, "out")?;
+    let post = delta.and_then(|(_, p)| p);
+    let delta = delta.map(|(d, _)| d);
+    if let Some(p) = post {
+        need_f32(OP, p, h, "post")?;
+        if p.shape() != [h] {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: p.shape().to_vec(),
+                rhs: vec![h],
+                expected: "the post-norm weight [hidden]".into(),
+            });
+        }
+    }
     if let Some(d) = delta {
         if d.shape() != x.shape() {
             return Err(Error::ShapeMismatch {
@@ -68,8 +106,17 @@ pub fn rms_norm(
     gpu.launch(&Launch {
         op: OP,
         shader: &MODEL_RMSNORM,
-        constants: &[("ADD", f64::from(u8::from(add)))],
-        bindings: &[x.into(), delta.into(), w.into(), out.into()],
+        constants: &[
+            ("ADD", f64::from(u8::from(add))),
+            ("POST", f64::from(u8::from(post.is_some()))),
+        ],
+        bindings: &[
+            x.into(),
+            delta.into(),
+            w.into(),
+            out.into(),
+            post.unwrap_or(w).into(),
+        ],
         params: bytemuck::cast_slice(&params),
         workgroups: [u(out_rows), 1, 1],
     })

@@ -39,21 +39,35 @@ impl Columns<'_> {
     }
 }
 
+/// How [`rope_append`] turns a head: each pair's angular frequency (`freq: [rotary / 2]`; the
+/// head's elements past `rotary` pass through), the pairing, and optionally the per-head
+/// RMSNorm of q and k (weights `[head_dim]` each, and epsilon) applied first.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadRope<'a> {
+    /// Angular frequency of each turned pair.
+    pub freq: &'a Tensor,
+    /// Which elements turn together.
+    pub pairing: RopePairing,
+    /// q's and k's norm weights and epsilon (Gemma 3, Qwen3).
+    pub qk_norm: Option<(&'a Tensor, &'a Tensor, f32)>,
+    /// Multiplies the turned elements (1, or Phi-3 LongRoPE's attention factor).
+    pub factor: f32,
+}
+
 /// Turns `t` tokens' q and k heads (rows `row0 .. row0 + t` of the projections) by RoPE at
-/// positions `cache.len() ..`, writes q heads-first into `q_out: [n_heads, t, head_dim]` and k
-/// (turned) and v (as is) into the cache's next `t` rows, then marks them filled.
-/// `freq: [head_dim / 2]` holds each pair's angular frequency.
-#[allow(clippy::too_many_arguments)]
+/// positions `cache.len() ..` (RMS-norming each head first where `rope` says), writes q
+/// heads-first into `q_out: [n_heads, t, head_dim]` and k (turned) and v (as is) into the
+/// cache's next `t` rows, then marks them filled.
 pub fn rope_append(
     gpu: &Gpu,
     [q, k, v]: [Columns<'_>; 3],
     (row0, t): (usize, usize),
-    freq: &Tensor,
-    pairing: RopePairing,
+    rope: &HeadRope<'_>,
     q_out: &Tensor,
     cache: &mut KvCache,
 ) -> Result<()> {
     const OP: &str = "rope_append";
+    let freq = rope.freq;
     let [n_heads, qt, d] = q_out.shape()[..] else {
         return Err(Error::InvalidShape {
             op: OP,
@@ -68,13 +82,16 @@ pub fn rope_append(
             reason: "the cache must be [n_kv_heads, capacity, head_dim]".into(),
         });
     };
-    if qt != t || kd != d || d % 2 != 0 || freq.shape() != [d / 2] {
+    let rot = freq.shape().first().map_or(0, |h| 2 * h);
+    if qt != t || kd != d || freq.shape().len() != 1 || rot == 0 || rot > d {
         return Err(Error::ShapeMismatch {
             op: OP,
             lhs: q_out.shape().to_vec(),
             rhs: cache.keys().shape().to_vec(),
             expected: format!(
-                "q_out [n_heads, {t}, head_dim] with an even head_dim equal to the cache's, freq [head_dim / 2]"
+                "q_out [n_heads, {t}, head_dim] with a head_dim equal to the cache's, freq \
+                 [rotary / 2] with 2 <= rotary <= head_dim (got {:?})",
+                freq.shape()
             ),
         });
     }
@@ -97,8 +114,33 @@ pub fn rope_append(
     q.check(OP, row0 + t, n_heads * d)?;
     k.check(OP, row0 + t, n_kv * d)?;
     v.check(OP, row0 + t, n_kv * d)?;
-    need_f32(OP, freq, d / 2, "freq")?;
+    need_f32(OP, freq, rot / 2, "freq")?;
     need_f32(OP, q_out, n_heads * t * d, "q_out")?;
+    let (qn, kn, eps) = match rope.qk_norm {
+        Some((qn, kn, eps)) => {
+            for (w, what) in [(qn, "q_norm"), (kn, "k_norm")] {
+                if w.shape() != [d] {
+                    return Err(Error::ShapeMismatch {
+                        op: OP,
+                        lhs: w.shape().to_vec(),
+                        rhs: vec![d],
+                        expected: format!("{what} [head_dim]"),
+                    });
+                }
+                need_f32(OP, w, d, what)?;
+            }
+            if !(eps.is_finite() && eps > 0.0) {
+                return Err(Error::InvalidOption {
+                    name: "rope_append eps",
+                    value: eps.to_string(),
+                    reason: "must be a positive finite number".into(),
+                });
+            }
+            (qn, kn, eps)
+        }
+        // Never read without QK_NORM: freq stands in.
+        None => (freq, freq, 1.0),
+    };
     let params: [u32; 16] = [
         u(t),
         u(d),
@@ -113,15 +155,18 @@ pub fn rope_append(
         u(capacity),
         u(cache.len()),
         u(row0),
-        0,
-        0,
-        0,
+        u(rot),
+        eps.to_bits(),
+        rope.factor.to_bits(),
     ];
-    let interleaved = pairing == RopePairing::Interleaved;
+    let interleaved = rope.pairing == RopePairing::Interleaved;
     gpu.launch(&Launch {
         op: OP,
         shader: &MODEL_ROPE,
-        constants: &[("INTERLEAVED", f64::from(u8::from(interleaved)))],
+        constants: &[
+            ("INTERLEAVED", f64::from(u8::from(interleaved))),
+            ("QK_NORM", f64::from(u8::from(rope.qk_norm.is_some()))),
+        ],
         bindings: &[
             q.tensor.into(),
             k.tensor.into(),
@@ -130,9 +175,11 @@ pub fn rope_append(
             q_out.into(),
             cache.keys().into(),
             cache.values().into(),
+            qn.into(),
+            kn.into(),
         ],
         params: bytemuck::cast_slice(&params),
-        workgroups: [u((d / 2).div_ceil(64)), u(n_heads + 2 * n_kv), u(t)],
+        workgroups: [1, u(n_heads + 2 * n_kv), u(t)],
     })?;
     cache.extend_written(t)
 }

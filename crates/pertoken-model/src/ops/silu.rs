@@ -5,14 +5,7 @@ use pertoken_shaders::MODEL_SILU_MUL;
 
 use super::{Columns, strided_groups, u};
 
-/// The gate's activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Activation {
-    /// `z / (1 + e^−z)`: SwiGLU (Llama, Qwen, Phi-3).
-    Silu,
-    /// `0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³)))`: GeGLU (Gemma).
-    GeluTanh,
-}
+pub use pertoken_cost::Activation;
 
 /// `out[i, j] = silu(g[i, j]) · up[i, j]` for `out: [t, f]`; g and up are column windows (of
 /// the fused gate-up linear's output, or two tensors).

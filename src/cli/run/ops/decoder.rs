@@ -212,7 +212,13 @@ impl Op for Rope {
         cache.extend_written(self.position)?;
         let out = Tensor::zeros(gpu, &[h, l, d], DType::F32)?;
         let cols = [Columns { tensor: &x, col: 0 }; 3];
-        ops::rope_append(gpu, cols, (0, l), &freq, self.pairing, &out, &mut cache)?;
+        let rope = ops::HeadRope {
+            freq: &freq,
+            pairing: self.pairing,
+            qk_norm: None,
+            factor: 1.0,
+        };
+        ops::rope_append(gpu, cols, (0, l), &rope, &out, &mut cache)?;
         out.to_vec()
     }
 
