@@ -89,7 +89,7 @@ fn prompt_ids(args: &Args, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>, Cl
             } else {
                 text.clone()
             };
-            Ok(t.encode(&text)?)
+            Ok(t.encode_prompt(&text)?)
         }
         (Some(_), true, None) => Err(
             "--prompt needs a tokenizer, which only GGUF files carry here; give the prompt as \

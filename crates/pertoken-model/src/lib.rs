@@ -13,6 +13,7 @@
 //! - [`ops`]: the decoder's own kernels (RMSNorm with the residual add, RoPE fused with the KV
 //!   append, SwiGLU's gate, embedding gather, argmax).
 
+mod arch;
 pub mod decoder;
 mod error;
 pub mod ops;

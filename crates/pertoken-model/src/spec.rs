@@ -12,10 +12,14 @@ pub struct ModelSpec {
     pub shape: Model,
     /// Which elements RoPE turns together in these q/k weights.
     pub pairing: RopePairing,
-    /// Per-pair divisors of RoPE's frequencies, `[head_dim / 2]`, where the checkpoint stores
-    /// them (a GGUF file's `rope_freqs.weight`: llama.cpp's form of Llama 3's scaling). Applied
-    /// to `θ^(−2f/d)` in place of `shape.rope.scaling`.
+    /// Per-pair divisors of RoPE's frequencies, `[rotary_dims / 2]`, where the checkpoint
+    /// stores them (a GGUF file's `rope_freqs.weight`: llama.cpp's form of Llama 3's scaling;
+    /// Phi-3's LongRoPE factors). Applied to `θ^(−2f/d)` in place of `shape.rope.scaling`, on
+    /// the layers that use the model's RoPE.
     pub rope_factors: Option<Vec<f32>>,
+    /// The longest context these RoPE factors serve, where longer ones need factors this
+    /// decoder does not apply (Phi-3's long LongRoPE factors).
+    pub context_limit: Option<usize>,
 }
 
 impl ModelSpec {
@@ -25,6 +29,7 @@ impl ModelSpec {
             shape,
             pairing,
             rope_factors: None,
+            context_limit: None,
         }
     }
 
@@ -50,13 +55,21 @@ impl ModelSpec {
             ));
         }
         if let Some(f) = &self.rope_factors
-            && (f.len() as u64 != m.head_dim / 2 || f.iter().any(|&x| !(x.is_finite() && x > 0.0)))
+            && (f.len() as u64 != m.rotary_dims() / 2
+                || f.iter().any(|&x| !(x.is_finite() && x > 0.0)))
         {
             return bad(format!(
-                "RoPE factors: {} values, expected head_dim / 2 = {}, each positive and finite",
+                "RoPE factors: {} values, expected rotary_dims / 2 = {}, each positive and finite",
                 f.len(),
-                m.head_dim / 2
+                m.rotary_dims() / 2
             ));
+        }
+        if m.arch.logit_softcap.is_some() {
+            return bad(
+                "final logit soft-capping is not implemented yet (Gemma 2 style files; Gemma 3 \
+                 files without final_logit_softcapping run)"
+                    .into(),
+            );
         }
         if !m.head_dim.is_multiple_of(2) || m.head_dim > pertoken_attention::MAX_HEAD_DIM as u64 {
             return bad(format!(
@@ -78,15 +91,18 @@ impl ModelSpec {
         (self.shape.kv_heads * self.shape.head_dim) as usize
     }
 
-    /// RoPE's angular frequency of each pair, `θ^(−2f/d)` divided by the stored factors, or
-    /// with Llama 3's scaling where the shape has it, as f32 for the kernel (computed in f64).
-    pub fn rope_frequencies(&self) -> Vec<f32> {
-        let d = self.shape.head_dim as usize;
-        let rope = self.shape.rope;
+    /// RoPE's angular frequency of each pair layer `l` turns, `θ^(−2f/d)` (`d` the rotary
+    /// width) divided by the stored factors, or with Llama 3's scaling where the shape has it,
+    /// as f32 for the kernel (computed in f64). Sliding-window layers with their own base
+    /// ([`pertoken_cost::Arch::local_rope_theta`]) take neither.
+    pub fn rope_frequencies(&self, l: usize) -> Vec<f32> {
+        let d = self.shape.rotary_dims() as usize;
+        let rope = self.shape.layer_rope(l as u64);
+        let global = self.shape.layer_rope_is_global(l as u64);
         (0..d / 2)
             .map(|f| {
                 let inv = rope.theta.powf(-2.0 * f as f64 / d as f64);
-                if let Some(factors) = &self.rope_factors {
+                if let (Some(factors), true) = (&self.rope_factors, global) {
                     return (inv / f64::from(factors[f])) as f32;
                 }
                 let scaled = match rope.scaling {

@@ -6,59 +6,15 @@ mod common;
 
 use std::path::Path;
 
+use common::gguf::{ggml, gguf_meta, gguf_of};
 use common::{BASE, KQUANT, Tiny, check_against_reference, prompt, reference_of};
 use pertoken_cost::RopePairing;
 use pertoken_formats::gguf::GgmlType;
-use pertoken_formats::gguf::write::GgufBuilder;
 use pertoken_gpu::DType;
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_model::weights::{hf_tensor_name, tensor_name};
 use pertoken_model::{GgufWeights, Role, SafetensorsWeights, Synthetic, WeightSource};
 use pertoken_reference::{QuantFormat, quantize};
-
-fn ggml(dtype: DType) -> GgmlType {
-    GgmlType::named(dtype.name()).unwrap_or(GgmlType::F32)
-}
-
-/// `source` as a GGUF file of `arch`, with `edit` applied to the builder before writing.
-fn gguf_of(
-    source: &dyn WeightSource,
-    arch: &str,
-    skip: Option<&str>,
-    ffn_meta: u64,
-) -> GgufBuilder {
-    let mut b = gguf_meta(source, arch, ffn_meta);
-    for role in Role::all(source.spec()) {
-        let Some(t) = source.tensor(role).unwrap() else {
-            continue;
-        };
-        let name = tensor_name(role);
-        if Some(name.as_str()) == skip {
-            continue;
-        }
-        let dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
-        b.add_tensor(name, ggml(t.dtype), &dims, t.bytes.to_vec());
-    }
-    b
-}
-
-/// The metadata of `source` as a GGUF file of `arch`, no tensors.
-fn gguf_meta(source: &dyn WeightSource, arch: &str, ffn_meta: u64) -> GgufBuilder {
-    let m = &source.spec().shape;
-    let mut b = GgufBuilder::new();
-    let k = |s: &str| format!("{arch}.{s}");
-    b.set("general.architecture", arch)
-        .set("general.name", "tiny test model")
-        .set(k("block_count"), m.layers as u32)
-        .set(k("embedding_length"), m.hidden as u32)
-        .set(k("feed_forward_length"), ffn_meta as u32)
-        .set(k("attention.head_count"), m.heads as u32)
-        .set(k("attention.head_count_kv"), m.kv_heads as u32)
-        .set(k("rope.dimension_count"), m.head_dim as u32)
-        .set(k("rope.freq_base"), m.rope.theta as f32)
-        .set(k("attention.layer_norm_rms_epsilon"), m.rms_eps as f32);
-    b
-}
 
 fn run(source: &dyn WeightSource, seed: u64) {
     let Some(gpu) = gpu_or_skip() else { return };

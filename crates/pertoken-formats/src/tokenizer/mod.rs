@@ -49,6 +49,7 @@ pub struct Tokenizer {
     piece_ends: Vec<usize>,
     special: Vec<bool>,
     bos: Option<u32>,
+    add_bos: bool,
     eos: Option<u32>,
 }
 
@@ -108,6 +109,7 @@ impl Tokenizer {
             types,
             bos,
             eos,
+            add_bos,
         } = Vocabulary::read(gguf)?;
         let n = tokens.len();
 
@@ -178,6 +180,7 @@ impl Tokenizer {
             piece_ends,
             special,
             bos,
+            add_bos: add_bos.unwrap_or(false),
             eos,
         })
     }
@@ -257,6 +260,20 @@ impl Tokenizer {
         self.bos
     }
 
+    /// Whether a prompt starts with BOS: `tokenizer.ggml.add_bos_token`, else (as llama.cpp)
+    /// yes for SentencePiece and no for BPE.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// A prompt's ids: BOS first where [`add_bos`](Self::add_bos) says, then
+    /// [`encode`](Self::encode)'s.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = self.bos.filter(|_| self.add_bos).into_iter().collect();
+        ids.extend(self.encode(text)?);
+        Ok(ids)
+    }
+
     /// `tokenizer.ggml.eos_token_id`, if the file has it.
     pub fn eos(&self) -> Option<u32> {
         self.eos
@@ -279,6 +296,7 @@ impl Tokenizer {
             types,
             bos,
             eos,
+            add_bos,
         } = Vocabulary::read(gguf)?;
         let scores = gguf.floats_of("tokenizer.ggml.scores")?;
         if scores.len() != tokens.len() {
@@ -321,6 +339,7 @@ impl Tokenizer {
             piece_ends,
             special,
             bos,
+            add_bos: add_bos.unwrap_or(true),
             eos,
         })
     }
@@ -332,6 +351,8 @@ struct Vocabulary {
     types: Vec<i64>,
     bos: Option<u32>,
     eos: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`, if the file says.
+    add_bos: Option<bool>,
 }
 
 impl Vocabulary {
@@ -374,12 +395,16 @@ impl Vocabulary {
         };
         let bos = id_key("tokenizer.ggml.bos_token_id")?;
         let eos = id_key("tokenizer.ggml.eos_token_id")?;
-
+        let add_bos = match gguf.get("tokenizer.ggml.add_bos_token") {
+            Some(_) => Some(gguf.bool_of("tokenizer.ggml.add_bos_token")?),
+            None => None,
+        };
         Ok(Vocabulary {
             tokens,
             types,
             bos,
             eos,
+            add_bos,
         })
     }
 }

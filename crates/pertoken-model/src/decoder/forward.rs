@@ -10,15 +10,9 @@ use pertoken_matmul::{
 
 use super::Decoder;
 use super::buffers::rows;
-use super::layer::Proj;
-use crate::Result;
-use crate::ops::{self, Columns};
-
-const CAUSAL: AttentionOptions = AttentionOptions {
-    causal: true,
-    scale: None,
-    window: None,
-};
+use super::layer::{GpuLayer, Proj};
+use crate::ops::{self, Activation, Columns, HeadRope};
+use crate::{ModelSpec, Result};
 
 /// The step's views of the activations, `rows` rows each.
 struct Views {
@@ -74,9 +68,10 @@ impl Decoder {
 
     /// Whether every linear of a step over `v`'s rows runs the GEMV kernel, so that the norms
     /// fuse into the linears after them and the residual adds into the linears before them
-    /// (decode steps, unless [`Decoder::set_fuse_norm`] turned it off).
+    /// (decode steps, unless [`Decoder::set_fuse_norm`] turned it off; not with post-norms,
+    /// whose residual adds need the whole output first).
     fn fuses_norms(&self, v: &Views, attn_tokens: &Tensor) -> Result<bool> {
-        if !self.fuse_norm {
+        if !self.fuse_norm || self.spec.shape.arch.post_norms {
             return Ok(false);
         }
         let gemv = |x: &Tensor, w: &Tensor, b: Option<&Tensor>| -> Result<bool> {
@@ -131,9 +126,9 @@ impl Decoder {
         self.gate_and_down(v, &layer.down, &v.x, true)
     }
 
-    /// The SwiGLU gate and the down projection into `out` (added into it with `accumulate`):
-    /// one GEMV that computes the gate as it loads (decode rows, the gate/up projection fused
-    /// into one tensor), else the gate pass, then the linear.
+    /// The gate (SwiGLU's or GeGLU's) and the down projection into `out` (added into it with
+    /// `accumulate`): one GEMV that computes SwiGLU's gate as it loads (decode rows, the
+    /// gate/up projection fused into one tensor), else the gate pass, then the linear.
     fn gate_and_down(
         &self,
         v: &Views,
@@ -142,7 +137,8 @@ impl Decoder {
         accumulate: bool,
     ) -> Result<()> {
         let ffn = self.spec.shape.ffn as usize;
-        if let ([gate_up], true) = (&v.gate_up[..], self.fuse_gate) {
+        let act = self.spec.shape.arch.activation;
+        if let ([gate_up], true, Activation::Silu) = (&v.gate_up[..], self.fuse_gate, act) {
             let kernel = self.linear_kernel(&v.act, down, None)?;
             if matches!(kernel, Kernel::Gemv(_)) {
                 return Ok(linear_swiglu_into(
@@ -173,7 +169,7 @@ impl Decoder {
                 },
             )
         };
-        ops::silu_mul(&self.gpu, g, u, &v.act)?;
+        ops::act_mul(&self.gpu, act, g, u, &v.act)?;
         if accumulate {
             let add = GemvFusion {
                 norm: None,
@@ -232,19 +228,57 @@ impl Decoder {
         let gpu = &self.gpu;
         let eps = self.spec.shape.rms_eps as f32;
         let layer = &self.layers[l];
+        let (post_attn, post_ffn) = match &layer.post_norms {
+            Some((a, f)) => (Some(a), Some(f)),
+            None => (None, None),
+        };
+        // x += delta (normed first with post-norms), then out = rms_norm(x)·w.
+        let add_norm = |post: Option<&Tensor>, w: &Tensor, out: &Tensor, row0: usize| match post {
+            Some(p) => ops::rms_norm_post(gpu, &v.x, (&v.delta, p), w, out, row0, eps),
+            None => ops::rms_norm(gpu, &v.x, Some(&v.delta), w, out, row0, eps),
+        };
         self.linear(attn_tokens, &layer.o, None, &v.delta)?;
-        ops::rms_norm(gpu, &v.x, Some(&v.delta), &layer.ffn_norm, &v.xn, 0, eps)?;
+        add_norm(post_attn, &layer.ffn_norm, &v.xn, 0)?;
         self.project(&v.xn, &layer.gate_up, &v.gate_up)?;
         self.gate_and_down(v, &layer.down, &v.delta, false)?;
         if l + 1 < self.layers.len() {
-            let next = &self.layers[l + 1].attn_norm;
-            ops::rms_norm(gpu, &v.x, Some(&v.delta), next, &v.xn, 0, eps)?;
+            add_norm(post_ffn, &self.layers[l + 1].attn_norm, &v.xn, 0)?;
         } else if let Some((row0, n)) = last {
             // Only the last positions' logits are needed: add and norm those rows alone.
             let out = rows(&self.act.last, n)?;
-            ops::rms_norm(gpu, &v.x, Some(&v.delta), &self.final_norm, &out, row0, eps)?;
+            add_norm(post_ffn, &self.final_norm, &out, row0)?;
         }
         Ok(())
+    }
+
+    /// Layer `l`'s attention: causal, within its window, at the model's query scale.
+    fn attention_options(&self, l: usize) -> AttentionOptions {
+        let m = &self.spec.shape;
+        AttentionOptions {
+            causal: true,
+            scale: m.arch.query_scale.map(|s| s as f32),
+            window: m.layer_window(l as u64).map(|w| w as u32),
+        }
+    }
+
+    /// The token embedding of `n` tokens from `slot` into rows `row0..` of `x` (scaled by
+    /// √hidden where the architecture says).
+    fn embed(&self, x: &Tensor, (slot, n): (usize, usize), row0: usize) -> Result<()> {
+        let m = &self.spec.shape;
+        let scale = if m.arch.embed_scale {
+            (m.hidden as f64).sqrt() as f32
+        } else {
+            1.0
+        };
+        let tokens = (slot, n);
+        Ok(ops::embed_scaled(
+            &self.gpu,
+            &self.embed,
+            &self.tokens,
+            tokens,
+            (x, row0),
+            scale,
+        )?)
     }
 
     /// The head and argmax of the `n` rows of `act.last` (with `fused`, of the final norm of
@@ -286,31 +320,18 @@ impl Decoder {
         };
         let pos = self.pos[b];
         let fused = t == 1 && self.fuses_norms(&v, &attn_tokens)?;
-        ops::embed(
-            &gpu,
-            &self.embed,
-            &self.tokens,
-            (self.slot(b, pos), t),
-            &v.x,
-            0,
-        )?;
+        self.embed(&v.x, (self.slot(b, pos), t), 0)?;
         if !fused {
             ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
         }
         for l in 0..self.layers.len() {
             self.qkv(l, &v, fused)?;
             let cols = self.qkv_columns(&v.qkv);
-            let (freq, pairing) = (&self.freq, self.spec.pairing);
-            ops::rope_append(
-                &gpu,
-                cols,
-                (0, t),
-                freq,
-                pairing,
-                &q,
-                &mut self.caches[b][l],
-            )?;
-            self.caches[b][l].attention_into(&gpu, &q, &attn, CAUSAL)?;
+            let options = self.attention_options(l);
+            let rope = head_rope(&self.spec, &self.freqs[l], &self.layers[l]);
+            let cache = &mut self.caches[b][l];
+            ops::rope_append(&gpu, cols, (0, t), &rope, &q, cache)?;
+            cache.attention_into(&gpu, &q, &attn, options)?;
             if t > 1 {
                 ops::heads_to_tokens(&gpu, &attn, &attn_tokens, 0)?;
             }
@@ -339,8 +360,7 @@ impl Decoder {
         let attn_tokens = rows(&self.act.attn_tokens, n)?;
         let fused = self.fuses_norms(&v, &attn_tokens)?;
         for b in 0..n {
-            let slot = self.slot(b, self.pos[b]);
-            ops::embed(&gpu, &self.embed, &self.tokens, (slot, 1), &v.x, b)?;
+            self.embed(&v.x, (self.slot(b, self.pos[b]), 1), b)?;
         }
         if !fused {
             ops::rms_norm(&gpu, &v.x, None, &self.layers[0].attn_norm, &v.xn, 0, eps)?;
@@ -348,11 +368,13 @@ impl Decoder {
         for l in 0..self.layers.len() {
             self.qkv(l, &v, fused)?;
             let cols = self.qkv_columns(&v.qkv);
+            let options = self.attention_options(l);
+            let rope = head_rope(&self.spec, &self.freqs[l], &self.layers[l]);
             for b in 0..n {
                 let (q, attn) = &self.act.q_seq[b];
-                let (freq, pairing) = (&self.freq, self.spec.pairing);
-                ops::rope_append(&gpu, cols, (b, 1), freq, pairing, q, &mut self.caches[b][l])?;
-                self.caches[b][l].attention_into(&gpu, q, attn, CAUSAL)?;
+                let cache = &mut self.caches[b][l];
+                ops::rope_append(&gpu, cols, (b, 1), &rope, q, cache)?;
+                cache.attention_into(&gpu, q, attn, options)?;
                 ops::heads_to_tokens(&gpu, attn, &attn_tokens, b)?;
             }
             if fused {
@@ -368,5 +390,18 @@ impl Decoder {
             self.pos[b] += 1;
         }
         Ok(())
+    }
+}
+
+/// How a layer turns its q and k heads (with its q/k norms, where it has them).
+fn head_rope<'a>(spec: &ModelSpec, freq: &'a Tensor, layer: &'a GpuLayer) -> HeadRope<'a> {
+    HeadRope {
+        freq,
+        pairing: spec.pairing,
+        qk_norm: layer
+            .qk_norm
+            .as_ref()
+            .map(|(q, k)| (q, k, spec.shape.rms_eps as f32)),
+        factor: spec.shape.arch.rope_attn_factor.unwrap_or(1.0) as f32,
     }
 }

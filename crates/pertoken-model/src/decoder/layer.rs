@@ -36,6 +36,10 @@ pub(crate) struct GpuLayer {
     pub ffn_norm: Tensor,
     pub gate_up: Proj,
     pub down: Tensor,
+    /// Per-head RMSNorm weights of q and k (`Arch::qk_norm`).
+    pub qk_norm: Option<(Tensor, Tensor)>,
+    /// RMSNorm weights of the attention's and the MLP's outputs (`Arch::post_norms`).
+    pub post_norms: Option<(Tensor, Tensor)>,
 }
 
 pub(crate) fn fetch<'a>(source: &'a dyn WeightSource, role: Role) -> Result<HostTensor<'a>> {
@@ -163,7 +167,17 @@ pub(crate) fn load_layer(
     l: usize,
     (fuse_qkv, fuse_gate_up): (bool, bool),
 ) -> Result<GpuLayer> {
-    let bias = source.spec().shape.qkv_bias;
+    let m = &source.spec().shape;
+    let bias = m.qkv_bias;
+    let pair = |on: bool, a: Role, b: Role| -> Result<Option<(Tensor, Tensor)>> {
+        if !on {
+            return Ok(None);
+        }
+        Ok(Some((
+            upload_vector(gpu, &fetch(source, a)?)?,
+            upload_vector(gpu, &fetch(source, b)?)?,
+        )))
+    };
     let b = |role: Role| bias.then(|| fetch(source, role)).transpose();
     let qkv = fuse(
         gpu,
@@ -189,5 +203,11 @@ pub(crate) fn load_layer(
         ffn_norm: upload_vector(gpu, &fetch(source, Role::FfnNorm(l))?)?,
         gate_up,
         down: upload(gpu, &fetch(source, Role::Down(l))?)?,
+        qk_norm: pair(m.arch.qk_norm, Role::QNorm(l), Role::KNorm(l))?,
+        post_norms: pair(
+            m.arch.post_norms,
+            Role::PostAttnNorm(l),
+            Role::PostFfnNorm(l),
+        )?,
     })
 }

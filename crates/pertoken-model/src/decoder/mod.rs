@@ -84,7 +84,8 @@ pub struct Decoder {
     layers: Vec<GpuLayer>,
     /// `[sequence][layer]`.
     caches: Vec<Vec<KvCache>>,
-    freq: Tensor,
+    /// RoPE's frequencies of each layer (layers with the same RoPE share one tensor).
+    freqs: Vec<Tensor>,
     act: Activations,
     /// Every token of every sequence, `[batch, context + 1]`: the prompt, then each argmax.
     tokens: Tensor,
@@ -118,6 +119,19 @@ impl Decoder {
                 reason: "context, max_tokens and batch must be at least 1".into(),
             });
         }
+        if let Some(limit) = spec.context_limit
+            && options.context > limit
+        {
+            return Err(ModelError::Unsupported {
+                model: spec.shape.name.clone(),
+                reason: format!(
+                    "a context of {} positions: past {limit} this model switches to its long \
+                     RoPE factors, which this decoder does not apply yet; use a context of at \
+                     most {limit}",
+                    options.context
+                ),
+            });
+        }
         let plan = plan_memory(gpu, source, options)?;
         plan.check(gpu, &spec.shape.name)?;
         let m = &spec.shape;
@@ -141,7 +155,18 @@ impl Decoder {
         for l in 0..m.layers as usize {
             layers.push(load_layer(gpu, source, l, fusion)?);
         }
-        let freq = Tensor::from_slice(gpu, &spec.rope_frequencies(), &[m.head_dim as usize / 2])?;
+        let mut freqs: Vec<Tensor> = Vec::with_capacity(layers.len());
+        let mut made: Vec<(Vec<f32>, Tensor)> = Vec::new();
+        for l in 0..layers.len() {
+            let f = spec.rope_frequencies(l);
+            if let Some((_, t)) = made.iter().find(|(g, _)| *g == f) {
+                freqs.push(t.clone());
+            } else {
+                let t = Tensor::from_slice(gpu, &f, &[f.len()])?;
+                made.push((f, t.clone()));
+                freqs.push(t);
+            }
+        }
         let (caches, act, tokens) = sequences(gpu, &spec, &layers[0], options)?;
         Ok(Decoder {
             gpu: gpu.clone(),
@@ -152,7 +177,7 @@ impl Decoder {
             final_norm,
             layers,
             caches,
-            freq,
+            freqs,
             act,
             tokens,
             options,

@@ -3,12 +3,13 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use pertoken_cost::{Model, Rope, RopePairing};
+use pertoken_cost::{Arch, Model, Rope};
 use pertoken_formats::FormatError;
-use pertoken_formats::gguf::{GgmlType, Gguf};
+use pertoken_formats::gguf::{GgmlType, Gguf, TensorInfo};
 use pertoken_gpu::DType;
 
 use super::{HostTensor, Role, WeightSource};
+use crate::arch::{self, Family, Keys, Place};
 use crate::{ModelError, ModelSpec, Result};
 
 /// The formats the kernels read ([`DType::WEIGHTS`]), as ggml types: each tensor is read in
@@ -24,11 +25,22 @@ fn dtype_of(t: GgmlType) -> DType {
     DType::weight_named(&t.to_string().to_lowercase()).unwrap_or(DType::F32)
 }
 
-/// A GGUF model of the llama (Llama 2/3, Mistral, SmolLM2) or qwen2 architecture.
-#[derive(Debug)]
+/// A GGUF model of one of the architectures of [`crate::arch`].
 pub struct GgufWeights {
     file: Gguf,
     spec: ModelSpec,
+    family: &'static Family,
+    arch: String,
+}
+
+impl std::fmt::Debug for GgufWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufWeights")
+            .field("file", &self.file.file())
+            .field("arch", &self.arch)
+            .field("spec", &self.spec)
+            .finish()
+    }
 }
 
 impl GgufWeights {
@@ -41,55 +53,41 @@ impl GgufWeights {
     /// Reads the model in a parsed file.
     pub fn from_gguf(file: Gguf) -> Result<GgufWeights> {
         let arch = file.str_of("general.architecture")?.to_owned();
-        let pairing = match arch.as_str() {
-            // llama.cpp's converter permutes q and k of the llama architecture so that
-            // adjacent elements pair up; qwen2 keeps Hugging Face's halves.
-            "llama" => RopePairing::Interleaved,
-            "qwen2" => RopePairing::Halves,
-            other => {
-                return Err(ModelError::Unsupported {
-                    model: file.file().to_owned(),
-                    reason: format!(
-                        "architecture {other:?}: this decoder runs llama (Llama 2/3, Mistral, \
-                         SmolLM2) and qwen2 GGUF files"
-                    ),
-                });
-            }
+        let Some(family) = arch::family(&arch) else {
+            return Err(ModelError::Unsupported {
+                model: file.file().to_owned(),
+                reason: format!(
+                    "architecture {arch:?}: this decoder runs {}",
+                    arch::supported()
+                ),
+            });
         };
-        let key = |k: &str| format!("{arch}.{k}");
-        let heads = file.u64_of(&key("attention.head_count"))?;
-        let hidden = file.u64_of(&key("embedding_length"))?;
-        let head_dim = match file.u64_opt(&key("attention.key_length"))? {
-            Some(d) => d,
-            None => file
-                .u64_opt(&key("rope.dimension_count"))?
-                .unwrap_or(hidden / heads.max(1)),
+        let keys = Keys {
+            file: &file,
+            arch: &arch,
         };
-        let embd = file.tensor("token_embd.weight")?;
-        let vocab = match file.u64_opt(&key("vocab_size"))? {
-            Some(v) => v,
-            None => embd.shape_row_major()[0],
-        };
-        // Linear and YaRN scaling (rope.scaling.type) are not implemented; Llama 3's scaling
-        // comes as per-pair factors (rope_freqs.weight), read below.
-        if let Some(kind) = file.get(&key("rope.scaling.type")).and_then(|v| v.as_str())
-            && kind != "none"
+        let heads = keys.u64_of("attention.head_count")?;
+        let hidden = keys.u64_of("embedding_length")?;
+        // As llama.cpp: the head width is `key_length` where stated, else hidden / heads
+        // (`rope.dimension_count` is the rotated width, less than that in Phi-3's partial rotary).
+        let head_dim = keys
+            .u64_opt("attention.key_length")?
+            .unwrap_or(hidden / heads.max(1));
+        if let Some(v) = keys.u64_opt("attention.value_length")?
+            && v != head_dim
         {
             return Err(ModelError::Unsupported {
                 model: file.file().to_owned(),
                 reason: format!(
-                    "RoPE scaling of type {kind:?} is not implemented; Llama 3's (stored as \
-                     rope_freqs.weight) is"
+                    "value heads of {v} elements and key heads of {head_dim}: the KV cache \
+                     holds both at one width"
                 ),
             });
         }
-        let rope_factors = match file.tensor("rope_freqs.weight") {
-            Err(_) => None,
-            Ok(_) => {
-                let info =
-                    file.tensor_checked("rope_freqs.weight", &[head_dim / 2], &[GgmlType::F32])?;
-                Some(bytemuck_f32(file.tensor_bytes(info)))
-            }
+        let embd = file.tensor("token_embd.weight")?;
+        let vocab = match keys.u64_opt("vocab_size")? {
+            Some(v) => v,
+            None => embd.shape_row_major()[0],
         };
         let name = file
             .get("general.name")
@@ -98,37 +96,43 @@ impl GgufWeights {
         let shape = Model {
             name,
             source: format!("GGUF metadata of {}", file.file()),
-            layers: file.u64_of(&key("block_count"))?,
+            layers: keys.u64_of("block_count")?,
             hidden,
             heads,
-            kv_heads: file
-                .u64_opt(&key("attention.head_count_kv"))?
-                .unwrap_or(heads),
+            kv_heads: keys.u64_opt("attention.head_count_kv")?.unwrap_or(heads),
             head_dim,
-            ffn: file.u64_of(&key("feed_forward_length"))?,
+            ffn: keys.u64_of("feed_forward_length")?,
             vocab,
             tied_embeddings: file.tensor("output.weight").is_err(),
-            qkv_bias: file.tensor("blk.0.attn_q.bias").is_ok(),
-            experts: file.u64_opt(&key("expert_count"))?.unwrap_or(1).max(1),
-            active_experts: file.u64_opt(&key("expert_used_count"))?.unwrap_or(1).max(1),
+            qkv_bias: file.tensor("blk.0.attn_q.bias").is_ok()
+                || file.tensor("blk.0.attn_qkv.bias").is_ok(),
+            experts: keys.u64_opt("expert_count")?.unwrap_or(1).max(1),
+            active_experts: keys.u64_opt("expert_used_count")?.unwrap_or(1).max(1),
             sliding_window: None,
             rope: Rope {
-                theta: file
-                    .f32_opt(&key("rope.freq_base"))?
-                    .map_or(10_000.0, decimal),
+                theta: keys.f64_opt("rope.freq_base")?.unwrap_or(10_000.0),
                 scaling: None,
             },
-            rms_eps: file
-                .f32_opt(&key("attention.layer_norm_rms_epsilon"))?
-                .map_or(1e-5, decimal),
+            rms_eps: keys
+                .f64_opt("attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-5),
+            arch: Arch::default(),
         };
+        let mut spec = ModelSpec::new(shape, family.pairing);
+        // RoPE turns `rope.dimension_count` elements of each head (all of them unless fewer
+        // are stated: Phi-3's partial rotary).
+        if let Some(rot) = keys.u64_opt("rope.dimension_count")?
+            && rot < head_dim
+        {
+            spec.shape.arch.rotary_dims = Some(rot);
+        }
+        (family.read)(&keys, &mut spec)?;
+        read_rope_scaling(&keys, &mut spec)?;
         let w = GgufWeights {
+            spec,
+            family,
+            arch: arch.clone(),
             file,
-            spec: ModelSpec {
-                shape,
-                pairing,
-                rope_factors,
-            },
         };
         w.spec.check()?;
         // Every tensor the model needs, present with its shape and a supported type.
@@ -143,30 +147,83 @@ impl GgufWeights {
         &self.file
     }
 
-    fn info(&self, role: Role) -> Result<Option<&pertoken_formats::gguf::TensorInfo>> {
+    /// The tensor holding `role`'s weight, and the rows of it that are the weight where the
+    /// file fuses several into one.
+    fn info(
+        &self,
+        role: Role,
+    ) -> Result<Option<Located<'_>>> {
         if role == Role::Output && self.spec.shape.tied_embeddings {
             return Ok(None);
         }
         let want: Vec<u64> = role.shape(&self.spec).iter().map(|&d| d as u64).collect();
-        Ok(Some(self.file.tensor_checked(
-            &tensor_name(role),
-            &want,
-            &types(),
-        )?))
+        let keys = Keys {
+            file: &self.file,
+            arch: &self.arch,
+        };
+        Ok(Some(match (self.family.place)(&keys, &self.spec, role) {
+            Place::Tensor(name) => (self.file.tensor_checked(&name, &want, &types())?, None),
+            Place::Rows {
+                name,
+                start,
+                rows,
+                total,
+            } => {
+                let mut whole = want.clone();
+                whole[0] = total as u64;
+                let info = self.file.tensor_checked(&name, &whole, &types())?;
+                (info, Some((start, rows)))
+            }
+        }))
     }
 }
+
+/// Linear RoPE scaling (Gemma 3 4B and up: every frequency of the global layers divided by the
+/// factor) as stored per-pair factors, and Llama 3's as `rope_freqs.weight`; YaRN is refused.
+fn read_rope_scaling(keys: &Keys<'_>, spec: &mut ModelSpec) -> Result<()> {
+    let file = keys.file;
+    let rot = spec.shape.rotary_dims();
+    match keys.str_opt("rope.scaling.type") {
+        None | Some("none") => {}
+        Some("linear") => {
+            let factor = keys.f64_opt("rope.scaling.factor")?.unwrap_or(1.0);
+            if !(factor.is_finite() && factor >= 1.0) {
+                return Err(ModelError::Unsupported {
+                    model: file.file().to_owned(),
+                    reason: format!("linear RoPE scaling by {factor}: expected a factor >= 1"),
+                });
+            }
+            spec.rope_factors = Some(vec![factor as f32; rot as usize / 2]);
+        }
+        Some(kind) if spec.rope_factors.is_some() => {
+            // Phi-3's LongRoPE ("longrope") came as stored factors.
+            let _ = kind;
+        }
+        Some(kind) => {
+            return Err(ModelError::Unsupported {
+                model: file.file().to_owned(),
+                reason: format!(
+                    "RoPE scaling of type {kind:?} is not implemented; linear, Llama 3's \
+                     (stored as rope_freqs.weight) and Phi-3's LongRoPE (stored factors) are"
+                ),
+            });
+        }
+    }
+    if file.tensor("rope_freqs.weight").is_ok() {
+        let info = file.tensor_checked("rope_freqs.weight", &[rot / 2], &[GgmlType::F32])?;
+        spec.rope_factors = Some(bytemuck_f32(file.tensor_bytes(info)));
+    }
+    Ok(())
+}
+
+/// A weight's tensor, and its rows there where the file fuses several weights into one.
+type Located<'a> = (&'a TensorInfo, Option<(usize, usize)>);
 
 fn bytemuck_f32(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
-}
-
-/// An f32 as the f64 of its shortest decimal form: GGUF stores 1e-5 as an f32, and the model
-/// means 1e-5, not 9.9999997e-6.
-fn decimal(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// The GGUF name of a weight.
@@ -188,6 +245,10 @@ pub fn tensor_name(role: Role) -> String {
         Role::Gate(l) => blk(l, "ffn_gate.weight"),
         Role::Up(l) => blk(l, "ffn_up.weight"),
         Role::Down(l) => blk(l, "ffn_down.weight"),
+        Role::QNorm(l) => blk(l, "attn_q_norm.weight"),
+        Role::KNorm(l) => blk(l, "attn_k_norm.weight"),
+        Role::PostAttnNorm(l) => blk(l, "post_attention_norm.weight"),
+        Role::PostFfnNorm(l) => blk(l, "post_ffw_norm.weight"),
     }
 }
 
@@ -197,7 +258,7 @@ impl WeightSource for GgufWeights {
     }
 
     fn tensor(&self, role: Role) -> Result<Option<HostTensor<'_>>> {
-        let Some(info) = self.info(role)? else {
+        let Some((info, part)) = self.info(role)? else {
             return Ok(None);
         };
         let bytes = self.file.tensor_bytes(info);
@@ -208,20 +269,39 @@ impl WeightSource for GgufWeights {
             }
             .into());
         }
+        let mut shape: Vec<usize> = info.shape_row_major().iter().map(|&d| d as usize).collect();
+        let (bytes, name) = match part {
+            None => (bytes, format!("{} ({})", info.name, self.file.file())),
+            // Rows of a fused tensor: each row is whole blocks, so its bytes are a range.
+            Some((start, rows)) => {
+                let row_bytes = bytes.len() / shape[0].max(1);
+                shape[0] = rows;
+                (
+                    &bytes[start * row_bytes..(start + rows) * row_bytes],
+                    format!(
+                        "{} rows {start}..{} ({})",
+                        info.name,
+                        start + rows,
+                        self.file.file()
+                    ),
+                )
+            }
+        };
         Ok(Some(HostTensor {
-            name: format!("{} ({})", info.name, self.file.file()),
+            name,
             dtype: dtype_of(info.ggml_type),
-            shape: info.shape_row_major().iter().map(|&d| d as usize).collect(),
+            shape,
             bytes: Cow::Borrowed(bytes),
         }))
     }
 
     fn stored(&self, role: Role) -> Result<Option<(DType, Vec<usize>)>> {
-        Ok(self.info(role)?.map(|i| {
-            (
-                dtype_of(i.ggml_type),
-                i.shape_row_major().iter().map(|&d| d as usize).collect(),
-            )
+        Ok(self.info(role)?.map(|(i, part)| {
+            let mut shape: Vec<usize> = i.shape_row_major().iter().map(|&d| d as usize).collect();
+            if let Some((_, rows)) = part {
+                shape[0] = rows;
+            }
+            (dtype_of(i.ggml_type), shape)
         }))
     }
 

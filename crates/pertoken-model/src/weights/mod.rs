@@ -52,6 +52,14 @@ pub enum Role {
     Up(usize),
     /// MLP down projection `[hidden, ffn]`.
     Down(usize),
+    /// Per-head RMSNorm of q (Gemma 3, Qwen3) `[head_dim]`.
+    QNorm(usize),
+    /// Per-head RMSNorm of k `[head_dim]`.
+    KNorm(usize),
+    /// RMSNorm of the attention's output before the residual add (Gemma) `[hidden]`.
+    PostAttnNorm(usize),
+    /// RMSNorm of the MLP's output before the residual add `[hidden]`.
+    PostFfnNorm(usize),
 }
 
 impl Role {
@@ -62,7 +70,12 @@ impl Role {
         let (q, kv) = (spec.q_width(), spec.kv_width());
         match self {
             Role::Embed | Role::Output => vec![v, h],
-            Role::FinalNorm | Role::AttnNorm(_) | Role::FfnNorm(_) => vec![h],
+            Role::FinalNorm
+            | Role::AttnNorm(_)
+            | Role::FfnNorm(_)
+            | Role::PostAttnNorm(_)
+            | Role::PostFfnNorm(_) => vec![h],
+            Role::QNorm(_) | Role::KNorm(_) => vec![m.head_dim as usize],
             Role::Q(_) => vec![q, h],
             Role::K(_) | Role::V(_) => vec![kv, h],
             Role::QBias(_) => vec![q],
@@ -83,6 +96,10 @@ impl Role {
                 | Role::QBias(_)
                 | Role::KBias(_)
                 | Role::VBias(_)
+                | Role::QNorm(_)
+                | Role::KNorm(_)
+                | Role::PostAttnNorm(_)
+                | Role::PostFfnNorm(_)
         )
     }
 
@@ -92,16 +109,20 @@ impl Role {
         let m = &spec.shape;
         let mut roles = vec![Role::Embed, Role::Output, Role::FinalNorm];
         for l in 0..m.layers as usize {
-            roles.extend(Role::of_layer(l, m.qkv_bias));
+            roles.extend(Role::of_layer(l, m));
         }
         roles
     }
 
-    /// The roles of layer `l`, biases included only where the shape has them.
-    pub fn of_layer(l: usize, qkv_bias: bool) -> Vec<Role> {
+    /// The roles of layer `l`, biases and the architecture's extra norms included only where
+    /// the shape has them.
+    pub fn of_layer(l: usize, m: &pertoken_cost::Model) -> Vec<Role> {
         let mut r = vec![Role::AttnNorm(l), Role::Q(l), Role::K(l), Role::V(l)];
-        if qkv_bias {
+        if m.qkv_bias {
             r.extend([Role::QBias(l), Role::KBias(l), Role::VBias(l)]);
+        }
+        if m.arch.qk_norm {
+            r.extend([Role::QNorm(l), Role::KNorm(l)]);
         }
         r.extend([
             Role::O(l),
@@ -110,6 +131,9 @@ impl Role {
             Role::Up(l),
             Role::Down(l),
         ]);
+        if m.arch.post_norms {
+            r.extend([Role::PostAttnNorm(l), Role::PostFfnNorm(l)]);
+        }
         r
     }
 }

@@ -62,6 +62,19 @@ pub fn to_reference(source: &dyn WeightSource) -> Result<Weights> {
             gate: matrix(Role::Gate(l))?,
             up: matrix(Role::Up(l))?,
             down: matrix(Role::Down(l))?,
+            qk_norm: if m.arch.qk_norm {
+                Some([vector(Role::QNorm(l))?, vector(Role::KNorm(l))?])
+            } else {
+                None
+            },
+            post_norms: if m.arch.post_norms {
+                Some([
+                    vector(Role::PostAttnNorm(l))?,
+                    vector(Role::PostFfnNorm(l))?,
+                ])
+            } else {
+                None
+            },
         });
     }
     let output = match source.tensor(Role::Output)? {

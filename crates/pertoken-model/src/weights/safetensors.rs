@@ -79,6 +79,7 @@ impl SafetensorsWeights {
                 scaling,
             },
             rms_eps: config.rms_norm_eps,
+            arch: Default::default(),
         };
         let w = SafetensorsWeights {
             files,
@@ -123,6 +124,13 @@ pub fn hf_tensor_name(role: Role) -> String {
         Role::Gate(l) => layer(l, "mlp.gate_proj.weight"),
         Role::Up(l) => layer(l, "mlp.up_proj.weight"),
         Role::Down(l) => layer(l, "mlp.down_proj.weight"),
+        Role::QNorm(l) => layer(l, "self_attn.q_norm.weight"),
+        Role::KNorm(l) => layer(l, "self_attn.k_norm.weight"),
+        // Gemma's names (its pre-MLP norm is `pre_feedforward_layernorm`, and its
+        // `post_attention_layernorm` is this post-norm): the safetensors loader takes Llama-
+        // and Qwen2-style configs only, which have neither.
+        Role::PostAttnNorm(l) => layer(l, "post_attention_norm.weight"),
+        Role::PostFfnNorm(l) => layer(l, "post_feedforward_layernorm.weight"),
     }
 }
 

@@ -73,6 +73,10 @@ impl Synthetic {
             Role::Gate(l) => (12, l),
             Role::Up(l) => (13, l),
             Role::Down(l) => (14, l),
+            Role::QNorm(l) => (15, l),
+            Role::KNorm(l) => (16, l),
+            Role::PostAttnNorm(l) => (17, l),
+            Role::PostFfnNorm(l) => (18, l),
         };
         self.seed
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -112,6 +116,18 @@ impl WeightSource for Synthetic {
                 return Err(ModelError::Invalid {
                     op: "Synthetic::tensor",
                     reason: format!("{} has no q/k/v biases", m.name),
+                });
+            }
+            Role::QNorm(_) | Role::KNorm(_) if !m.arch.qk_norm => {
+                return Err(ModelError::Invalid {
+                    op: "Synthetic::tensor",
+                    reason: format!("{} has no q/k norms", m.name),
+                });
+            }
+            Role::PostAttnNorm(_) | Role::PostFfnNorm(_) if !m.arch.post_norms => {
+                return Err(ModelError::Invalid {
+                    op: "Synthetic::tensor",
+                    reason: format!("{} has no post-norms", m.name),
                 });
             }
             _ => {}

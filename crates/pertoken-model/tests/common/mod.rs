@@ -2,7 +2,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use pertoken_cost::{Model, Rope, RopePairing, RopeScaling};
+pub mod gguf;
+
+use pertoken_cost::{Arch, Model, Rope, RopePairing, RopeScaling};
 use pertoken_gpu::Gpu;
 use pertoken_model::weights::{reference_decoder, to_reference};
 use pertoken_model::{Decoder, DecoderOptions, ModelSpec, WeightSource};
@@ -23,6 +25,10 @@ pub struct Tiny {
     pub bias: bool,
     pub llama3: bool,
     pub pairing: RopePairing,
+    /// What the architecture adds to Llama's block.
+    pub arch: Arch,
+    /// The attention window (of every layer, or of those [`Arch::global_every`] leaves).
+    pub window: Option<u64>,
 }
 
 pub const BASE: Tiny = Tiny {
@@ -37,6 +43,19 @@ pub const BASE: Tiny = Tiny {
     bias: false,
     llama3: false,
     pairing: RopePairing::Halves,
+    arch: Arch {
+        post_norms: false,
+        qk_norm: false,
+        embed_scale: false,
+        activation: pertoken_cost::Activation::Silu,
+        query_scale: None,
+        global_every: None,
+        local_rope_theta: None,
+        logit_softcap: None,
+        rotary_dims: None,
+        rope_attn_factor: None,
+    },
+    window: None,
 };
 
 /// Rows of 256 (hidden; 4 heads of 64) are whole K-quant super-blocks; the FFN's 288 is not, so
@@ -67,7 +86,7 @@ impl Tiny {
                 qkv_bias: self.bias,
                 experts: 1,
                 active_experts: 1,
-                sliding_window: None,
+                sliding_window: self.window,
                 rope: Rope {
                     theta: if self.llama3 { 500_000.0 } else { 10_000.0 },
                     // A short original context, so the tiny positions cross every band.
@@ -79,6 +98,7 @@ impl Tiny {
                     }),
                 },
                 rms_eps: 1e-5,
+                arch: self.arch,
             },
             self.pairing,
         )
