@@ -1,9 +1,15 @@
-//! The real K-quant model's tensors through the kernels: Gemma 3 270M's Q4_K_M GGUF (see
+//! The real K-quant model, whole: Gemma 3 270M's logits on fixed prompts and a greedy
+//! continuation of 32 tokens against the f64 reference (its sandwich norms, q/k norms, GeGLU,
+//! window pattern and √hidden embedding scale on real weights).
+//!
+//! Its tensors through the kernels: Gemma 3 270M's Q4_K_M GGUF (see
 //! scripts/fetch-test-model.sh) holds Q4_K, Q6_K (one with a negative scale in its first block),
 //! Q5_0 and Q8_0 matrices as llama.cpp wrote them. Each goes through the linear kernels (the
 //! GEMV at a decode row, the prefill kernel at 17 rows) and the embedding gather as stored,
 //! against the f64 reference on the same bytes dequantized. Skips with instructions when the
 //! file is absent (fails under PERTOKEN_REQUIRE_GPU=1).
+
+mod common;
 
 use ndarray::ArrayView2;
 use pertoken_formats::gguf::Gguf;
@@ -79,4 +85,29 @@ fn real_k_quant_tensors_through_linear_and_the_embedding_gather() {
         .collect();
     let cmp = compare(&got, &want, Tolerance { abs: 0.0, rel: 0.0 });
     assert!(cmp.passed(), "token_embd rows: {cmp}");
+}
+
+/// Logits within this fraction of the largest: 18 layers of f32 arithmetic against f64.
+const REL: f64 = 1e-4;
+
+#[test]
+fn gemma3_matches_the_reference_on_prompts_and_a_greedy_continuation() {
+    let Some(path) = testdata::gemma3_or_skip() else {
+        return;
+    };
+    let Some(gpu) = gpu_or_skip() else { return };
+    let source = pertoken_model::GgufWeights::open(&path).unwrap();
+    let m = &pertoken_model::WeightSource::spec(&source).shape;
+    assert_eq!(
+        (m.layers, m.hidden, m.heads, m.kv_heads, m.head_dim),
+        (18, 640, 4, 1, 256)
+    );
+    assert_eq!(m.layer_window(0), Some(512));
+    assert_eq!(m.layer_window(5), None, "every sixth layer is global");
+    // Text, then code: runs of spaces and newlines are user-defined tokens of their own.
+    let prompts = [
+        "The capital of France is",
+        "def fibonacci(n):\n    if n <= 1:\n        return n\n",
+    ];
+    common::real_model_matches_the_reference(&gpu, &source, &prompts, REL, 32);
 }

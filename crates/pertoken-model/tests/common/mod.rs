@@ -224,3 +224,54 @@ pub fn prompt(seed: u64, n: usize, vocab: u64) -> Vec<u32> {
         .map(|v| (v as u32).min(vocab as u32 - 1))
         .collect()
 }
+
+/// A real model's logits after each of `prompts` (BOS first where its tokenizer says) and each
+/// of `continuation` greedy steps, within `rel` of the f64 reference's, and its greedy tokens
+/// equal to the reference's.
+pub fn real_model_matches_the_reference(
+    gpu: &Gpu,
+    source: &pertoken_model::GgufWeights,
+    prompts: &[&str],
+    rel: f64,
+    continuation: usize,
+) {
+    let tokenizer = pertoken_formats::tokenizer::Tokenizer::from_gguf(source.gguf()).unwrap();
+    let spec = source.spec().clone();
+    let reference = reference_of(source);
+    let options = DecoderOptions {
+        context: 128,
+        max_tokens: 64,
+        batch: 1,
+    };
+    let mut gpu_model = Decoder::load(gpu, source, options).unwrap();
+    for text in prompts {
+        let ids = tokenizer.encode_prompt(text).unwrap();
+        gpu_model.reset().unwrap();
+        let mut cpu = reference_decoder(&spec, &reference).unwrap();
+        gpu_model.prefill(&ids).unwrap();
+        let mut want = cpu.step(&ids).unwrap();
+        let mut expected = Vec::new();
+        for step in 0..=continuation {
+            let got = gpu_model.logits().unwrap();
+            let cmp = compare(&got, &want, logits_tolerance(&want, rel));
+            assert!(cmp.passed(), "{text:?} step {step}: {cmp}");
+            if step == 0 {
+                println!("{text:?}: prompt logits {cmp}");
+            }
+            let next = decoder::argmax(&want).unwrap() as u32;
+            expected.push(next);
+            if step < continuation {
+                gpu_model.decode().unwrap();
+                want = cpu.step(&[next]).unwrap();
+            }
+        }
+        let seq = gpu_model.tokens().unwrap();
+        let generated = &seq[ids.len()..];
+        println!("{text:?} -> {:?}", tokenizer.decode(generated).unwrap());
+        assert_eq!(
+            generated,
+            &expected[..],
+            "{text:?}: the GPU's greedy tokens are the reference's"
+        );
+    }
+}
