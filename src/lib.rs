@@ -7,7 +7,7 @@
 //! - [`reference`]: the CPU reference every kernel is checked against;
 //! - [`shaders`]: the WGSL sources and their naga validation;
 //! - [`cost`]: the cost model (catalogs, accounting, rooflines, $ and J per token);
-//! - [`model`]: the Llama-family decoder built from the kernels;
+//! - [`model`]: the decoder (Llama, Qwen2/3, Gemma 3, Phi-3) built from the kernels;
 //! - [`formats`]: GGUF, safetensors and the GGUF's tokenizer.
 //!
 //! The `pertoken` binary (`pertoken devices`, `bench`, `generate`, `run`, `cost`) is built on the

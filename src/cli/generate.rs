@@ -16,7 +16,7 @@ use super::{CliError, open_gpu};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("weights_from").required(true).args(["gguf", "safetensors", "model"])))]
 pub(crate) struct Args {
-    /// A GGUF model file (llama or qwen2 architecture; F32/F16/Q8_0/Q4_0/Q4_1 tensors).
+    /// A GGUF model file (llama, qwen2, qwen3, gemma3 or phi3 architecture; F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K tensors, each in its own type).
     #[arg(long)]
     gguf: Option<PathBuf>,
     /// A Hugging Face checkpoint: a folder with config.json and model.safetensors (or shards).

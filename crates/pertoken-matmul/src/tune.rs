@@ -35,10 +35,18 @@ pub const CACHE_FILE: &str = "tune-v4.json";
 /// MI300X's 256 MB Infinity Cache), so no call finds its weights left in a cache by the last.
 pub const COLD_BYTES: u64 = 256 << 20;
 
+/// The largest last-level cache of [`COLD_BYTES`]'s list, rounded up: a weight this large
+/// leaves none of itself cached for the next call.
+const LARGEST_CACHE: u64 = 64 << 20;
+
 /// Copies of `w` (byte for byte, made on the GPU) that together hold at least [`COLD_BYTES`],
-/// at most 1024 of them; `w` itself counts as the first, and a `w` that large on its own needs
-/// no copy.
+/// at most 1024 of them; `w` itself counts as the first, and a `w` past every cache
+/// ([`LARGEST_CACHE`]) needs no copy (nor could a copy kernel bind one over the adapter's
+/// binding limit: Gemma 3's 178 MB tied head on lavapipe's 128 MiB).
 pub fn cold_copies(gpu: &Gpu, w: &Tensor) -> Result<Vec<Tensor>> {
+    if w.size_in_bytes() >= LARGEST_CACHE {
+        return Ok(vec![w.clone()]);
+    }
     let copies = COLD_BYTES.div_ceil(w.size_in_bytes().max(1)).clamp(1, 1024);
     let mut out = Vec::with_capacity(copies as usize);
     out.push(w.clone());

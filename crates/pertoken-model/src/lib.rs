@@ -1,5 +1,6 @@
-//! pertoken's decoder: Llama-family models (Llama 2 and 3.x, Mistral, Qwen2, SmolLM2) run from
-//! pertoken's kernels.
+//! pertoken's decoder: Llama 2 and 3.x, Mistral, SmolLM2, Qwen2/2.5, Qwen3, Gemma 3 and Phi-3
+//! run from pertoken's kernels, each architecture a small file of what it adds to Llama's block
+//! (`arch/`), read by one forward pass.
 //!
 //! - [`ModelSpec`]: the shape (pertoken-cost's [`Model`](pertoken_cost::Model), the one
 //!   description the cost model uses too) and the checkpoint's RoPE pairing.

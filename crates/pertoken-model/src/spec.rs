@@ -33,8 +33,8 @@ impl ModelSpec {
         }
     }
 
-    /// Checks that this decoder runs the shape: a dense Llama-family model whose widths the
-    /// kernels take.
+    /// Checks that this decoder runs the shape: a dense model of one of the architectures of
+    /// `arch/` whose widths the kernels take.
     pub fn check(&self) -> Result<()> {
         let m = &self.shape;
         let bad = |reason: String| {
@@ -49,8 +49,8 @@ impl ModelSpec {
         })?;
         if m.experts > 1 {
             return bad(format!(
-                "mixture-of-experts MLPs ({} experts) are not supported yet; dense Llama-family \
-                 models are (Llama 2/3, Mistral, Qwen2, SmolLM2)",
+                "mixture-of-experts MLPs ({} experts) are not supported yet; dense models are \
+                 (Llama 2/3, Mistral, SmolLM2, Qwen2/3, Gemma 3, Phi-3)",
                 m.experts
             ));
         }

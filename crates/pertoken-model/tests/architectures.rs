@@ -124,3 +124,75 @@ fn qwen3_q_and_k_norms_match_the_reference() {
 fn phi3_fused_tensors_partial_rotary_and_longrope_match_the_reference() {
     check("phi3", phi3(), 80);
 }
+
+#[test]
+fn what_an_architecture_needs_and_lacks_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.gguf");
+    let open = |b: &pertoken_formats::gguf::write::GgufBuilder| {
+        b.write(&path).unwrap();
+        GgufWeights::open(&path).unwrap_err().to_string()
+    };
+    let tiny = gemma3();
+    let synthetic = Synthetic::new(spec_of("gemma3", tiny), DType::Q4_K, 90).unwrap();
+    // A Gemma 3 file without one of its post-norms.
+    let e = open(&gguf_of(
+        &synthetic,
+        "gemma3",
+        Some("blk.1.post_ffw_norm.weight"),
+        tiny.ffn,
+    ));
+    assert!(e.contains("blk.1.post_ffw_norm.weight"), "{e}");
+    // Soft-capped logits (Gemma 2's kind) are not run yet: said, not ignored.
+    let mut b = gguf_of(&synthetic, "gemma3", None, tiny.ffn);
+    b.set("gemma3.final_logit_softcapping", 30.0f32);
+    let e = open(&b);
+    assert!(e.contains("soft-capping"), "{e}");
+    // Value heads of another width than the key heads.
+    let mut b = gguf_of(&synthetic, "gemma3", None, tiny.ffn);
+    b.set("gemma3.attention.value_length", 64u32);
+    let e = open(&b);
+    assert!(e.contains("value heads of 64"), "{e}");
+    // A Qwen3 file without its k norms.
+    let q = Synthetic::new(spec_of("qwen3", qwen3()), DType::Q5_K, 91).unwrap();
+    let e = open(&gguf_of(
+        &q,
+        "qwen3",
+        Some("blk.0.attn_k_norm.weight"),
+        qwen3().ffn,
+    ));
+    assert!(e.contains("blk.0.attn_k_norm.weight"), "{e}");
+    // An architecture not run names itself and those that are.
+    let e = open(&gguf_of(&q, "gemma2", None, qwen3().ffn));
+    assert!(
+        e.contains("gemma2") && e.contains("gemma3") && e.contains("phi3"),
+        "{e}"
+    );
+    // Phi-3 with LongRoPE's long factors: a context past the original length is refused.
+    let p = Synthetic::new(spec_of("phi3", phi3()), DType::Q6_K, 92).unwrap();
+    let mut b = gguf_of(&p, "phi3", None, phi3().ffn);
+    let long: Vec<u8> = [2.0f32; 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    b.add_tensor(
+        "rope_factors_long.weight",
+        pertoken_formats::gguf::GgmlType::F32,
+        &[16],
+        long,
+    );
+    b.set("phi3.rope.scaling.original_context_length", 32u32);
+    b.write(&path).unwrap();
+    let file = GgufWeights::open(&path).unwrap();
+    assert_eq!(file.spec().context_limit, Some(32));
+    if let Some(gpu) = gpu_or_skip() {
+        let options = pertoken_model::DecoderOptions {
+            context: 33,
+            ..Default::default()
+        };
+        let e = pertoken_model::Decoder::load(&gpu, &file, options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("long RoPE factors") && e.contains("at most 32"),
+            "{e}"
+        );
+    }
+}

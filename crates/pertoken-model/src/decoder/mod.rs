@@ -73,7 +73,8 @@ fn sequences(
     Ok((caches, act, tokens))
 }
 
-/// A Llama-family decoder running on one [`Gpu`].
+/// A decoder (Llama's block plus what the model's [`pertoken_cost::Arch`] adds) running on one
+/// [`Gpu`].
 #[derive(Debug)]
 pub struct Decoder {
     gpu: Gpu,

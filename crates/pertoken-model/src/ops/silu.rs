@@ -21,7 +21,7 @@ pub fn act_mul(
     up: Columns<'_>,
     out: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "silu_mul";
+    const OP: &str = "gate_mul";
     let [t, f] = out.shape()[..] else {
         return Err(Error::InvalidShape {
             op: OP,

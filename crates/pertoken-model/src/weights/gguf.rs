@@ -149,10 +149,7 @@ impl GgufWeights {
 
     /// The tensor holding `role`'s weight, and the rows of it that are the weight where the
     /// file fuses several into one.
-    fn info(
-        &self,
-        role: Role,
-    ) -> Result<Option<Located<'_>>> {
+    fn info(&self, role: Role) -> Result<Option<Located<'_>>> {
         if role == Role::Output && self.spec.shape.tied_embeddings {
             return Ok(None);
         }

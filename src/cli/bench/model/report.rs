@@ -196,11 +196,26 @@ pub(crate) fn csv(rows: &[Row]) -> String {
 
 /// The format of the model's matrices (its query projection's), as llama-bench names a
 /// model's quantization.
+/// The matrices' formats, most bytes first (`q4_1`; a K-quant mix reads `q8_0/q5_0/q4_k/q6_k`).
 fn weights_label(source: &dyn WeightSource) -> String {
-    match source.stored(pertoken_model::Role::Q(0)) {
-        Ok(Some((dtype, _))) => dtype.name().to_owned(),
-        _ => String::new(),
+    let mut bytes: Vec<(pertoken_gpu::DType, usize)> = Vec::new();
+    for role in pertoken_model::Role::all(source.spec()) {
+        let Ok(Some((dtype, shape))) = source.stored(role) else {
+            continue;
+        };
+        if role.is_vector() {
+            continue;
+        }
+        let (elems, size) = dtype.block();
+        let b = shape.iter().product::<usize>() / elems * size;
+        match bytes.iter_mut().find(|(d, _)| *d == dtype) {
+            Some((_, total)) => *total += b,
+            None => bytes.push((dtype, b)),
+        }
     }
+    bytes.sort_by_key(|&(_, b)| std::cmp::Reverse(b));
+    let names: Vec<&str> = bytes.iter().map(|(d, _)| d.name()).collect();
+    names.join("/")
 }
 
 /// Prints the rows as llama-bench's markdown table with our columns, then each generation
