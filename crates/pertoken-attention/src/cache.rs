@@ -235,14 +235,28 @@ impl KvCache {
                     .into(),
             });
         }
-        let s = self.shape_for(q, options.causal)?;
+        let mut s = self.shape_for(q, options.causal)?;
         check_out(out, [q, &self.k, &self.v])?;
         let scale = options.scale_for(s.head_dim)?;
+        // A sliding window: the keys before the first query's window are never read (k and v
+        // bound from a row past them, where the offset alignment allows).
+        let k_first = match (options.window, options.causal) {
+            (Some(w), true) => {
+                let first_query = self.len - s.q_len;
+                let earliest = (first_query + 1).saturating_sub(w as usize);
+                let row_bytes = (self.head_dim * self.k.dtype().block().1) as u64;
+                let align = u64::from(gpu.capabilities().min_storage_offset_alignment).max(1);
+                let unit = (align / gcd(align, row_bytes)) as usize;
+                earliest / unit * unit
+            }
+            _ => 0,
+        };
+        s.kv_len -= k_first;
         flash(
             gpu,
             [q, &self.k, &self.v, out],
             &s,
-            (self.capacity, options.mask(), scale),
+            (self.capacity, options.mask(), scale, k_first),
             Some(&self.partials),
             kernel,
         )
@@ -288,4 +302,8 @@ impl KvCache {
             kv_len: self.len,
         })
     }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

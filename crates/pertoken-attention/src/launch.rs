@@ -1,7 +1,7 @@
 //! Launching the kernels: the public entry points ([`attention`] and its variants), the flash
 //! and team kernels' split-KV passes and their combine, and the naive baseline.
 
-use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
+use pertoken_gpu::{Binding, DType, Error, Gpu, Launch, Result, Tensor};
 use pertoken_shaders::{
     ATTENTION_COMBINE, ATTENTION_FLASH, ATTENTION_FLASH_WIDE, ATTENTION_NAIVE_PV,
     ATTENTION_NAIVE_SCORES, ATTENTION_NAIVE_SOFTMAX, ATTENTION_TEAMS, ATTENTION_TEAMS_F16,
@@ -91,7 +91,7 @@ pub fn attention_into(
             gpu,
             [q, k, v, out],
             &s,
-            (s.kv_len, options.mask(), scale),
+            (s.kv_len, options.mask(), scale, 0),
             None,
             kernel,
         ),
@@ -150,14 +150,16 @@ pub fn attention_into(
 #[derive(Debug, Default)]
 pub(crate) struct Partials(std::sync::Mutex<Option<[Tensor; 2]>>);
 
-/// The flash kernel over the first `s.kv_len` rows of k and v (row stride `kv_stride`), split-KV,
-/// then the combine pass into `out`; partial results in `partials` where given, else in buffers
-/// of this call's own. `kernel` is [`Kernel::Flash`] (the heuristic's plan) or [`Kernel::Team`].
+/// The flash kernel over `s.kv_len` rows of k and v (row stride `kv_stride`) from row `k_first`
+/// on (rows before it are outside every query's window; k and v are bound from there, so a
+/// multiple of the binding offset alignment), split-KV, then the combine pass into `out`;
+/// partial results in `partials` where given, else in buffers of this call's own. `kernel` is
+/// [`Kernel::Flash`] (the heuristic's plan) or [`Kernel::Team`].
 pub(crate) fn flash(
     gpu: &Gpu,
     tensors: [&Tensor; 4],
     s: &AttentionShape,
-    call: (usize, Mask, f32),
+    call: (usize, Mask, f32, usize),
     partials: Option<&Partials>,
     kernel: Kernel,
 ) -> Result<()> {
@@ -192,7 +194,7 @@ fn flash_plan(
     gpu: &Gpu,
     [q, k, v, out]: [&Tensor; 4],
     s: &AttentionShape,
-    (kv_stride, mask, scale): (usize, Mask, f32),
+    (kv_stride, mask, scale, k_first): (usize, Mask, f32, usize),
     (team, combine_limit): (TeamPlan, u32),
     partials: Option<&Partials>,
 ) -> Result<()> {
@@ -227,10 +229,15 @@ fn flash_plan(
             fresh
         }
     };
+    let from = |t| Binding {
+        tensor: t,
+        offset: (k_first * s.head_dim * k.dtype().block().1) as u64,
+        size: None,
+    };
     let bindings = [
         q.into(),
-        k.into(),
-        v.into(),
+        from(k),
+        from(v),
         if single { out.into() } else { (&part_o).into() },
         (&part_ml).into(),
     ];
@@ -440,7 +447,7 @@ mod team_tests {
                             causal: true,
                             window: 0,
                         };
-                        let call = (kv_len, mask, scale);
+                        let call = (kv_len, mask, scale, 0);
                         flash_plan(&gpu, tensors, &s, call, (plan, limit), None).unwrap();
                         let shape = pertoken_reference::AttentionShape {
                             n_heads,
