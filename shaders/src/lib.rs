@@ -231,6 +231,13 @@ pub const MODEL_EMBED: Shader = Shader {
     entry_point: "main",
 };
 
+/// Final logit soft-capping, cap · tanh(x / cap), in place.
+pub const MODEL_SOFTCAP: Shader = Shader {
+    name: "model/softcap",
+    source: include_str!("../model/softcap.wgsl"),
+    entry_point: "main",
+};
+
 /// Greedy sampling: argmax of a row of logits into the token buffer.
 pub const MODEL_ARGMAX: Shader = Shader {
     name: "model/argmax",
@@ -293,6 +300,7 @@ pub const ALL: &[Shader] = &[
     MODEL_SILU_MUL,
     MODEL_HEADS,
     MODEL_EMBED,
+    MODEL_SOFTCAP,
     MODEL_ARGMAX,
 ];
 
@@ -411,12 +419,20 @@ mod tests {
 
     #[test]
     fn decoder_shaders_validate_in_every_variant() {
-        for add in [0.0, 1.0] {
-            validate(&MODEL_RMSNORM, &[("ADD", add), ("WG", 64.0)]).unwrap();
+        for (add, post) in [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)] {
+            validate(
+                &MODEL_RMSNORM,
+                &[("ADD", add), ("POST", post), ("WG", 64.0)],
+            )
+            .unwrap();
         }
         for interleaved in [0.0, 1.0] {
-            validate(&MODEL_ROPE, &[("INTERLEAVED", interleaved)]).unwrap();
+            for norm in [0.0, 1.0] {
+                let c = [("INTERLEAVED", interleaved), ("QK_NORM", norm)];
+                validate(&MODEL_ROPE, &c).unwrap();
+            }
         }
+        validate(&MODEL_SOFTCAP, &[]).unwrap();
         for act in [0.0, 1.0] {
             validate(&MODEL_SILU_MUL, &[("ACT", act)]).unwrap();
         }

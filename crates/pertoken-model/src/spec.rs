@@ -64,13 +64,6 @@ impl ModelSpec {
                 m.rotary_dims() / 2
             ));
         }
-        if m.arch.logit_softcap.is_some() {
-            return bad(
-                "final logit soft-capping is not implemented yet (Gemma 2 style files; Gemma 3 \
-                 files without final_logit_softcapping run)"
-                    .into(),
-            );
-        }
         if !m.head_dim.is_multiple_of(2) || m.head_dim > pertoken_attention::MAX_HEAD_DIM as u64 {
             return bad(format!(
                 "head_dim {} must be even and at most {}",

@@ -116,6 +116,14 @@ fn gemma3_sandwich_norms_window_pattern_and_geglu_match_the_reference() {
 }
 
 #[test]
+fn soft_capped_logits_match_the_reference() {
+    // A cap near the logits' size, so that it bends them (the greedy choice it cannot change).
+    let mut tiny = gemma3();
+    tiny.arch.logit_softcap = Some(2.0);
+    check("gemma3", tiny, 65);
+}
+
+#[test]
 fn qwen3_q_and_k_norms_match_the_reference() {
     check("qwen3", qwen3(), 70);
 }
@@ -143,11 +151,11 @@ fn what_an_architecture_needs_and_lacks_is_an_error_naming_it() {
         tiny.ffn,
     ));
     assert!(e.contains("blk.1.post_ffw_norm.weight"), "{e}");
-    // Soft-capped logits (Gemma 2's kind) are not run yet: said, not ignored.
+    // A soft-cap that is no number.
     let mut b = gguf_of(&synthetic, "gemma3", None, tiny.ffn);
-    b.set("gemma3.final_logit_softcapping", 30.0f32);
+    b.set("gemma3.final_logit_softcapping", -30.0f32);
     let e = open(&b);
-    assert!(e.contains("soft-capping"), "{e}");
+    assert!(e.contains("logit_softcap"), "{e}");
     // Value heads of another width than the key heads.
     let mut b = gguf_of(&synthetic, "gemma3", None, tiny.ffn);
     b.set("gemma3.attention.value_length", 64u32);

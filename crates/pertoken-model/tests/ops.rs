@@ -423,3 +423,20 @@ fn argmax_picks_the_first_largest_skips_nan_and_writes_its_slot() {
     let want0 = r::argmax(&f64s(&rows[..n])).unwrap() as u32;
     assert_eq!(got, vec![7, want0, 7, 7, 40_000, u32::MAX]);
 }
+
+#[test]
+fn softcap_bends_logits_as_the_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    // Values from well inside the cap to far past it (tanh's flat tails), 1000 of them.
+    let v: Vec<f32> = uniform_f32(12, 1000).iter().map(|x| 80.0 * x).collect();
+    let x = Tensor::from_slice(&gpu, &v, &[4, 250]).unwrap();
+    let cap = 30.0;
+    ops::softcap(&gpu, &x, cap as f32).unwrap();
+    let want: Vec<f64> = v
+        .iter()
+        .map(|&z| cap * (f64::from(z) / cap).tanh())
+        .collect();
+    let cmp = compare(&x.to_vec::<f32>().unwrap(), &want, Tolerance::F32);
+    assert!(cmp.passed(), "{cmp}");
+    assert!(ops::softcap(&gpu, &x, 0.0).is_err());
+}

@@ -296,6 +296,9 @@ impl Decoder {
         } else {
             self.linear(&rows(&self.act.last, n)?, head, None, &logits)?;
         }
+        if let Some(cap) = self.spec.shape.arch.logit_softcap {
+            ops::softcap(&self.gpu, &logits, cap as f32)?;
+        }
         for i in 0..n {
             ops::argmax_into(&self.gpu, &logits, i, &self.tokens, slot(i))?;
         }

@@ -12,6 +12,7 @@ mod heads;
 mod norm;
 mod rope;
 mod silu;
+mod softcap;
 
 pub use argmax::argmax_into;
 pub use embed::{embed, embed_scaled};
@@ -19,6 +20,7 @@ pub use heads::heads_to_tokens;
 pub use norm::{rms_norm, rms_norm_post};
 pub use rope::{Columns, HeadRope, rope_append};
 pub use silu::{Activation, act_mul, silu_mul};
+pub use softcap::softcap;
 
 use pertoken_gpu::{DType, Error, Result, Tensor};
 

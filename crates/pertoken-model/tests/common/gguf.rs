@@ -97,6 +97,9 @@ pub fn gguf_meta(source: &dyn WeightSource, arch: &str, ffn_meta: u64) -> GgufBu
     if let Some(t) = m.arch.local_rope_theta {
         b.set(k("rope.freq_base_swa"), t as f32);
     }
+    if let Some(c) = m.arch.logit_softcap {
+        b.set(k("final_logit_softcapping"), c as f32);
+    }
     if let Some(f) = m.arch.rope_attn_factor {
         b.set(k("rope.scaling.attn_factor"), f as f32);
     }
