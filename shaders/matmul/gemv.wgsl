@@ -155,6 +155,8 @@ struct Unit {
     v: array<vec4<f32>, 8>,
     d: f32,
     mn: f32,
+    // Q6_K: each run of 8's scale (times d).
+    sc: vec4<f32>,
 }
 
 // The nibbles (0..15) of bytes 0..3 of `word`, each shifted right by `shift` first (masked as
@@ -166,6 +168,19 @@ fn nibbles(word: u32, shift: u32) -> vec4<f32> {
 // Bits `bit`, bit + 1, bit + 2, bit + 3 of `word`, as the fifth bits (16) of four values.
 fn fifth4(word: u32, bit: u32) -> vec4<f32> {
     return vec4<f32>(((vec4<u32>(word >> bit) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) * 16u);
+}
+
+// The 2 words of w's bytes byte .. byte + 8 (byte a multiple of 2), from the 2 aligned words
+// at a word boundary, else the 3 that cover them.
+fn span2(byte: u32) -> vec2<u32> {
+    let a = byte >> 2u;
+    let w0 = b_word(a);
+    let w1 = b_word(a + 1u);
+    if ((byte & 2u) == 0u) {
+        return vec2<u32>(w0, w1);
+    }
+    let w2 = b_word(a + 2u);
+    return vec2<u32>((w0 >> 16u) | (w1 << 16u), (w1 >> 16u) | (w2 << 16u));
 }
 
 // The 8 words of w's bytes byte .. byte + 32 (byte a multiple of 2), from the 9 aligned words
@@ -263,30 +278,42 @@ fn unit(row: u32, j: u32) -> Unit {
             }
         }
     } else if (W_FMT == 9u) {
-        // Q6_K (210 bytes: ql[128], qh[64], 16 signed scales, d): unit s of super-block sb is
-        // values 32s .. 32s + 32 = 128h + 32k + l, low nibbles from ql[64h + 32(k % 2) + l]
-        // (high nibbles for k ≥ 2), high bit pairs k of qh[32h + l], scales 2s and 2s + 1.
+        // Q6_K (210 bytes: ql[128], qh[64], 16 signed scales, d). Its value 128h + 32k + l
+        // takes the low (k < 2) or high nibble of ql[64h + 32(k % 2) + l], bits 2k, 2k + 1 of
+        // qh[32h + l] and scale (128h + 32k + l) / 16. Unit s of super-block sb (h = s / 4,
+        // q = s % 4) is the four runs of 8 values l = 8q .. 8q + 8 of k = 0, 1, 2, 3 (x's runs
+        // at run_start): together they use every bit of 8 bytes of ql at 64h + 8q, 8 at
+        // 64h + 32 + 8q and 8 of qh at 32h + 8q, so no byte is loaded for one nibble or bit
+        // pair of it alone. A super-block starts on a word every other one (210 = 4·52 + 2):
+        // there each 8 bytes are 2 words, else 3.
         let sb = row * (p.k / 256u) + j / 8u;
         let s = j % 8u;
         let h = s / 4u;
-        let k = s % 4u;
+        let q = s % 4u;
         let off = sb * 210u;
-        let ql = span8(off + 64u * h + 32u * (k % 2u));
-        let qh = span8(off + 128u + 32u * h);
-        let g = off + 192u + 2u * s;
-        let scales = b_word(g >> 2u) >> (8u * (g & 3u));
-        let sc0 = f32(extractBits(bitcast<i32>(scales), 0u, 8u));
-        let sc1 = f32(extractBits(bitcast<i32>(scales), 8u, 8u));
-        // The two scales of 16 ride in d and mn (unit_dot applies each to its half).
+        let a = span2(off + 64u * h + 8u * q);
+        let b = span2(off + 64u * h + 32u + 8u * q);
+        let hb = span2(off + 128u + 32u * h + 8u * q);
+        // Scales 8h + 2k + q / 2 for k = 0..3: bytes q / 2, q / 2 + 2, q / 2 + 4, q / 2 + 6 of
+        // the 8 at 192 + 8h.
+        let sw = span2(off + 192u + 8u * h);
+        let sh = 8u * (q / 2u);
         let d = b_f16_at(off + 208u);
-        u.d = d * sc0;
-        u.mn = d * sc1;
-        let lo_shift = 4u * (k / 2u);
-        let hi_shift = 2u * k;
-        for (var i = 0u; i < 8u; i = i + 1u) {
-            let q = ((ql[i] >> lo_shift) & 0x0f0f0f0fu) | (((qh[i] >> hi_shift) & 0x03030303u) << 4u);
-            // Each byte (0..63) less 32, with no borrow between bytes: signed bytes.
-            u.v[i] = vec4<f32>(unpack4xI8(((q ^ 0x80808080u) - 0x20202020u) ^ 0x80808080u));
+        u.sc = d * vec4<f32>(
+            f32(extractBits(bitcast<i32>(sw.x), sh, 8u)),
+            f32(extractBits(bitcast<i32>(sw.x), 16u + sh, 8u)),
+            f32(extractBits(bitcast<i32>(sw.y), sh, 8u)),
+            f32(extractBits(bitcast<i32>(sw.y), 16u + sh, 8u)),
+        );
+        let lo = array<u32, 4>(a.x, a.y, b.x, b.y);
+        let hi = array<u32, 2>(hb.x, hb.y);
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            for (var i = 0u; i < 2u; i = i + 1u) {
+                let l4 = (lo[2u * (c % 2u) + i] >> (4u * (c / 2u))) & 0x0f0f0f0fu;
+                let h2 = ((hi[i] >> (2u * c)) & 0x03030303u) << 4u;
+                // Each byte (0..63) less 32, with no borrow between bytes: signed bytes.
+                u.v[2u * c + i] = vec4<f32>(unpack4xI8((((l4 | h2) ^ 0x80808080u) - 0x20202020u) ^ 0x80808080u));
+            }
         }
     } else {
         // Q8_0, Q4_0, Q5_0: the block's bytes [off, off + size) lie in the aligned words
@@ -325,6 +352,16 @@ fn unit(row: u32, j: u32) -> Unit {
     return u;
 }
 
+// Where run c (8 values) of unit j starts along k: the unit's 32 consecutive values, except
+// Q6_K's units, four runs of 8 spaced 32 apart (see unit()).
+fn run_start(j: u32, c: u32) -> u32 {
+    if (W_FMT == 9u) {
+        let s = j % 8u;
+        return 256u * (j / 8u) + 128u * (s / 4u) + 8u * (s % 4u) + 32u * c;
+    }
+    return j * UNIT + 8u * c;
+}
+
 // Unit j of row m of x, laid out as unit() lays out w's.
 fn x_unit(m: u32, j: u32) -> array<vec4<f32>, 8> {
     var u: array<vec4<f32>, 8>;
@@ -332,7 +369,7 @@ fn x_unit(m: u32, j: u32) -> array<vec4<f32>, 8> {
         u[0].x = x_at(m, j);
     } else {
         for (var c = 0u; c < UNIT / 8u; c = c + 1u) {
-            let h = x8(m, j * UNIT + 8u * c);
+            let h = x8(m, run_start(j, c));
             u[2u * c] = h[0];
             u[2u * c + 1u] = h[1];
         }
@@ -347,7 +384,7 @@ fn g_unit(j: u32) -> array<vec4<f32>, 8> {
         u[0].x = norm_w[j];
     } else {
         for (var c = 0u; c < UNIT / 4u; c = c + 1u) {
-            let k = j * UNIT + 4u * c;
+            let k = run_start(j, c / 2u) + 4u * (c % 2u);
             u[c] = vec4<f32>(norm_w[k], norm_w[k + 1u], norm_w[k + 2u], norm_w[k + 3u]);
         }
     }
@@ -390,14 +427,13 @@ fn unit_dot(a: Unit, b: array<vec4<f32>, 8>, b_sum: f32) -> f32 {
         return a.v[0].x * b[0].x;
     }
     if (W_FMT == 9u) {
-        // Q6_K: values 0..16 under the scale in d, 16..32 under the one in mn.
-        var lo = vec4<f32>(0.0);
-        var hi = vec4<f32>(0.0);
+        // Q6_K: run c (vec4s 2c, 2c + 1) under its own scale.
+        var t = vec4<f32>(0.0);
         for (var c = 0u; c < 4u; c = c + 1u) {
-            lo = fma(a.v[c], b[c], lo);
-            hi = fma(a.v[c + 4u], b[c + 4u], hi);
+            let r = fma(a.v[2u * c], b[2u * c], a.v[2u * c + 1u] * b[2u * c + 1u]);
+            t[c] = r.x + r.y + r.z + r.w;
         }
-        return a.d * (lo.x + lo.y + lo.z + lo.w) + a.mn * (hi.x + hi.y + hi.z + hi.w);
+        return dot(t, a.sc);
     }
     var s = vec4<f32>(0.0);
     for (var c = 0u; c < UNIT / 4u; c = c + 1u) {
