@@ -244,37 +244,41 @@ fn unit(row: u32, j: u32) -> Unit {
         }
     } else if (W_FMT == 7u || W_FMT == 8u) {
         // Q4_K (9 vec4s: d and dmin, the scales, 8 of nibbles) and Q5_K (11: the fifth bits'
-        // 2 before the nibbles); this unit is sub-block s of super-block sb: 32 nibbles, low or
-        // high halves of 32 bytes shared with sub-block s ^ 1.
+        // 2 before the nibbles). Sub-blocks 2p and 2p + 1 take the low and the high nibbles of
+        // the same 32 bytes; unit s of super-block sb (p = s / 2, r = s % 2) is values
+        // 16r .. 16r + 16 of both (x's runs at run_start): one vec4 of nibbles, every bit of it
+        // used, and for Q5_K one vec4 of fifth bits (bits 2p, 2p + 1 of qh[16r ..]).
         let q5 = W_FMT == 8u;
         let sb = row * (p.k / 256u) + j / 8u;
         let s = j % 8u;
+        let pr = s / 2u;
+        let r = s % 2u;
         let v = sb * select(9u, 11u, q5);
         let head = b_vec4(v);
         let dm = unpack2x16float(head.x);
-        let sm = kq_scale_min(head.yzw, s);
-        u.d = dm.x * sm.x;
-        u.mn = -(dm.y * sm.y);
-        let qs = v + select(1u, 3u, q5) + 2u * (s / 2u);
-        let sh = 4u * (s % 2u);
-        let q0 = b_vec4(qs);
-        let q1 = b_vec4(qs + 1u);
-        u.v[0] = nibbles(q0.x, sh);
-        u.v[1] = nibbles(q0.y, sh);
-        u.v[2] = nibbles(q0.z, sh);
-        u.v[3] = nibbles(q0.w, sh);
-        u.v[4] = nibbles(q1.x, sh);
-        u.v[5] = nibbles(q1.y, sh);
-        u.v[6] = nibbles(q1.z, sh);
-        u.v[7] = nibbles(q1.w, sh);
+        let sm0 = kq_scale_min(head.yzw, 2u * pr);
+        let sm1 = kq_scale_min(head.yzw, 2u * pr + 1u);
+        u.d = dm.x * sm0.x;
+        u.mn = -(dm.y * sm0.y);
+        u.sc = vec4<f32>(dm.x * sm1.x, -(dm.y * sm1.y), 0.0, 0.0);
+        let q = b_vec4(v + select(1u, 3u, q5) + 2u * pr + r);
+        u.v[0] = nibbles(q.x, 0u);
+        u.v[1] = nibbles(q.y, 0u);
+        u.v[2] = nibbles(q.z, 0u);
+        u.v[3] = nibbles(q.w, 0u);
+        u.v[4] = nibbles(q.x, 4u);
+        u.v[5] = nibbles(q.y, 4u);
+        u.v[6] = nibbles(q.z, 4u);
+        u.v[7] = nibbles(q.w, 4u);
         if (q5) {
-            // Bit s of qh[l] is value l's fifth bit.
-            let h0 = b_vec4(v + 1u);
-            let h1 = b_vec4(v + 2u);
-            let hw = array<u32, 8>(h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w);
-            for (var i = 0u; i < 8u; i = i + 1u) {
-                let bits = (vec4<u32>(hw[i]) >> (vec4<u32>(0u, 8u, 16u, 24u) + s)) & vec4<u32>(1u);
-                u.v[i] = u.v[i] + vec4<f32>(bits * 16u);
+            let hv = b_vec4(v + 1u + r);
+            let hw = array<u32, 4>(hv.x, hv.y, hv.z, hv.w);
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                let w4 = vec4<u32>(hw[i]) >> vec4<u32>(0u, 8u, 16u, 24u);
+                let b0 = (w4 >> vec4<u32>(2u * pr)) & vec4<u32>(1u);
+                let b1 = (w4 >> vec4<u32>(2u * pr + 1u)) & vec4<u32>(1u);
+                u.v[i] = u.v[i] + vec4<f32>(b0 * 16u);
+                u.v[i + 4u] = u.v[i + 4u] + vec4<f32>(b1 * 16u);
             }
         }
     } else if (W_FMT == 9u) {
@@ -355,6 +359,11 @@ fn unit(row: u32, j: u32) -> Unit {
 // Where run c (8 values) of unit j starts along k: the unit's 32 consecutive values, except
 // Q6_K's units, four runs of 8 spaced 32 apart (see unit()).
 fn run_start(j: u32, c: u32) -> u32 {
+    if (W_FMT == 7u || W_FMT == 8u) {
+        // Q4_K, Q5_K: values 16r .. 16r + 16 of sub-blocks 2p and 2p + 1 (s = 2p + r).
+        let s = j % 8u;
+        return 256u * (j / 8u) + 64u * (s / 2u) + 32u * (c / 2u) + 16u * (s % 2u) + 8u * (c % 2u);
+    }
     if (W_FMT == 9u) {
         let s = j % 8u;
         return 256u * (j / 8u) + 128u * (s / 4u) + 8u * (s % 4u) + 32u * c;
@@ -410,10 +419,11 @@ fn times(b: array<vec4<f32>, 8>, g: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> 
 }
 
 // Σ over one unit of x's values, which the formats with an offset or a minimum need (Q4_0's
-// weights are d·(nibble − 8), Q5_0's d·(q − 16), Q4_1's, Q5_1's, Q4_K's and Q5_K's d·q + mn).
+// weights are d·(nibble − 8), Q5_0's d·(q − 16), Q4_1's and Q5_1's d·q + mn; Q4_K and Q5_K
+// sum their two halves in unit_dot).
 fn x_sum(b: array<vec4<f32>, 8>) -> f32 {
     var s = vec4<f32>(0.0);
-    if (W_FMT >= 3u && W_FMT <= 8u) {
+    if (W_FMT >= 3u && W_FMT <= 6u) {
         for (var c = 0u; c < 8u; c = c + 1u) {
             s = s + b[c];
         }
@@ -446,7 +456,22 @@ fn unit_dot(a: Unit, b: array<vec4<f32>, 8>, b_sum: f32) -> f32 {
     if (W_FMT == 5u) {
         t = t - 16.0 * b_sum;
     }
-    if (W_FMT == 4u || W_FMT == 6u || W_FMT == 7u || W_FMT == 8u) {
+    if (W_FMT == 7u || W_FMT == 8u) {
+        // Q4_K, Q5_K: two sub-blocks' halves, each with its scale and minimum.
+        var s0 = vec4<f32>(0.0);
+        var s1 = vec4<f32>(0.0);
+        var x0 = vec4<f32>(0.0);
+        var x1 = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            s0 = fma(a.v[c], b[c], s0);
+            s1 = fma(a.v[c + 4u], b[c + 4u], s1);
+            x0 = x0 + b[c];
+            x1 = x1 + b[c + 4u];
+        }
+        let h = vec4<f32>(s0.x + s0.y + s0.z + s0.w, x0.x + x0.y + x0.z + x0.w, s1.x + s1.y + s1.z + s1.w, x1.x + x1.y + x1.z + x1.w);
+        return dot(h, vec4<f32>(a.d, a.mn, a.sc.x, a.sc.y));
+    }
+    if (W_FMT == 4u || W_FMT == 6u) {
         return fma(a.d, t, a.mn * b_sum);
     }
     return a.d * t;
