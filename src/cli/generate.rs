@@ -39,8 +39,9 @@ pub(crate) struct Args {
     /// The prompt as token ids (`1,2,3`), for any model.
     #[arg(long, value_delimiter = ',')]
     prompt_ids: Vec<u32>,
-    /// Wrap the prompt in the chat template's user and assistant turns (ChatML:
-    /// `<|im_start|>user ... <|im_end|>`), as instruct models expect.
+    /// Wrap the prompt in the chat template's user and assistant turns, as instruct models
+    /// expect: ChatML (`<|im_start|>user ... <|im_end|>`), Gemma's or Phi-3's, whichever the
+    /// vocabulary has; generation stops at the end of the model's turn.
     #[arg(long)]
     chat: bool,
     /// Tokens to generate.
@@ -85,7 +86,7 @@ fn prompt_ids(args: &Args, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>, Cl
         (Some(_), false, _) => Err("give --prompt or --prompt-ids, not both".into()),
         (Some(text), true, Some(t)) => {
             let text = if args.chat {
-                format!("<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n")
+                super::chat::template(t)?.wrap(text)
             } else {
                 text.clone()
             };
@@ -158,7 +159,15 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
         started.elapsed().as_secs_f64(),
         prompt.len()
     );
-    let eos = tokenizer.as_ref().and_then(|t| t.eos());
+    // Generation ends at EOS, or (--chat) at the token that ends the model's turn.
+    let mut stops: Vec<u32> = tokenizer
+        .as_ref()
+        .and_then(|t| t.eos())
+        .into_iter()
+        .collect();
+    if let (true, Some(t)) = (args.chat, &tokenizer) {
+        stops.extend(t.token_to_id(super::chat::template(t)?.end));
+    }
     // Warm-up: the first use of each kernel compiles its pipeline, which is not the model's
     // speed. One prefill and one decode step compile every pipeline the timed run uses.
     decoder.prefill(&prompt)?;
@@ -193,7 +202,7 @@ pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     show(generated[0], &mut out)?;
     let t1 = Instant::now();
     while generated.len() < args.tokens
-        && (args.ignore_eos || Some(*generated.last().unwrap_or(&0)) != eos)
+        && (args.ignore_eos || !stops.contains(generated.last().unwrap_or(&0)))
     {
         decoder.decode()?;
         seq = decoder.tokens()?;

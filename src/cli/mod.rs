@@ -1,6 +1,7 @@
 //! Subcommands.
 
 mod bench;
+mod chat;
 mod cost;
 mod devices;
 mod generate;

@@ -109,4 +109,9 @@ fn the_sentencepiece_tokenizer_gives_known_ids_and_decodes_back() {
         assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
         assert_eq!(tok.decode(ids).unwrap(), text, "{text:?}");
     }
+    // The file says add_bos_token = true: a prompt starts with BOS.
+    assert!(tok.add_bos());
+    let (text, ids) = KNOWN[0];
+    let prompt = tok.encode_prompt(text).unwrap();
+    assert_eq!((prompt[0], &prompt[1..]), (2, ids));
 }

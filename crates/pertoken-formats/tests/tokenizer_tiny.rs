@@ -136,6 +136,23 @@ fn stream_equals_decode_on_any_split() {
 }
 
 #[test]
+fn bos_starts_a_prompt_where_the_file_says() {
+    // BPE without the key: no BOS (llama.cpp's default for gpt2 vocabularies).
+    let t = tiny("smollm");
+    assert!(!t.add_bos());
+    let hello = t.token_to_id("hello").unwrap();
+    assert_eq!(t.encode_prompt("hello").unwrap(), [hello]);
+    let mut b = builder("smollm");
+    b.set("tokenizer.ggml.add_bos_token", true);
+    let t = tokenizer_from(&b).unwrap();
+    assert_eq!(t.encode_prompt("hello").unwrap(), [1, hello]);
+    // A key of the wrong type is an error naming it.
+    b.set("tokenizer.ggml.add_bos_token", 1u32);
+    let e = tokenizer_from(&b).unwrap_err().to_string();
+    assert!(e.contains("add_bos_token"), "{e}");
+}
+
+#[test]
 fn bad_tokenizer_metadata_is_an_error() {
     let err_of = |b: &GgufBuilder| tokenizer_from(b).unwrap_err().to_string();
     let msg = err_of(builder("gpt2").set("tokenizer.ggml.model", "rwkv"));
