@@ -217,7 +217,11 @@ fn checkpoint(source: &dyn WeightSource, dir: &Path, skip: Option<&str>) {
     let m = &source.spec().shape;
     let config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
-        "model_type": if m.qkv_bias { "qwen2" } else { "llama" },
+        "model_type": match (m.arch.qk_norm, m.qkv_bias) {
+            (true, _) => "qwen3",
+            (false, true) => "qwen2",
+            (false, false) => "llama",
+        },
         "hidden_size": m.hidden,
         "intermediate_size": m.ffn,
         "num_hidden_layers": m.layers,
@@ -287,6 +291,33 @@ fn a_safetensors_checkpoint_in_bf16_loads_and_matches_the_reference() {
     // bf16 arrives as f16.
     assert_eq!(file.stored(Role::Q(0)).unwrap().unwrap().0, DType::F16);
     run(&file, 44);
+}
+
+#[test]
+fn a_qwen3_safetensors_checkpoint_with_q_and_k_norms_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    // Heads of 64 on a hidden width of 96: config.json's head_dim, as Qwen3's.
+    let tiny = Tiny {
+        head_dim: 64,
+        arch: pertoken_cost::Arch {
+            qk_norm: true,
+            ..Default::default()
+        },
+        ..BASE
+    };
+    let synthetic = Synthetic::new(tiny.spec(), DType::F32, 46).unwrap();
+    checkpoint(&synthetic, dir.path(), None);
+    let file = SafetensorsWeights::open(dir.path()).unwrap();
+    assert!(file.spec().shape.arch.qk_norm);
+    run(&file, 46);
+    // A model_type whose block is not Llama's is refused, not run as Llama's.
+    let config = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"qwen3\"", "\"gemma3_text\"")).unwrap();
+    let e = SafetensorsWeights::open(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gemma3_text") && e.contains("--gguf"), "{e}");
 }
 
 #[test]

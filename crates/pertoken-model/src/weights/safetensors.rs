@@ -35,6 +35,26 @@ impl SafetensorsWeights {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+        // What the block adds, by model_type: Llama's block for llama, mistral and qwen2
+        // (biases), q/k norms for qwen3; others (Gemma's norms are stored as w, not 1 + w, and
+        // its block differs) are refused rather than run as Llama's.
+        let arch = match config.model_type.as_str() {
+            "" | "llama" | "mistral" | "qwen2" => pertoken_cost::Arch::default(),
+            "qwen3" => pertoken_cost::Arch {
+                qk_norm: true,
+                ..Default::default()
+            },
+            other => {
+                return Err(ModelError::Unsupported {
+                    model: name,
+                    reason: format!(
+                        "model_type {other:?} in config.json: safetensors checkpoints of llama, \
+                         mistral, qwen2 and qwen3 run; for Gemma 3 and Phi-3 use a GGUF file \
+                         (--gguf)"
+                    ),
+                });
+            }
+        };
         let scaling = match &config.rope_scaling {
             None => None,
             Some(st::RopeScaling::Llama3 {
@@ -79,7 +99,7 @@ impl SafetensorsWeights {
                 scaling,
             },
             rms_eps: config.rms_norm_eps,
-            arch: Default::default(),
+            arch,
         };
         let w = SafetensorsWeights {
             files,
