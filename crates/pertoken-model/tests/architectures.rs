@@ -204,3 +204,39 @@ fn what_an_architecture_needs_and_lacks_is_an_error_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_batch_of_gemma3_sequences_decodes_as_the_reference() {
+    use pertoken_model::weights::reference_decoder;
+    use pertoken_model::{Decoder, DecoderOptions};
+    let Some(gpu) = gpu_or_skip() else { return };
+    // The batched step (the linears at M = 3, attention per sequence) with post-norms, q/k
+    // norms, the window pattern and the scaled embedding; sequences at their own positions,
+    // past the window of 4.
+    let tiny = gemma3();
+    let source = Synthetic::new(spec_of("gemma3", tiny), DType::Q4_K, 95).unwrap();
+    let reference = common::reference_of(&source);
+    let prompts: Vec<Vec<u32>> = (0..3)
+        .map(|b| prompt(96 + b, 3 + 3 * b as usize, tiny.vocab))
+        .collect();
+    let options = DecoderOptions {
+        context: 24,
+        max_tokens: 8,
+        batch: 3,
+    };
+    let mut batch = Decoder::load(&gpu, &source, options).unwrap();
+    for (b, p) in prompts.iter().enumerate() {
+        batch.prefill_sequence(b, p).unwrap();
+    }
+    for _ in 0..5 {
+        batch.decode().unwrap();
+    }
+    for b in 0..prompts.len() {
+        let seq = batch.tokens_of(b).unwrap();
+        let got = batch.logits_of(b).unwrap();
+        let mut cpu = reference_decoder(source.spec(), &reference).unwrap();
+        let want = cpu.step(&seq[..seq.len() - 1]).unwrap();
+        let cmp = pertoken_reference::compare(&got, &want, common::logits_tolerance(&want, 2e-5));
+        assert!(cmp.passed(), "sequence {b}: {cmp}");
+    }
+}
