@@ -240,3 +240,18 @@ fn a_batch_of_gemma3_sequences_decodes_as_the_reference() {
         assert!(cmp.passed(), "sequence {b}: {cmp}");
     }
 }
+
+#[test]
+fn a_query_scale_of_its_own_matches_the_reference() {
+    // Gemma 3 27B scales q by 1/√(hidden / heads), not 1/√head_dim: a scale of the model's own
+    // reaches the attention kernels (Qwen3's block, which otherwise takes the default).
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut tiny = qwen3();
+    tiny.arch.query_scale = Some(0.21);
+    let source = Synthetic::new(spec_of("qwen3", tiny), DType::Q4_K, 97).unwrap();
+    let reference = common::reference_of(&source);
+    let p = prompt(97, 7, tiny.vocab);
+    if let Err(e) = check_against_reference(&gpu, &source, &reference, &p, 3, 2e-5) {
+        panic!("{e}");
+    }
+}
