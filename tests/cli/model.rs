@@ -302,4 +302,37 @@ fn bench_measures_a_model_verified_with_every_combination() {
     assert!(!ok && stderr.contains("no generation rows"), "{stderr}");
     let (ok, _, stderr) = pertoken(&["bench", "--no-tune", "-m", "tiny", "--rent=-3"]);
     assert!(!ok && stderr.contains("positive price"), "{stderr}");
+    // Nothing to measure is an error, not an empty table.
+    let (ok, _, stderr) = pertoken(&["bench", "--no-tune", "-m", "tiny", "-p", "0", "-n", "0"]);
+    assert!(!ok && stderr.contains("nothing to measure"), "{stderr}");
+    // A configuration that cannot run (today: a batch whose step takes more launches than one timing holds) gets its reason in its own
+    // row; the rows measured around it are printed and written all the same.
+    let json = dir.path().join("rows.json");
+    let (ok, stdout, stderr) = pertoken(&[
+        "bench",
+        "--no-tune",
+        "-m",
+        "tiny",
+        "-p",
+        "0",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-b",
+        "1,256",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("tg2 b256 | FAILED: ") && stdout.contains("| yes ("),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    assert!(rows[0]["tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert!(rows[1]["error"].as_str().unwrap().len() > 10, "{report}");
 }

@@ -134,6 +134,14 @@ fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<Plan, CliError> {
         }
     };
     let or = |v: &[usize], d: usize| if v.is_empty() { vec![d] } else { v.to_vec() };
+    if or(&args.prompt, p).iter().all(|&x| x == 0) && or(&args.generate, n).iter().all(|&x| x == 0)
+    {
+        return Err(
+            "nothing to measure: every -p and -n is 0; give -p N (prompt processing) \
+                    or -n N (generation), or leave them out for the defaults"
+                .into(),
+        );
+    }
     let plan = Plan {
         sources,
         prompt: or(&args.prompt, p),
@@ -341,22 +349,37 @@ fn bench_source(
     // Prompts run one sequence at a time.
     for &depth in &plan.depth {
         for &p in plan.prompt.iter().filter(|&&p| p > 0) {
-            rows.push(run_test(&bench, &mut decoder, Test::Prompt(p), depth)?);
+            let row = run_test(&bench, &mut decoder, Test::Prompt(p), depth);
+            rows.push(row.unwrap_or_else(|e| {
+                Row::failed(source, &Test::Prompt(p).name(depth, 1), e.to_string())
+            }));
         }
     }
     for &batch in &plan.batch {
+        let mut ready = Ok(());
         if batch != decoder.options().batch {
-            decoder.reshape(DecoderOptions { batch, ..options })?;
-            // Compile the pipelines of the batched step.
-            for b in 0..batch {
-                decoder.prefill_sequence(b, &ids(7 + b as u64, 1, vocab))?;
-            }
-            decoder.decode()?;
-            decoder.tokens()?;
+            ready = (|| -> Result<(), CliError> {
+                decoder.reshape(DecoderOptions { batch, ..options })?;
+                // Compile the pipelines of the batched step.
+                for b in 0..batch {
+                    decoder.prefill_sequence(b, &ids(7 + b as u64, 1, vocab))?;
+                }
+                decoder.decode()?;
+                decoder.tokens()?;
+                Ok(())
+            })();
         }
         for &depth in &plan.depth {
             for &n in plan.generate.iter().filter(|&&n| n > 0) {
-                rows.push(run_test(&bench, &mut decoder, Test::Gen(n), depth)?);
+                // A configuration that fails (memory, a limit) gets its reason in its own row;
+                // the others run.
+                let row = match &ready {
+                    Ok(()) => run_test(&bench, &mut decoder, Test::Gen(n), depth),
+                    Err(e) => Err(e.to_string().into()),
+                };
+                rows.push(row.unwrap_or_else(|e| {
+                    Row::failed(source, &Test::Gen(n).name(depth, batch), e.to_string())
+                }));
             }
         }
     }
@@ -495,10 +518,15 @@ fn run_test(
     let m = &reference.source.spec().shape;
     let (work, bound) = match test {
         Test::Gen(n) => {
-            let kv = 2 * m.layers * m.kv_heads * m.head_dim * 4;
-            // A step reads the weights once and every sequence's keys and values.
-            let step = decoder.weight_bytes() as f64
-                + batch as f64 * kv as f64 * (depth as f64 + n as f64 / 2.0);
+            // A layer's keys and values of one position, f32.
+            let kv = (2 * m.kv_heads * m.head_dim * 4) as f64;
+            // A step reads the weights once and every sequence's keys and values: each layer
+            // the whole context, or its window (Gemma 3's local layers), at the mean position.
+            let at = depth as f64 + n as f64 / 2.0;
+            let keys: f64 = (0..m.layers)
+                .map(|l| m.layer_window(l).map_or(at, |w| at.min(w as f64)))
+                .sum();
+            let step = decoder.weight_bytes() as f64 + batch as f64 * kv * keys;
             let per_token = step / batch as f64;
             (report::Work::Bytes(per_token), Some(rates.copy / per_token))
         }

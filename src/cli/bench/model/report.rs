@@ -38,6 +38,8 @@ pub(crate) struct Row {
     energy: Vec<f64>,
     /// Generation rows: the test without its batch (`tg128 @ d512`) and the batch, for plots.
     batched: Option<(String, usize)>,
+    /// Why the test could not run (memory, a limit), where it could not.
+    failed: Option<String>,
     /// USD per 1M tokens and J per token, where a price or a power is known.
     cost: (Option<f64>, Option<f64>),
 }
@@ -84,8 +86,24 @@ impl Row {
             breakdown,
             energy: Vec::new(),
             batched: None,
+            failed: None,
             cost: (None, None),
         }
+    }
+
+    /// A test that could not run, with the reason: printed and written in its own row, so the
+    /// rows measured before and after it are kept.
+    pub(crate) fn failed(source: &dyn WeightSource, test: &str, reason: String) -> Row {
+        let mut row = Row::new(
+            source,
+            test,
+            Vec::new(),
+            None,
+            (Work::Bytes(0.0), None),
+            None,
+        );
+        row.failed = Some(reason);
+        row
     }
 
     /// The row with the joules per token NVML measured in each repetition.
@@ -104,6 +122,9 @@ impl Row {
     /// For plots against batch size: the series (`model test`), the batch, the mean tokens/s
     /// and $ per 1M tokens where priced.
     pub(crate) fn batch_point(&self) -> Option<(String, usize, f64, Option<f64>)> {
+        if self.failed.is_some() {
+            return None;
+        }
         let (test, batch) = self.batched.as_ref()?;
         Some((
             format!("{} {test}", self.model),
@@ -115,6 +136,9 @@ impl Row {
 
     /// Prices the row's mean rate (and its measured energy, where there is any).
     pub(crate) fn price(&mut self, pricing: &super::Pricing) {
+        if self.failed.is_some() {
+            return;
+        }
         let measured = (!self.energy.is_empty()).then(|| mean_sd(&self.energy).0);
         self.cost = pricing.at(mean_sd(&self.samples).0, measured);
     }
@@ -125,6 +149,16 @@ impl Row {
             Work::Bytes(b) => ("model_generation", Some(b * mean), None),
             Work::Flops(f) => ("model_prompt", None, Some(f * mean)),
         };
+        if let Some(why) = &self.failed {
+            return serde_json::json!({
+                "op": op,
+                "device": "gpu",
+                "model": self.model,
+                "backend": self.backend,
+                "test": self.test,
+                "error": why,
+            });
+        }
         serde_json::json!({
             "op": op,
             "device": "gpu",
@@ -172,6 +206,18 @@ pub(crate) fn csv(rows: &[Row]) -> String {
          usd_per_million_tokens,joules_per_token,verified,checked\n",
     );
     for r in rows {
+        if let Some(why) = &r.failed {
+            out.push_str(&format!(
+                "{},{},{},{},{},,,,,,false,{}\n",
+                quote(&r.model),
+                r.size_bytes,
+                r.params,
+                r.backend,
+                quote(&r.test),
+                quote(&format!("FAILED: {why}"))
+            ));
+            continue;
+        }
         let (mean, sd) = mean_sd(&r.samples);
         let (verified, checked) = match &r.verified {
             None => ("false", "not checked".to_owned()),
@@ -194,8 +240,6 @@ pub(crate) fn csv(rows: &[Row]) -> String {
     out
 }
 
-/// The format of the model's matrices (its query projection's), as llama-bench names a
-/// model's quantization.
 /// The matrices' formats, most bytes first (`q4_1`; a K-quant mix reads `q8_0/q5_0/q4_k/q6_k`).
 fn weights_label(source: &dyn WeightSource) -> String {
     let mut bytes: Vec<(pertoken_gpu::DType, usize)> = Vec::new();
@@ -230,6 +274,13 @@ pub(crate) fn print_rows(rows: &[Row]) {
         "", "", "", "", "", "", "", "", "", ""
     );
     for r in rows {
+        if let Some(why) = &r.failed {
+            println!(
+                "| {:<24} | {:>9} | {:>8} | {:<7} | {:>13} | FAILED: {why}",
+                r.model, "-", "-", r.backend, r.test
+            );
+            continue;
+        }
         let (mean, sd) = mean_sd(&r.samples);
         let pct = r
             .bound
