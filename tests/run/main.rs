@@ -1,6 +1,6 @@
 //! `pertoken run` end to end: real `.npy` files written here (float32, float16, float64), the
 //! binary run on them, its output read back and checked against the reference; every bad input
-//! the issue lists; and, where numpy is installed, the README's numpy snippet.
+//! the issue lists; and, where numpy is installed, the numpy snippet of docs/run.md.
 
 mod errors;
 mod numpy;

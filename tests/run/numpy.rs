@@ -1,13 +1,13 @@
-//! The README's numpy snippet, where numpy is installed.
+//! The numpy snippet of docs/run.md, where numpy is installed.
 
 use std::process::Command;
 
 use pertoken::gpu::testing::gpu_or_skip;
 
-/// The README's numpy snippet, run as it stands, where numpy is installed (`PERTOKEN_PYTHON`
+/// The numpy snippet of docs/run.md, run as it stands, where numpy is installed (`PERTOKEN_PYTHON`
 /// names the Python, else `python3`).
 #[test]
-fn the_readme_numpy_snippet_reproduces_numpy() {
+fn the_documented_numpy_snippet_reproduces_numpy() {
     let python = std::env::var("PERTOKEN_PYTHON").unwrap_or_else(|_| "python3".into());
     let has_numpy = Command::new(&python)
         .args(["-c", "import numpy"])
@@ -23,10 +23,10 @@ fn the_readme_numpy_snippet_reproduces_numpy() {
         return;
     }
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/run.md")).unwrap();
     let section = &readme[readme
         .find("## Check a kernel with numpy")
-        .expect("the README's section")..];
+        .expect("docs/run.md's section")..];
     let start = section.find("```python\n").expect("a python block") + "```python\n".len();
     let snippet = &section[start..start + section[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();

@@ -36,7 +36,7 @@ fn the_model_against_published_measurements() {
         sum.worst.1,
         sum.worst_factor
     );
-    // The targets, all met (40 of 49 within ±15%, 81.6%; see the README for the points
+    // The targets, all met (40 of 49 within ±15%, 81.6%; see docs/cost.md for the points
     // that miss and why): 80% within ±15%, a median of 10%, nothing past 2×.
     assert!(sum.points >= 20);
     assert!(sum.within_15 * 5 >= 4 * sum.points, "{sum:?}");

@@ -66,7 +66,7 @@ fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Layouts are row-major (C order), the library's own, as listed above \
-and in the README. Inputs are float32, float16 or float64 .npy files (token ids: \
+and in docs/run.md. Inputs are float32, float16 or float64 .npy files (token ids: \
 integers); the output is float32. Example:
   pertoken run matmul --in a=a.npy --in b=b.npy --out c.npy --check
   pertoken run attention --in q=q.npy --in k=k.npy --in v=v.npy --causal --out o.npy"
