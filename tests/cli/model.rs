@@ -305,28 +305,33 @@ fn bench_measures_a_model_verified_with_every_combination() {
     // Nothing to measure is an error, not an empty table.
     let (ok, _, stderr) = pertoken(&["bench", "--no-tune", "-m", "tiny", "-p", "0", "-n", "0"]);
     assert!(!ok && stderr.contains("nothing to measure"), "{stderr}");
-    // A configuration that cannot run (today: a batch whose step takes more launches than one timing holds) gets its reason in its own
+    // A configuration that cannot run (a batch past the memory limit) gets its reason in its own
     // row; the rows measured around it are printed and written all the same.
     let json = dir.path().join("rows.json");
-    let (ok, stdout, stderr) = pertoken(&[
-        "bench",
-        "--no-tune",
-        "-m",
-        "tiny",
-        "-p",
-        "0",
-        "-n",
-        "2",
-        "-r",
-        "1",
-        "-b",
-        "1,256",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let (ok, stdout, stderr) = pertoken_in(
+        &[
+            "bench",
+            "--no-tune",
+            "-m",
+            "smollm2-135m",
+            "-p",
+            "0",
+            "-n",
+            "2",
+            "-r",
+            "1",
+            "-b",
+            "1,1024",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[("PERTOKEN_MEMORY_LIMIT", std::path::Path::new("200M"))],
+    );
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
-        stdout.contains("tg2 b256 | FAILED: ") && stdout.contains("| yes ("),
+        stdout.contains("tg2 b1024 | FAILED: ")
+            && stdout.contains("does not fit")
+            && stdout.contains("| yes ("),
         "{stdout}"
     );
     let report: serde_json::Value =

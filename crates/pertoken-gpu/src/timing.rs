@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::{Error, Gpu, Result};
+use crate::{Gpu, Result};
 
 /// How a [`Timing`] was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,8 @@ impl Timing {
     }
 }
 
-/// Most compute passes one [`Gpu::time`] call may time with timestamps.
+/// Most compute passes [`Gpu::measure`] batches into one timed call (calls of a short kernel
+/// repeated back to back). [`Gpu::time`] itself times any number.
 pub const MAX_TIMED_PASSES: u32 = 1024;
 
 /// Collects the passes recorded while [`Gpu::time`] runs. Only two timestamps are written: at
@@ -72,20 +73,12 @@ impl Recorder {
     }
 
     /// The timestamp writes for the next pass: the beginning one for the first pass, none after.
+    /// Any number of passes can be timed: only the first and the closing one write.
     pub(crate) fn next_pass(
         &mut self,
-        op: &'static str,
+        _op: &'static str,
     ) -> Result<Option<wgpu::ComputePassTimestampWrites<'_>>> {
-        if self.passes >= MAX_TIMED_PASSES {
-            return Err(Error::Unsupported {
-                op,
-                reason: format!(
-                    "more than {MAX_TIMED_PASSES} kernel launches inside one Gpu::time call; \
-                     time fewer at once"
-                ),
-            });
-        }
-        self.passes += 1;
+        self.passes = self.passes.saturating_add(1);
         Ok(
             (self.passes == 1).then_some(wgpu::ComputePassTimestampWrites {
                 query_set: &self.query_set,
