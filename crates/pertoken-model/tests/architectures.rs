@@ -161,6 +161,17 @@ fn what_an_architecture_needs_and_lacks_is_an_error_naming_it() {
     b.set("gemma3.attention.value_length", 64u32);
     let e = open(&b);
     assert!(e.contains("value heads of 64"), "{e}");
+    // The reference refuses weights that do not match the architecture, too.
+    let mut w = common::reference_of(&synthetic);
+    w.layers[1].post_norms = None;
+    let e = pertoken_reference::decoder::Decoder::new(
+        &synthetic.spec().shape,
+        synthetic.spec().pairing,
+        &w,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("layer 1: post-norm weights missing"), "{e}");
     // A Qwen3 file without its k norms.
     let q = Synthetic::new(spec_of("qwen3", qwen3()), DType::Q5_K, 91).unwrap();
     let e = open(&gguf_of(

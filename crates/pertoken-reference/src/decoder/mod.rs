@@ -152,40 +152,8 @@ impl<'a> Decoder<'a> {
                 return bad(&format!("layer {i} norms"), &[l.attn_norm.len()], &[h]);
             }
             let arch = &shape.arch;
-            match (&l.qk_norm, arch.qk_norm) {
-                (Some([nq, nk]), true) if nq.len() != d || nk.len() != d => {
-                    return bad(&format!("layer {i} q/k norms"), &[nq.len(), nk.len()], &[d]);
-                }
-                (Some(_), true) | (None, false) => {}
-                (had, _) => {
-                    return Err(DecoderError(format!(
-                        "layer {i}: q/k norm weights {} but the architecture {} them",
-                        if had.is_some() { "given" } else { "missing" },
-                        if arch.qk_norm {
-                            "needs"
-                        } else {
-                            "has no use for"
-                        }
-                    )));
-                }
-            }
-            match (&l.post_norms, arch.post_norms) {
-                (Some([a, f]), true) if a.len() != h || f.len() != h => {
-                    return bad(&format!("layer {i} post norms"), &[a.len(), f.len()], &[h]);
-                }
-                (Some(_), true) | (None, false) => {}
-                (had, _) => {
-                    return Err(DecoderError(format!(
-                        "layer {i}: post-norm weights {} but the architecture {} them",
-                        if had.is_some() { "given" } else { "missing" },
-                        if arch.post_norms {
-                            "needs"
-                        } else {
-                            "has no use for"
-                        }
-                    )));
-                }
-            }
+            norm_pair(i, "q/k norm", &l.qk_norm, arch.qk_norm, d)?;
+            norm_pair(i, "post-norm", &l.post_norms, arch.post_norms, h)?;
             if let Some([bq, bk, bv]) = &l.qkv_bias
                 && (bq.len() != q || bk.len() != kv || bv.len() != kv)
             {
@@ -373,6 +341,30 @@ impl<'a> Decoder<'a> {
             }
         }
         attn
+    }
+}
+
+/// Checks layer `i`'s pair of `what` weights: present, `len` long each, exactly where the
+/// architecture `needs` them.
+fn norm_pair(
+    i: usize,
+    what: &str,
+    pair: &Option<[Vec<f32>; 2]>,
+    needs: bool,
+    len: usize,
+) -> Result<(), DecoderError> {
+    match (pair, needs) {
+        (Some([a, b]), true) if a.len() != len || b.len() != len => Err(DecoderError(format!(
+            "layer {i} {what} weights are [{}] and [{}], the shape needs [{len}]",
+            a.len(),
+            b.len()
+        ))),
+        (Some(_), true) | (None, false) => Ok(()),
+        (had, _) => Err(DecoderError(format!(
+            "layer {i}: {what} weights {} but the architecture {} them",
+            if had.is_some() { "given" } else { "missing" },
+            if needs { "needs" } else { "has no use for" }
+        ))),
     }
 }
 
