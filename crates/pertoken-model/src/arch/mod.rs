@@ -10,7 +10,7 @@ mod qwen2;
 mod qwen3;
 
 use pertoken_cost::RopePairing;
-use pertoken_formats::gguf::Gguf;
+use pertoken_formats::gguf::{GgmlType, Gguf};
 
 use crate::weights::{Role, tensor_name};
 use crate::{ModelSpec, Result};
@@ -106,6 +106,22 @@ impl Keys<'_> {
     /// Whether the file holds a tensor of this name.
     pub(crate) fn has_tensor(&self, name: &str) -> bool {
         self.file.tensor(name).is_ok()
+    }
+
+    /// The F32 vector `name` of `len` values (RoPE's stored factors), if the file has it; one
+    /// of another shape or type is an error naming it.
+    pub(crate) fn f32_vector(&self, name: &str, len: u64) -> Result<Option<Vec<f32>>> {
+        if !self.has_tensor(name) {
+            return Ok(None);
+        }
+        let info = self.file.tensor_checked(name, &[len], &[GgmlType::F32])?;
+        Ok(Some(
+            self.file
+                .tensor_bytes(info)
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ))
     }
 }
 

@@ -22,30 +22,13 @@ pub(super) const FAMILY: Family = Family {
 fn read(k: &Keys<'_>, spec: &mut ModelSpec) -> Result<()> {
     let m = &mut spec.shape;
     m.arch.rope_attn_factor = k.f64_opt("rope.scaling.attn_factor")?.filter(|&f| f != 1.0);
-    let rot = m.arch.rotary_dims.unwrap_or(m.head_dim) as usize;
-    let factors = |name: &str| -> Result<Option<Vec<f32>>> {
-        if !k.has_tensor(name) {
-            return Ok(None);
-        }
-        let info = k.file.tensor_checked(
-            name,
-            &[rot as u64 / 2],
-            &[pertoken_formats::gguf::GgmlType::F32],
-        )?;
-        Ok(Some(
-            k.file
-                .tensor_bytes(info)
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ))
-    };
+    let pairs = m.arch.rotary_dims.unwrap_or(m.head_dim) / 2;
     // The short factors serve contexts up to the original length; past it llama.cpp switches
     // to the long ones, which this decoder does not do yet: it refuses such contexts.
-    if let Some(short) = factors("rope_factors_short.weight")? {
+    if let Some(short) = k.f32_vector("rope_factors_short.weight", pairs)? {
         spec.rope_factors = Some(short);
     }
-    if factors("rope_factors_long.weight")?.is_some() {
+    if k.f32_vector("rope_factors_long.weight", pairs)?.is_some() {
         let original = k
             .u64_opt("rope.scaling.original_context_length")?
             .ok_or_else(|| ModelError::Unsupported {

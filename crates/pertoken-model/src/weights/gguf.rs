@@ -192,10 +192,8 @@ fn read_rope_scaling(keys: &Keys<'_>, spec: &mut ModelSpec) -> Result<()> {
             }
             spec.rope_factors = Some(vec![factor as f32; rot as usize / 2]);
         }
-        Some(kind) if spec.rope_factors.is_some() => {
-            // Phi-3's LongRoPE ("longrope") came as stored factors.
-            let _ = kind;
-        }
+        // Phi-3's LongRoPE: its factors came stored (arch/phi3.rs).
+        Some("longrope") if spec.rope_factors.is_some() => {}
         Some(kind) => {
             return Err(ModelError::Unsupported {
                 model: file.file().to_owned(),
@@ -206,22 +204,14 @@ fn read_rope_scaling(keys: &Keys<'_>, spec: &mut ModelSpec) -> Result<()> {
             });
         }
     }
-    if file.tensor("rope_freqs.weight").is_ok() {
-        let info = file.tensor_checked("rope_freqs.weight", &[rot / 2], &[GgmlType::F32])?;
-        spec.rope_factors = Some(bytemuck_f32(file.tensor_bytes(info)));
+    if let Some(f) = keys.f32_vector("rope_freqs.weight", rot / 2)? {
+        spec.rope_factors = Some(f);
     }
     Ok(())
 }
 
 /// A weight's tensor, and its rows there where the file fuses several weights into one.
 type Located<'a> = (&'a TensorInfo, Option<(usize, usize)>);
-
-fn bytemuck_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
 
 /// The GGUF name of a weight.
 pub fn tensor_name(role: Role) -> String {

@@ -1,6 +1,7 @@
 //! The bench's table and JSON rows.
 
-use pertoken_model::WeightSource;
+use pertoken_gpu::DType;
+use pertoken_model::{Role, WeightSource};
 
 /// Where a generation step's time goes.
 pub(crate) struct Breakdown {
@@ -65,16 +66,10 @@ impl Row {
         breakdown: Option<Breakdown>,
     ) -> Row {
         let m = &source.spec().shape;
-        let size_bytes = pertoken_model::weights::Role::all(source.spec())
-            .into_iter()
-            .filter_map(|r| source.stored(r).ok().flatten())
-            .map(|(dtype, shape)| {
-                let (elems, bytes) = dtype.block();
-                (shape.iter().product::<usize>() / elems * bytes) as u64
-            })
-            .sum();
+        let stored = stored_bytes(source);
+        let size_bytes = stored.iter().map(|&(_, _, b)| b).sum();
         Row {
-            model: format!("{} {}", m.name, weights_label(source)),
+            model: format!("{} {}", m.name, weights_label(&stored)),
             size_bytes,
             params: m.params().total,
             backend: "wgpu".into(),
@@ -240,18 +235,29 @@ pub(crate) fn csv(rows: &[Row]) -> String {
     out
 }
 
+/// Each weight the source stores: its role, its type and its bytes as stored.
+fn stored_bytes(source: &dyn WeightSource) -> Vec<(Role, DType, u64)> {
+    Role::all(source.spec())
+        .into_iter()
+        .filter_map(|r| {
+            let (dtype, shape) = source.stored(r).ok().flatten()?;
+            let (elems, bytes) = dtype.block();
+            Some((
+                r,
+                dtype,
+                (shape.iter().product::<usize>() / elems * bytes) as u64,
+            ))
+        })
+        .collect()
+}
+
 /// The matrices' formats, most bytes first (`q4_1`; a K-quant mix reads `q8_0/q5_0/q4_k/q6_k`).
-fn weights_label(source: &dyn WeightSource) -> String {
-    let mut bytes: Vec<(pertoken_gpu::DType, usize)> = Vec::new();
-    for role in pertoken_model::Role::all(source.spec()) {
-        let Ok(Some((dtype, shape))) = source.stored(role) else {
-            continue;
-        };
+fn weights_label(stored: &[(Role, DType, u64)]) -> String {
+    let mut bytes: Vec<(DType, u64)> = Vec::new();
+    for &(role, dtype, b) in stored {
         if role.is_vector() {
             continue;
         }
-        let (elems, size) = dtype.block();
-        let b = shape.iter().product::<usize>() / elems * size;
         match bytes.iter_mut().find(|(d, _)| *d == dtype) {
             Some((_, total)) => *total += b,
             None => bytes.push((dtype, b)),
