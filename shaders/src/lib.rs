@@ -184,6 +184,26 @@ pub const ATTENTION_COMBINE: Shader = Shader {
     entry_point: "main",
 };
 
+/// Attention of a step's rows (many sequences, each its own length) over a paged KV cache.
+pub const ATTENTION_PAGED: Shader = Shader {
+    name: "attention/paged",
+    source: concat!(
+        include_str!("../attention/paged_params.wgsl"),
+        include_str!("../attention/paged.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// Merges [`ATTENTION_PAGED`]'s split-KV partial results.
+pub const ATTENTION_PAGED_COMBINE: Shader = Shader {
+    name: "attention/paged_combine",
+    source: concat!(
+        include_str!("../attention/paged_params.wgsl"),
+        include_str!("../attention/paged_combine.wgsl")
+    ),
+    entry_point: "main",
+};
+
 /// Appends keys or values to a KV cache in place.
 pub const ATTENTION_APPEND: Shader = Shader {
     name: "attention/append",
@@ -203,6 +223,13 @@ pub const MODEL_RMSNORM: Shader = Shader {
 pub const MODEL_ROPE: Shader = Shader {
     name: "model/rope",
     source: include_str!("../model/rope.wgsl"),
+    entry_point: "main",
+};
+
+/// RoPE fused with the write into a paged KV cache, every row of a step in one dispatch.
+pub const MODEL_ROPE_PAGED: Shader = Shader {
+    name: "model/rope_paged",
+    source: include_str!("../model/rope_paged.wgsl"),
     entry_point: "main",
 };
 
@@ -226,7 +253,19 @@ pub const MODEL_EMBED: Shader = Shader {
     name: "model/embed",
     source: concat!(
         include_str!("../common/kquant.wgsl"),
+        include_str!("../model/embed_table.wgsl"),
         include_str!("../model/embed.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`MODEL_EMBED`] of a step's rows, each naming its token's slot (many sequences at once).
+pub const MODEL_EMBED_ROWS: Shader = Shader {
+    name: "model/embed_rows",
+    source: concat!(
+        include_str!("../common/kquant.wgsl"),
+        include_str!("../model/embed_table.wgsl"),
+        include_str!("../model/embed_rows.wgsl")
     ),
     entry_point: "main",
 };
@@ -241,7 +280,20 @@ pub const MODEL_SOFTCAP: Shader = Shader {
 /// Greedy sampling: argmax of a row of logits into the token buffer.
 pub const MODEL_ARGMAX: Shader = Shader {
     name: "model/argmax",
-    source: include_str!("../model/argmax.wgsl"),
+    source: concat!(
+        include_str!("../model/argmax_common.wgsl"),
+        include_str!("../model/argmax.wgsl")
+    ),
+    entry_point: "main",
+};
+
+/// [`MODEL_ARGMAX`] of many rows in one dispatch, each into its own slot.
+pub const MODEL_ARGMAX_ROWS: Shader = Shader {
+    name: "model/argmax_rows",
+    source: concat!(
+        include_str!("../model/argmax_common.wgsl"),
+        include_str!("../model/argmax_rows.wgsl")
+    ),
     entry_point: "main",
 };
 
@@ -292,16 +344,21 @@ pub const ALL: &[Shader] = &[
     ATTENTION_TEAMS_WIDE_F16,
     ATTENTION_COMBINE,
     ATTENTION_APPEND,
+    ATTENTION_PAGED,
+    ATTENTION_PAGED_COMBINE,
     ATTENTION_NAIVE_SCORES,
     ATTENTION_NAIVE_SOFTMAX,
     ATTENTION_NAIVE_PV,
     MODEL_RMSNORM,
     MODEL_ROPE,
+    MODEL_ROPE_PAGED,
     MODEL_SILU_MUL,
     MODEL_HEADS,
     MODEL_EMBED,
+    MODEL_EMBED_ROWS,
     MODEL_SOFTCAP,
     MODEL_ARGMAX,
+    MODEL_ARGMAX_ROWS,
 ];
 
 /// Looks a shader up by [`Shader::name`].
@@ -430,6 +487,11 @@ mod tests {
             for norm in [0.0, 1.0] {
                 let c = [("INTERLEAVED", interleaved), ("QK_NORM", norm)];
                 validate(&MODEL_ROPE, &c).unwrap();
+                for f16 in [0.0, 1.0] {
+                    let c = [c[0], c[1], ("F16", f16), ("BLOCK", 32.0)];
+                    validate(&MODEL_ROPE_PAGED, &c).unwrap();
+                    validate(&ATTENTION_PAGED, &[("F16", f16), ("BLOCK", 32.0)]).unwrap();
+                }
             }
         }
         validate(&MODEL_SOFTCAP, &[]).unwrap();
@@ -438,8 +500,10 @@ mod tests {
         }
         for fmt in 0..10 {
             validate(&MODEL_EMBED, &[("FMT", f64::from(fmt))]).unwrap();
+            validate(&MODEL_EMBED_ROWS, &[("FMT", f64::from(fmt))]).unwrap();
         }
         validate(&MODEL_ARGMAX, &[("WG", 128.0)]).unwrap();
+        validate(&MODEL_ARGMAX_ROWS, &[("WG", 128.0)]).unwrap();
     }
 
     #[test]
