@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) lost: Arc<Mutex<Option<String>>>,
     /// The bytes tensors hold, against [`GpuOptions::memory_limit`] (`memory.rs`).
     pub(crate) ledger: Arc<crate::memory::Ledger>,
+    /// Dispatches recorded so far ([`Gpu::dispatches`]).
+    pub(crate) dispatches: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -177,8 +179,18 @@ impl Gpu {
                 stale: crate::bind_cache::Stale::default(),
                 uncaptured,
                 ledger: crate::memory::Ledger::new(options.memory_limit),
+                dispatches: std::sync::atomic::AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Compute dispatches recorded on this handle so far, by every thread: the difference
+    /// around a call is how many kernels it launched, where no other thread uses the handle
+    /// meanwhile ([`Gpu::time_each`] lists one thread's launches).
+    pub fn dispatches(&self) -> u64 {
+        self.inner
+            .dispatches
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The bytes this handle's tensors hold now (their buffers, padded; not pipelines,

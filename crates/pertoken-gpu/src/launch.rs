@@ -242,6 +242,9 @@ impl Gpu {
         pass.set_bind_group(0, &bind_group, &[]);
         let [x, y, z] = launch.workgroups;
         pass.dispatch_workgroups(x, y, z);
+        self.inner
+            .dispatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -21,7 +21,7 @@ pub mod ops;
 mod spec;
 pub mod weights;
 
-pub use decoder::{Decoder, DecoderOptions, MemoryPlan, plan_memory};
+pub use decoder::{Decoder, DecoderOptions, Feed, MemoryPlan, PagedKv, SeqStep, plan_memory};
 pub use error::{ModelError, Oversize, Result};
 pub use spec::ModelSpec;
 pub use weights::{GgufWeights, HostTensor, Role, SafetensorsWeights, Synthetic, WeightSource};

@@ -15,17 +15,17 @@ use crate::ops::{self, Activation, Columns, HeadRope};
 use crate::{ModelSpec, Result};
 
 /// The step's views of the activations, `rows` rows each.
-struct Views {
-    x: Tensor,
-    xn: Tensor,
-    delta: Tensor,
-    qkv: Vec<Tensor>,
-    gate_up: Vec<Tensor>,
-    act: Tensor,
+pub(super) struct Views {
+    pub(super) x: Tensor,
+    pub(super) xn: Tensor,
+    pub(super) delta: Tensor,
+    pub(super) qkv: Vec<Tensor>,
+    pub(super) gate_up: Vec<Tensor>,
+    pub(super) act: Tensor,
 }
 
 impl Decoder {
-    fn views(&self, n: usize) -> Result<Views> {
+    pub(super) fn views(&self, n: usize) -> Result<Views> {
         let a = &self.act;
         let all = |v: &[Tensor]| v.iter().map(|b| rows(b, n)).collect::<Result<Vec<_>, _>>();
         Ok(Views {
@@ -70,7 +70,7 @@ impl Decoder {
     /// fuse into the linears after them and the residual adds into the linears before them
     /// (decode steps, unless [`Decoder::set_fuse_norm`] turned it off; not with post-norms,
     /// whose residual adds need the whole output first).
-    fn fuses_norms(&self, v: &Views, attn_tokens: &Tensor) -> Result<bool> {
+    pub(super) fn fuses_norms(&self, v: &Views, attn_tokens: &Tensor) -> Result<bool> {
         if !self.fuse_norm || self.spec.shape.arch.post_norms {
             return Ok(false);
         }
@@ -115,7 +115,12 @@ impl Decoder {
     /// The rest of layer `l` with the norms and residual adds fused into the GEMVs: the output
     /// linear adds into the residual stream `v.x`, the MLP's projections norm it as they read
     /// it, and the down projection adds into it.
-    fn finish_layer_fused(&self, l: usize, v: &Views, attn_tokens: &Tensor) -> Result<()> {
+    pub(super) fn finish_layer_fused(
+        &self,
+        l: usize,
+        v: &Views,
+        attn_tokens: &Tensor,
+    ) -> Result<()> {
         let layer = &self.layers[l];
         let add = GemvFusion {
             norm: None,
@@ -182,7 +187,7 @@ impl Decoder {
 
     /// Layer `l`'s q/k/v projection of the residual stream: of its norm `v.xn`, or (`fused`)
     /// of `v.x` with the norm fused into the GEMVs.
-    fn qkv(&self, l: usize, v: &Views, fused: bool) -> Result<()> {
+    pub(super) fn qkv(&self, l: usize, v: &Views, fused: bool) -> Result<()> {
         let layer = &self.layers[l];
         if fused {
             self.project_normed(&v.x, &layer.attn_norm, &layer.qkv, &v.qkv)
@@ -200,7 +205,7 @@ impl Decoder {
     }
 
     /// q, k and v as column windows of the projections' outputs.
-    fn qkv_columns<'a>(&self, qkv: &'a [Tensor]) -> [Columns<'a>; 3] {
+    pub(super) fn qkv_columns<'a>(&self, qkv: &'a [Tensor]) -> [Columns<'a>; 3] {
         let (q_w, kv_w) = (self.spec.q_width(), self.spec.kv_width());
         if qkv.len() == 1 {
             [0, q_w, q_w + kv_w].map(|col| Columns {
@@ -218,7 +223,7 @@ impl Decoder {
     /// The rest of layer `l` once attention's output is in `attn_tokens`: the output linear, the
     /// residual add fused into the MLP's norm, the MLP, and its residual add fused into the next
     /// layer's norm (or, after the last layer, the final norm of the rows `last` names).
-    fn finish_layer(
+    pub(super) fn finish_layer(
         &self,
         l: usize,
         v: &Views,
@@ -252,7 +257,7 @@ impl Decoder {
     }
 
     /// Layer `l`'s attention: causal, within its window, at the model's query scale.
-    fn attention_options(&self, l: usize) -> AttentionOptions {
+    pub(super) fn attention_options(&self, l: usize) -> AttentionOptions {
         let m = &self.spec.shape;
         AttentionOptions {
             causal: true,
@@ -264,27 +269,30 @@ impl Decoder {
     /// The token embedding of `n` tokens from `slot` into rows `row0..` of `x` (scaled by
     /// √hidden where the architecture says).
     fn embed(&self, x: &Tensor, (slot, n): (usize, usize), row0: usize) -> Result<()> {
-        let m = &self.spec.shape;
-        let scale = if m.arch.embed_scale {
-            (m.hidden as f64).sqrt() as f32
-        } else {
-            1.0
-        };
-        let tokens = (slot, n);
         Ok(ops::embed_scaled(
             &self.gpu,
             &self.embed,
             &self.tokens,
-            tokens,
+            (slot, n),
             (x, row0),
-            scale,
+            self.embed_scale(),
         )?)
     }
 
-    /// The head and argmax of the `n` rows of `act.last` (with `fused`, of the final norm of
-    /// the residual stream's `n` rows, fused into the head's GEMV): row i's next token goes to
-    /// `slot(i)`.
-    fn sample(&mut self, n: usize, fused: bool, slot: impl Fn(usize) -> usize) -> Result<()> {
+    /// √hidden where the architecture scales the embedding, else 1.
+    pub(super) fn embed_scale(&self) -> f32 {
+        let m = &self.spec.shape;
+        if m.arch.embed_scale {
+            (m.hidden as f64).sqrt() as f32
+        } else {
+            1.0
+        }
+    }
+
+    /// The logits of the `n` rows of `act.last` (with `fused`, of the final norm of the
+    /// residual stream's `n` rows, fused into the head's GEMV), soft-capped where the model
+    /// says: `act.logits`' first `n` rows.
+    pub(super) fn head(&self, n: usize, fused: bool) -> Result<Tensor> {
         let head = self.output.as_ref().unwrap_or(&self.embed);
         let logits = rows(&self.act.logits, n)?;
         if fused {
@@ -299,6 +307,13 @@ impl Decoder {
         if let Some(cap) = self.spec.shape.arch.logit_softcap {
             ops::softcap(&self.gpu, &logits, cap as f32)?;
         }
+        Ok(logits)
+    }
+
+    /// The head and argmax of the `n` rows of `act.last` (see [`Decoder::head`]): row i's next
+    /// token goes to `slot(i)`.
+    fn sample(&mut self, n: usize, fused: bool, slot: impl Fn(usize) -> usize) -> Result<()> {
+        let logits = self.head(n, fused)?;
         for i in 0..n {
             ops::argmax_into(&self.gpu, &logits, i, &self.tokens, slot(i))?;
         }
@@ -397,7 +412,11 @@ impl Decoder {
 }
 
 /// How a layer turns its q and k heads (with its q/k norms, where it has them).
-fn head_rope<'a>(spec: &ModelSpec, freq: &'a Tensor, layer: &'a GpuLayer) -> HeadRope<'a> {
+pub(super) fn head_rope<'a>(
+    spec: &ModelSpec,
+    freq: &'a Tensor,
+    layer: &'a GpuLayer,
+) -> HeadRope<'a> {
     HeadRope {
         freq,
         pairing: spec.pairing,

@@ -2,7 +2,7 @@
 
 use pertoken_gpu::{BUFFER_ALIGN, Gpu};
 
-use super::DecoderOptions;
+use super::{DecoderOptions, PagedKv};
 use crate::weights::{Role, WeightSource};
 use crate::{ModelError, ModelSpec, Oversize, Result};
 
@@ -159,6 +159,21 @@ pub fn plan_memory(
 }
 
 impl MemoryPlan {
+    /// This plan with the per-sequence caches replaced by `kv`'s block pools (and the paged
+    /// step's tables and row descriptions).
+    pub(crate) fn paged(mut self, spec: &ModelSpec, options: DecoderOptions, kv: PagedKv) -> Self {
+        let m = &spec.shape;
+        let contiguous_buffers = 2 * m.layers * options.batch as u64;
+        self.kv = kv.bytes(spec);
+        self.kv_per_tensor = kv.bytes_per_tensor(spec);
+        let max_blocks = options.context.div_ceil(kv.block.max(1)) as u64;
+        self.activations +=
+            4 * (options.batch as u64 * (max_blocks + 1) + 4 * options.max_tokens as u64);
+        self.padding =
+            (self.padding / BUFFER_ALIGN - contiguous_buffers + 2 * m.layers + 3) * BUFFER_ALIGN;
+        self
+    }
+
     /// The plan for weights of `weights` bytes (the largest tensor `largest_weight`) and the
     /// per-sequence state `options` asks for: every sequence's KV caches, the activations (rows
     /// for the longest pass, one row of norm and logits per sequence) and the token buffer.

@@ -12,8 +12,10 @@ mod buffers;
 mod forward;
 mod layer;
 mod memory;
+mod paged;
 
 pub use memory::{MemoryPlan, plan_memory};
+pub use paged::{Feed, PagedKv, SeqStep};
 
 use pertoken_attention::KvCache;
 use pertoken_gpu::{DType, Gpu, Tensor};
@@ -22,6 +24,7 @@ use crate::weights::{Role, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
 use buffers::Activations;
 use layer::{GpuLayer, fetch, fusible, load_layer, upload, upload_vector};
+use paged::PagedState;
 
 /// How much a decoder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,16 +49,18 @@ impl Default for DecoderOptions {
 
 type SequenceState = (Vec<Vec<KvCache>>, Activations, Tensor);
 
-/// Every sequence's KV caches, the activations and the token buffer for `options`.
+/// Every sequence's KV caches (none for a paged decoder: its pools hold them), the activations
+/// and the token buffer for `options`.
 fn sequences(
     gpu: &Gpu,
     spec: &ModelSpec,
     first: &GpuLayer,
     options: DecoderOptions,
+    paged: bool,
 ) -> Result<SequenceState> {
     let m = &spec.shape;
     let mut caches = Vec::with_capacity(options.batch);
-    for _ in 0..options.batch {
+    for _ in 0..if paged { 0 } else { options.batch } {
         let mut seq = Vec::with_capacity(m.layers as usize);
         for _ in 0..m.layers {
             seq.push(KvCache::new(
@@ -83,8 +88,10 @@ pub struct Decoder {
     output: Option<Tensor>,
     final_norm: Tensor,
     layers: Vec<GpuLayer>,
-    /// `[sequence][layer]`.
+    /// `[sequence][layer]` (empty when paged).
     caches: Vec<Vec<KvCache>>,
+    /// The block pools and tables of a paged decoder ([`Decoder::load_paged`]).
+    paged: Option<PagedState>,
     /// RoPE's frequencies of each layer (layers with the same RoPE share one tensor).
     freqs: Vec<Tensor>,
     act: Activations,
@@ -112,6 +119,28 @@ impl Decoder {
     /// Uploads `source`'s weights to `gpu` and makes the caches and activations, after checking
     /// that everything fits the adapter.
     pub fn load(gpu: &Gpu, source: &dyn WeightSource, options: DecoderOptions) -> Result<Decoder> {
+        Self::load_with(gpu, source, options, None)
+    }
+
+    /// [`Decoder::load`] with keys and values in per-layer pools of blocks that every sequence
+    /// shares (`kv`), for [`Decoder::step`]: `options.batch` is the most sequences at once,
+    /// `options.context` the most positions of one, `options.max_tokens` the most rows of a
+    /// step.
+    pub fn load_paged(
+        gpu: &Gpu,
+        source: &dyn WeightSource,
+        options: DecoderOptions,
+        kv: PagedKv,
+    ) -> Result<Decoder> {
+        Self::load_with(gpu, source, options, Some(kv))
+    }
+
+    fn load_with(
+        gpu: &Gpu,
+        source: &dyn WeightSource,
+        options: DecoderOptions,
+        kv: Option<PagedKv>,
+    ) -> Result<Decoder> {
         let spec = source.spec().clone();
         spec.check()?;
         if options.context == 0 || options.max_tokens == 0 || options.batch == 0 {
@@ -133,7 +162,10 @@ impl Decoder {
                 ),
             });
         }
-        let plan = plan_memory(gpu, source, options)?;
+        let mut plan = plan_memory(gpu, source, options)?;
+        if let Some(kv) = kv {
+            plan = plan.paged(&spec, options, kv);
+        }
         plan.check(gpu, &spec.shape.name)?;
         let m = &spec.shape;
         let embed = upload(gpu, &fetch(source, Role::Embed)?)?;
@@ -168,7 +200,11 @@ impl Decoder {
                 freqs.push(t);
             }
         }
-        let (caches, act, tokens) = sequences(gpu, &spec, &layers[0], options)?;
+        let (caches, act, tokens) = sequences(gpu, &spec, &layers[0], options, kv.is_some())?;
+        let paged = match kv {
+            Some(kv) => Some(PagedState::new(gpu, &spec, options, kv)?),
+            None => None,
+        };
         Ok(Decoder {
             gpu: gpu.clone(),
             weight_bytes: plan.weights,
@@ -178,6 +214,7 @@ impl Decoder {
             final_norm,
             layers,
             caches,
+            paged,
             freqs,
             act,
             tokens,
@@ -269,6 +306,7 @@ impl Decoder {
     /// Makes the caches, activations and token buffer for `options` (another batch or context)
     /// and forgets every sequence; the weights stay. The memory plan is checked first.
     pub fn reshape(&mut self, options: DecoderOptions) -> Result<()> {
+        self.not_paged("Decoder::reshape")?;
         if options.context == 0 || options.max_tokens == 0 || options.batch == 0 {
             return Err(ModelError::Invalid {
                 op: "Decoder::reshape",
@@ -284,7 +322,8 @@ impl Decoder {
             old_kv,
         )?;
         self.caches.clear();
-        let (caches, act, tokens) = sequences(&self.gpu, &self.spec, &self.layers[0], options)?;
+        let (caches, act, tokens) =
+            sequences(&self.gpu, &self.spec, &self.layers[0], options, false)?;
         self.caches = caches;
         self.act = act;
         self.tokens = tokens;
@@ -340,6 +379,7 @@ impl Decoder {
     /// `max_tokens`, and leaves its greedy next token in the token buffer. Records; a download
     /// or [`Gpu::sync`] submits.
     pub fn prefill_sequence(&mut self, b: usize, prompt: &[u32]) -> Result<()> {
+        self.not_paged("prefill")?;
         self.check_sequence(b)?;
         let vocab = self.spec.shape.vocab;
         if let Some(&bad) = prompt.iter().find(|&&t| u64::from(t) >= vocab) {
@@ -368,6 +408,7 @@ impl Decoder {
     /// One generation step of every sequence: each runs the token its last step chose and
     /// chooses the next, the linear layers over all of them at once.
     pub fn decode(&mut self) -> Result<()> {
+        self.not_paged("decode")?;
         if let Some(b) = self.pos.iter().position(|&p| p == 0) {
             return Err(ModelError::Invalid {
                 op: "decode",
@@ -434,6 +475,17 @@ impl Decoder {
     /// Where sequence `b`'s token at position `p` lives in the token buffer.
     fn slot(&self, b: usize, p: usize) -> usize {
         b * (self.options.context + 1) + p
+    }
+
+    /// An error for the per-sequence calls on a paged decoder.
+    fn not_paged(&self, op: &'static str) -> Result<()> {
+        if self.paged.is_some() {
+            return Err(ModelError::Invalid {
+                op,
+                reason: "this decoder is paged: run its sequences with Decoder::step".into(),
+            });
+        }
+        Ok(())
     }
 
     fn check_sequence(&self, b: usize) -> Result<()> {

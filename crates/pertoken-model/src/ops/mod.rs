@@ -10,14 +10,16 @@ mod argmax;
 mod embed;
 mod heads;
 mod norm;
+mod paged;
 mod rope;
 mod silu;
 mod softcap;
 
 pub use argmax::argmax_into;
-pub use embed::{embed, embed_scaled};
+pub use embed::{embed, embed_rows, embed_scaled};
 pub use heads::heads_to_tokens;
 pub use norm::{rms_norm, rms_norm_post};
+pub use paged::{argmax_rows, rope_paged};
 pub use rope::{Columns, HeadRope, rope_append};
 pub use silu::{Activation, act_mul, silu_mul};
 pub use softcap::softcap;

@@ -18,11 +18,11 @@ pub struct Columns<'a> {
 }
 
 impl Columns<'_> {
-    fn stride(&self) -> usize {
+    pub(crate) fn stride(&self) -> usize {
         self.tensor.shape().last().copied().unwrap_or(0)
     }
 
-    fn check(&self, op: &'static str, rows: usize, width: usize) -> Result<()> {
+    pub(crate) fn check(&self, op: &'static str, rows: usize, width: usize) -> Result<()> {
         let stride = self.stride();
         if self.col + width > stride || self.tensor.shape().len() != 2 {
             return Err(Error::InvalidShape {
@@ -52,6 +52,53 @@ pub struct HeadRope<'a> {
     pub qk_norm: Option<(&'a Tensor, &'a Tensor, f32)>,
     /// Multiplies the turned elements (1, or Phi-3 LongRoPE's attention factor).
     pub factor: f32,
+}
+
+impl<'a> HeadRope<'a> {
+    /// q's and k's norm weights and epsilon, checked against heads of `d`; without q/k norms,
+    /// `freq` twice (bound, never read) and 1.
+    pub(crate) fn norms(
+        &self,
+        op: &'static str,
+        d: usize,
+    ) -> Result<(&'a Tensor, &'a Tensor, f32)> {
+        let Some((qn, kn, eps)) = self.qk_norm else {
+            return Ok((self.freq, self.freq, 1.0));
+        };
+        for (w, what) in [(qn, "q_norm"), (kn, "k_norm")] {
+            if w.shape() != [d] {
+                return Err(Error::ShapeMismatch {
+                    op,
+                    lhs: w.shape().to_vec(),
+                    rhs: vec![d],
+                    expected: format!("{what} [head_dim]"),
+                });
+            }
+            need_f32(op, w, d, what)?;
+        }
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(Error::InvalidOption {
+                name: "rope eps",
+                value: eps.to_string(),
+                reason: "must be a positive finite number".into(),
+            });
+        }
+        Ok((qn, kn, eps))
+    }
+
+    /// The turned width (twice the frequencies), checked against heads of `d`.
+    pub(crate) fn rotary(&self, op: &'static str, d: usize) -> Result<usize> {
+        let rot = self.freq.shape().first().map_or(0, |h| 2 * h);
+        if self.freq.shape().len() != 1 || rot == 0 || rot > d {
+            return Err(Error::InvalidShape {
+                op,
+                shape: self.freq.shape().to_vec(),
+                reason: format!("freq must be [rotary / 2] with 2 <= rotary <= head_dim {d}"),
+            });
+        }
+        need_f32(op, self.freq, rot / 2, "freq")?;
+        Ok(rot)
+    }
 }
 
 /// Turns `t` tokens' q and k heads (rows `row0 .. row0 + t` of the projections) by RoPE at
@@ -116,31 +163,7 @@ pub fn rope_append(
     v.check(OP, row0 + t, n_kv * d)?;
     need_f32(OP, freq, rot / 2, "freq")?;
     need_f32(OP, q_out, n_heads * t * d, "q_out")?;
-    let (qn, kn, eps) = match rope.qk_norm {
-        Some((qn, kn, eps)) => {
-            for (w, what) in [(qn, "q_norm"), (kn, "k_norm")] {
-                if w.shape() != [d] {
-                    return Err(Error::ShapeMismatch {
-                        op: OP,
-                        lhs: w.shape().to_vec(),
-                        rhs: vec![d],
-                        expected: format!("{what} [head_dim]"),
-                    });
-                }
-                need_f32(OP, w, d, what)?;
-            }
-            if !(eps.is_finite() && eps > 0.0) {
-                return Err(Error::InvalidOption {
-                    name: "rope_append eps",
-                    value: eps.to_string(),
-                    reason: "must be a positive finite number".into(),
-                });
-            }
-            (qn, kn, eps)
-        }
-        // Never read without QK_NORM: freq stands in.
-        None => (freq, freq, 1.0),
-    };
+    let (qn, kn, eps) = rope.norms(OP, d)?;
     let params: [u32; 16] = [
         u(t),
         u(d),
