@@ -333,6 +333,11 @@ impl Decoder {
         Ok(())
     }
 
+    /// The adapter it runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     /// The model.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
