@@ -173,3 +173,65 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         part[slot + d + 1u] = l;
     }
 }
+
+// The same attention with one invocation per (row, head) and no barriers: each walks its keys
+// alone, the head's q and sum in registers. For CPU adapters (llvmpipe runs a workgroup's
+// invocations as SIMD lanes and pays for every barrier; here the lanes are 64 different rows and
+// heads doing the same loop), where the workgroup form's reductions cost more than the keys.
+@compute @workgroup_size(64, 1, 1)
+fn serial(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let idx = gid.x;
+    if (idx >= p.n_rows * p.n_heads) {
+        return;
+    }
+    let row = idx / p.n_heads;
+    let head = idx % p.n_heads;
+    let z = gid.y;
+    let d = p.d;
+    let seq = rows[4u * row + 1u];
+    let pos = rows[4u * row + 2u];
+    let kvh = head / (p.n_heads / p.n_kv_heads);
+    var lo = 0u;
+    if (p.window > 0u && pos + 1u > p.window) {
+        lo = pos + 1u - p.window;
+    }
+    let start = lo + z * p.keys_per_split;
+    let end = min(pos + 1u, start + p.keys_per_split);
+    let q0 = (row * p.n_heads + head) * d;
+    var qh: array<f32, 256>;
+    var acc: array<f32, 256>;
+    for (var e = 0u; e < d; e = e + 1u) {
+        qh[e] = q[q0 + e] * p.scale;
+        acc[e] = 0.0;
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    for (var j = start; j < end; j = j + 1u) {
+        let blk = table[seq * p.max_blocks + j / BLOCK];
+        let base = ((blk * p.n_kv_heads + kvh) * BLOCK + j % BLOCK) * d;
+        var s = 0.0;
+        for (var e = 0u; e < d; e = e + 1u) {
+            s = fma(qh[e], k_at(base, e), s);
+        }
+        let mn = max(m, s);
+        let alpha = exp(m - mn);
+        let pj = exp(s - mn);
+        l = fma(l, alpha, pj);
+        m = mn;
+        for (var e = 0u; e < d; e = e + 1u) {
+            acc[e] = fma(acc[e], alpha, pj * v_at(base, e));
+        }
+    }
+    if (p.splits == 1u) {
+        for (var e = 0u; e < d; e = e + 1u) {
+            out[q0 + e] = acc[e] / l;
+        }
+        return;
+    }
+    let slot = ((z * p.n_rows + row) * p.n_heads + head) * (d + 2u);
+    for (var e = 0u; e < d; e = e + 1u) {
+        part[slot + e] = acc[e];
+    }
+    part[slot + d] = m;
+    part[slot + d + 1u] = l;
+}

@@ -194,6 +194,16 @@ pub const ATTENTION_PAGED: Shader = Shader {
     entry_point: "main",
 };
 
+/// [`ATTENTION_PAGED`] with one invocation per (row, head) and no barriers (CPU adapters).
+pub const ATTENTION_PAGED_SERIAL: Shader = Shader {
+    name: "attention/paged_serial",
+    source: concat!(
+        include_str!("../attention/paged_params.wgsl"),
+        include_str!("../attention/paged.wgsl")
+    ),
+    entry_point: "serial",
+};
+
 /// Merges [`ATTENTION_PAGED`]'s split-KV partial results.
 pub const ATTENTION_PAGED_COMBINE: Shader = Shader {
     name: "attention/paged_combine",
@@ -345,6 +355,7 @@ pub const ALL: &[Shader] = &[
     ATTENTION_COMBINE,
     ATTENTION_APPEND,
     ATTENTION_PAGED,
+    ATTENTION_PAGED_SERIAL,
     ATTENTION_PAGED_COMBINE,
     ATTENTION_NAIVE_SCORES,
     ATTENTION_NAIVE_SOFTMAX,
@@ -491,6 +502,7 @@ mod tests {
                     let c = [c[0], c[1], ("F16", f16), ("BLOCK", 32.0)];
                     validate(&MODEL_ROPE_PAGED, &c).unwrap();
                     validate(&ATTENTION_PAGED, &[("F16", f16), ("BLOCK", 32.0)]).unwrap();
+                    validate(&ATTENTION_PAGED_SERIAL, &[("F16", f16), ("BLOCK", 32.0)]).unwrap();
                 }
             }
         }

@@ -39,8 +39,8 @@ pub use cache::KvCache;
 pub use launch::{FLASH_WG, Kernel, attention, attention_into, attention_with};
 pub(crate) use launch::{Partials, flash, strided_groups};
 pub use paged::{
-    BlockAllocator, DEFAULT_BLOCK, KvPool, PagedRows, PagedScratch, blocks_for,
-    paged_attention_into, paged_attention_split, paged_splits,
+    BlockAllocator, DEFAULT_BLOCK, KvPool, PagedKernel, PagedRows, PagedScratch, blocks_for,
+    paged_attention_into, paged_attention_with, paged_splits,
 };
 pub(crate) use shape::check_out;
 pub use shape::{AttentionOptions, AttentionShape, MAX_HEAD_DIM, NARROW_HEAD_DIM, check};

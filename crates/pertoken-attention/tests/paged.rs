@@ -4,7 +4,7 @@
 //! contiguously.
 
 use pertoken_attention::{
-    AttentionOptions, KvPool, PagedRows, PagedScratch, paged_attention_split,
+    AttentionOptions, KvPool, PagedKernel, PagedRows, PagedScratch, paged_attention_with,
 };
 use pertoken_gpu::testing::gpu_or_skip;
 use pertoken_gpu::{DType, Gpu, Tensor};
@@ -53,6 +53,19 @@ fn gather(pool_vals: &[f32], blocks: &[u32], len: usize, (nkv, d): (usize, usize
 /// One step over `lens.len()` sequences: sequence s has its keys 0..lens[s] in the pool, and the
 /// step's rows are the positions `rows` names as (sequence, position).
 fn check(gpu: &Gpu, dtype: DType, rows: &[(usize, usize)], window: Option<u32>, splits: usize) {
+    for serial in [false, true] {
+        check_kernel(gpu, dtype, rows, window, splits, serial);
+    }
+}
+
+fn check_kernel(
+    gpu: &Gpu,
+    dtype: DType,
+    rows: &[(usize, usize)],
+    window: Option<u32>,
+    splits: usize,
+    serial: bool,
+) {
     let (nh, nkv, d) = (4, 2, 64);
     let seqs = rows.iter().map(|r| r.0).max().unwrap() + 1;
     let max_blocks = 8;
@@ -90,14 +103,11 @@ fn check(gpu: &Gpu, dtype: DType, rows: &[(usize, usize)], window: Option<u32>, 
         window,
     };
     let mut scratch = PagedScratch::default();
-    paged_attention_split(
-        gpu,
-        (&q, &pool, step, &out),
-        options,
-        &mut scratch,
-        Some(splits),
-    )
-    .unwrap();
+    let kernel = PagedKernel {
+        splits: Some(splits),
+        serial: Some(serial),
+    };
+    paged_attention_with(gpu, (&q, &pool, step, &out), options, &mut scratch, kernel).unwrap();
     let got = out.to_vec::<f32>().unwrap();
     for (i, &(s, p)) in rows.iter().enumerate() {
         let len = p + 1;
@@ -123,7 +133,7 @@ fn check(gpu: &Gpu, dtype: DType, rows: &[(usize, usize)], window: Option<u32>, 
         );
         assert!(
             cmp.passed(),
-            "{dtype} row {i} (sequence {s} at {p}), {splits} splits: {cmp}"
+            "{dtype} row {i} (sequence {s} at {p}), {splits} splits, serial {serial}: {cmp}"
         );
     }
 }
@@ -172,7 +182,7 @@ fn bad_pools_and_steps_are_errors() {
         max_len: 9,
     };
     let mut scratch = PagedScratch::default();
-    let err = paged_attention_split(
+    let err = paged_attention_with(
         &gpu,
         (&q, &pool, step, &q),
         AttentionOptions {
@@ -181,7 +191,7 @@ fn bad_pools_and_steps_are_errors() {
             window: None,
         },
         &mut scratch,
-        None,
+        PagedKernel::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("past what 2 blocks"), "{err}");

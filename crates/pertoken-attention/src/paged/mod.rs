@@ -12,7 +12,7 @@ mod blocks;
 pub use blocks::{BlockAllocator, blocks_for};
 
 use pertoken_gpu::{DType, Error, Gpu, Launch, Result, Tensor};
-use pertoken_shaders::{ATTENTION_PAGED, ATTENTION_PAGED_COMBINE};
+use pertoken_shaders::{ATTENTION_PAGED, ATTENTION_PAGED_COMBINE, ATTENTION_PAGED_SERIAL};
 
 use crate::{AttentionOptions, MAX_HEAD_DIM};
 
@@ -177,18 +177,36 @@ pub fn paged_attention_into(
     options: AttentionOptions,
     scratch: &mut PagedScratch,
 ) -> Result<()> {
-    paged_attention_split(gpu, (q, pool, step, out), options, scratch, None)
+    paged_attention_with(
+        gpu,
+        (q, pool, step, out),
+        options,
+        scratch,
+        PagedKernel::default(),
+    )
 }
 
-/// [`paged_attention_into`] with the keys of each row cut into `splits` ranges where given (at
-/// least 1), else as [`paged_splits`] chooses for this adapter.
-pub fn paged_attention_split(
+/// How [`paged_attention_with`] runs: each field `None` leaves the choice to the adapter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PagedKernel {
+    /// Cut each row's keys into this many ranges (at least 1), else as [`paged_splits`]
+    /// chooses.
+    pub splits: Option<usize>,
+    /// One invocation per (row, head) walking its keys alone (`true`; CPU adapters' default,
+    /// where a workgroup's barriers cost more than its keys), or a workgroup per (row, head)
+    /// sharing each tile of keys (`false`; GPUs' default).
+    pub serial: Option<bool>,
+}
+
+/// [`paged_attention_into`] with the kernel's choices of `kernel`.
+pub fn paged_attention_with(
     gpu: &Gpu,
     (q, pool, step, out): (&Tensor, &KvPool, PagedRows<'_>, &Tensor),
     options: AttentionOptions,
     scratch: &mut PagedScratch,
-    splits: Option<usize>,
+    kernel: PagedKernel,
 ) -> Result<()> {
+    let splits = kernel.splits;
     const OP: &str = "paged_attention";
     let d = pool.head_dim;
     let n_heads = match q.shape() {
@@ -293,9 +311,18 @@ pub fn paged_attention_split(
     let part = scratch.0.as_ref().expect("made above");
     let f16 = f64::from(u8::from(pool.dtype() == DType::F16));
     let constants = [("F16", f16), ("BLOCK", pool.block as f64)];
+    let serial = kernel.serial.unwrap_or(caps.cpu);
+    let (shader, workgroups) = if serial {
+        (
+            &ATTENTION_PAGED_SERIAL,
+            [u((n * n_heads).div_ceil(64)), u(splits), 1],
+        )
+    } else {
+        (&ATTENTION_PAGED, [u(n_heads), u(n), u(splits)])
+    };
     gpu.launch(&Launch {
         op: OP,
-        shader: &ATTENTION_PAGED,
+        shader,
         constants: &constants,
         bindings: &[
             q.into(),
@@ -307,7 +334,7 @@ pub fn paged_attention_split(
             part.into(),
         ],
         params: bytemuck::cast_slice(&params),
-        workgroups: [u(n_heads), u(n), u(splits)],
+        workgroups,
     })?;
     if splits > 1 {
         gpu.launch(&Launch {
