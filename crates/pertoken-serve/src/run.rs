@@ -68,10 +68,15 @@ pub struct StepRecord {
     pub rows: usize,
     /// Decode rows.
     pub decode_rows: usize,
+    /// Sequences it ran (a decode row or a prompt chunk each).
+    pub sequences: usize,
     /// Sequences running after it was planned.
     pub running: usize,
     /// KV blocks handed out while it ran.
     pub blocks_in_use: usize,
+    /// Keys its sequences attend, one pass each: the sum of their lengths after it (what a
+    /// step reads of the KV cache).
+    pub keys: usize,
 }
 
 /// Everything a serving run recorded.
@@ -144,8 +149,12 @@ pub fn serve(
         let decode_rows = plan.iter().filter(|p| p.decode).count();
         let blocks_in_use = scheduler.blocks_in_use();
         let running = scheduler.running();
+        let planned = scheduler.steps();
+        let keys = planned.iter().map(|s| s.pos + s.rows()).sum();
+        let sequences = planned.len();
         let t0 = start.elapsed().as_secs_f64();
-        let tokens = engine.step(&scheduler.steps())?;
+        let tokens = engine.step(&planned)?;
+        drop(planned);
         let t1 = start.elapsed().as_secs_f64();
         for event in scheduler.commit(&tokens)? {
             match event {
@@ -162,8 +171,10 @@ pub fn serve(
             seconds: t1 - t0,
             rows,
             decode_rows,
+            sequences,
             running,
             blocks_in_use,
+            keys,
         });
         progress(done, order.len());
     }

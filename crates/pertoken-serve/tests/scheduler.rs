@@ -44,11 +44,7 @@ impl Engine for Fake {
             }
         }
         for s in seqs {
-            let n = s.pos
-                + match s.feed {
-                    Feed::Tokens(t) => t.len(),
-                    Feed::Next => 1,
-                };
+            let n = s.pos + s.rows();
             if !s.sample {
                 continue;
             }

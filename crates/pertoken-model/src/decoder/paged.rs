@@ -70,7 +70,8 @@ pub struct SeqStep<'a> {
 }
 
 impl SeqStep<'_> {
-    fn len(&self) -> usize {
+    /// Rows it runs: its tokens, or 1 for [`Feed::Next`].
+    pub fn rows(&self) -> usize {
         match self.feed {
             Feed::Tokens(t) => t.len(),
             Feed::Next => 1,
@@ -154,7 +155,7 @@ impl Decoder {
         let mut picked: Vec<u32> = Vec::new();
         let mut table = vec![0u32; self.options.batch * paged.max_blocks];
         for s in seqs {
-            let len = s.len();
+            let len = s.rows();
             if let Feed::Tokens(t) = s.feed {
                 tokens.write_range(s.seq * ctx1 + s.pos, t)?;
             }
@@ -177,7 +178,7 @@ impl Decoder {
         if sampled > 0 {
             paged.picked.write_range(0, &picked)?;
         }
-        let max_len = seqs.iter().map(|s| s.pos + s.len()).max().unwrap_or(1);
+        let max_len = seqs.iter().map(|s| s.pos + s.rows()).max().unwrap_or(1);
         self.forward_paged(n, sampled, max_len)?;
         if sampled == 0 {
             gpu.sync()?;
@@ -233,7 +234,7 @@ impl Decoder {
         let mut n = 0;
         let vocab = self.spec.shape.vocab;
         for s in seqs {
-            let len = s.len();
+            let len = s.rows();
             if s.seq >= self.options.batch {
                 return Err(bad(format!(
                     "sequence slot {}: the decoder holds {}",
