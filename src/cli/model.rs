@@ -1,13 +1,9 @@
 //! What `pertoken generate` and `pertoken bench` share about a model: where its weights come
 //! from, the replay of a sequence through the CPU reference, and a step's time by kernel.
 
-use std::cell::OnceCell;
-
 use pertoken_cost::{Catalog, RopePairing};
 use pertoken_gpu::{DType, Timing};
-use pertoken_model::weights::{reference_decoder, to_reference};
 use pertoken_model::{GgufWeights, ModelSpec, SafetensorsWeights, Synthetic, WeightSource};
-use pertoken_reference::decoder::{Weights, argmax};
 
 use super::CliError;
 
@@ -51,63 +47,7 @@ impl Loaded {
     }
 }
 
-/// A model's CPU reference (f64), its f32 weights read once, on first use, for every replay.
-pub(crate) struct Reference<'a> {
-    pub source: &'a dyn WeightSource,
-    weights: OnceCell<Weights>,
-}
-
-impl<'a> Reference<'a> {
-    pub(crate) fn new(source: &'a dyn WeightSource) -> Reference<'a> {
-        Reference {
-            source,
-            weights: OnceCell::new(),
-        }
-    }
-
-    /// Feeds `seq[..start]` to the reference, then each later token, and checks that each is
-    /// its greedy choice: exactly, or, with `tie = Some(f)`, within `f` of the largest logit's
-    /// magnitude (a near tie the GPU's f32 may break the other way). Returns the reference's
-    /// logits after the whole sequence.
-    pub(crate) fn replay(
-        &self,
-        seq: &[u32],
-        start: usize,
-        tie: Option<f64>,
-    ) -> Result<Vec<f64>, String> {
-        let weights = match self.weights.get() {
-            Some(w) => w,
-            None => {
-                let w = to_reference(self.source).map_err(|e| e.to_string())?;
-                self.weights.get_or_init(|| w)
-            }
-        };
-        let spec = self.source.spec();
-        let mut cpu = reference_decoder(spec, weights).map_err(|e| e.to_string())?;
-        let mut want = cpu.step(&seq[..start]).map_err(|e| e.to_string())?;
-        for i in start..seq.len() {
-            let chose = seq[i] as usize;
-            let best = argmax(&want).ok_or("the reference's logits are all NaN")?;
-            let margin = want[best] - want[chose.min(want.len() - 1)];
-            let allowed = tie.map_or(-1.0, |f| f * scale(&want));
-            if chose != best && margin > allowed {
-                return Err(format!(
-                    "token {i}: the GPU chose {chose}, the reference {best} (its logit higher \
-                     by {margin:.3e})"
-                ));
-            }
-            if i + 1 < seq.len() {
-                want = cpu.step(&[seq[i]]).map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(want)
-    }
-}
-
-/// The largest magnitude of `v`.
-pub(crate) fn scale(v: &[f64]) -> f64 {
-    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
-}
+pub(crate) use pertoken_bench::{Reference, scale};
 
 /// Launches timed alone ([`pertoken_gpu::Gpu::time_each`]) summed by op: `(op, launches,
 /// seconds)`, the costliest first.

@@ -18,6 +18,9 @@ mod plot;
 mod power;
 mod price;
 mod report;
+mod serve;
+mod serve_plot;
+mod serve_report;
 mod source;
 mod verify;
 
@@ -97,6 +100,8 @@ pub(crate) struct ModelArgs {
     /// Run on the adapter whose name contains this (default: PERTOKEN_ADAPTER, else the best).
     #[arg(long)]
     adapter: Option<String>,
+    #[command(flatten)]
+    serve: serve::ServeArgs,
 }
 
 /// The tests, formats and models this run covers, with the defaults filled in for the adapter.
@@ -185,6 +190,9 @@ fn ids(seed: u64, n: usize, vocab: u64) -> Vec<u32> {
 }
 
 pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
+    if args.serve.serve {
+        return serve::run(args);
+    }
     let gpu = open_gpu(args.adapter.as_deref())?;
     let a = gpu.adapter();
     println!(
