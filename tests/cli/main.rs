@@ -7,6 +7,7 @@ use pertoken::gpu::testing::gpu_or_skip;
 mod cost;
 mod kernels;
 mod model;
+mod serve;
 
 pub(crate) fn pertoken(args: &[&str]) -> (bool, String, String) {
     pertoken_in(args, &[])

@@ -21,6 +21,16 @@ pub enum WeightFormat {
     Q8_0,
     /// ggml Q4_0: 4-bit values with an f16 scale per 32 (4.5 bits).
     Q4_0,
+    /// ggml Q4_1: 4-bit values with an f16 scale and minimum per 32 (5 bits).
+    Q4_1,
+    /// ggml Q5_0: 5-bit values with an f16 scale per 32 (5.5 bits).
+    Q5_0,
+    /// ggml Q5_1: 5-bit values with an f16 scale and minimum per 32 (6 bits).
+    Q5_1,
+    /// ggml Q5_K: 5-bit values in super-blocks of 256 (176 bytes: 5.5 bits).
+    Q5K,
+    /// ggml Q6_K: 6-bit values in super-blocks of 256 (210 bytes: 6.5625 bits).
+    Q6K,
     /// ggml Q4_K (as in Q4_K_M files): 4-bit values in super-blocks of 256 with 6-bit
     /// sub-block scales (4.5 bits; a 70B Q4_K_M file averages 4.49: 39.59 GB for 70.6 B weights).
     Q4K,
@@ -39,6 +49,10 @@ impl WeightFormat {
             WeightFormat::Fp8 => 8.0,
             WeightFormat::Q8_0 => 8.5,
             WeightFormat::Q4_0 | WeightFormat::Q4K => 4.5,
+            WeightFormat::Q4_1 => 5.0,
+            WeightFormat::Q5_0 | WeightFormat::Q5K => 5.5,
+            WeightFormat::Q5_1 => 6.0,
+            WeightFormat::Q6K => 6.5625,
             WeightFormat::Int8 => 8.0,
             WeightFormat::Int4 => 5.0,
         }
@@ -53,6 +67,11 @@ impl WeightFormat {
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::Q4_0 => "q4_0",
             WeightFormat::Q4K => "q4_k",
+            WeightFormat::Q4_1 => "q4_1",
+            WeightFormat::Q5_0 => "q5_0",
+            WeightFormat::Q5_1 => "q5_1",
+            WeightFormat::Q5K => "q5_k",
+            WeightFormat::Q6K => "q6_k",
             WeightFormat::Int8 => "int8",
             WeightFormat::Int4 => "int4",
         }
@@ -66,7 +85,8 @@ impl WeightFormat {
         )
     }
 
-    /// Parses `f32`, `f16`/`bf16`, `fp8`, `q8_0`, `q4_0`, `q4_k`/`q4_k_m`, `int8`, `int4`.
+    /// Parses `f32`, `f16`/`bf16`, `fp8`, `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q4_k`/`q4_k_m`,
+    /// `q5_k`, `q6_k`, `int8`, `int4`.
     pub fn parse(s: &str) -> Result<WeightFormat> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "fp32" => Ok(WeightFormat::F32),
@@ -75,12 +95,18 @@ impl WeightFormat {
             "q8_0" => Ok(WeightFormat::Q8_0),
             "q4_0" => Ok(WeightFormat::Q4_0),
             "q4_k" | "q4_k_m" => Ok(WeightFormat::Q4K),
+            "q4_1" => Ok(WeightFormat::Q4_1),
+            "q5_0" => Ok(WeightFormat::Q5_0),
+            "q5_1" => Ok(WeightFormat::Q5_1),
+            "q5_k" => Ok(WeightFormat::Q5K),
+            "q6_k" => Ok(WeightFormat::Q6K),
             "int8" => Ok(WeightFormat::Int8),
             "int4" => Ok(WeightFormat::Int4),
             other => Err(CostError::InvalidInput {
                 what: "weight format",
                 reason: format!(
-                    "{other:?}; expected f32, f16, bf16, fp8, q8_0, q4_0, q4_k, int8 or int4"
+                    "{other:?}; expected f32, f16, bf16, fp8, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, \
+                     q5_k, q6_k, int8 or int4"
                 ),
             }),
         }

@@ -98,11 +98,15 @@ pub struct ServeRun {
 }
 
 /// Runs `requests` through `engine` with continuous batching under `options`; each request is
-/// added when the wall clock passes its arrival. `progress(done, total)` after every step.
+/// sent when the wall clock passes its arrival and, with `in_flight = Some(c)`, when fewer than
+/// `c` are in flight (a client with `c` connections, as vLLM's `--max-concurrency`: its clock,
+/// and so its time to first token, starts when it is sent). `progress(done, total)` after every
+/// step.
 pub fn serve(
     engine: &mut dyn Engine,
     requests: &[Request],
     options: SchedulerOptions,
+    in_flight: Option<usize>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ServeRun> {
     let mut scheduler = Scheduler::new(options)?;
@@ -130,8 +134,14 @@ pub fn serve(
     let mut peak_memory = engine.memory_in_use();
     while done < order.len() {
         let now = start.elapsed().as_secs_f64();
-        while next < order.len() && order[next].arrival <= now {
+        while next < order.len()
+            && order[next].arrival <= now
+            && in_flight.is_none_or(|c| next - done < c)
+        {
             scheduler.add(order[next])?;
+            if in_flight.is_some() {
+                records[next].arrival = now;
+            }
             next += 1;
         }
         let plan = scheduler.plan();

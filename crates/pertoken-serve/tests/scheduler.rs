@@ -77,7 +77,7 @@ fn run(options: SchedulerOptions, requests: &[Request]) -> (pertoken_serve::Serv
         last: vec![0; options.slots],
         steps: 0,
     };
-    let run = serve(&mut fake, requests, options, &mut |_, _| {}).unwrap();
+    let run = serve(&mut fake, requests, options, None, &mut |_, _| {}).unwrap();
     for (r, rec) in requests.iter().zip(&run.requests) {
         assert_eq!(rec.id, r.id);
         assert_eq!(rec.output, expected(r), "request {}", r.id);
@@ -215,7 +215,7 @@ fn requests_that_can_never_run_are_refused_before_anything_runs() {
         max_new: 2,
         ..long.clone()
     };
-    let e = serve(&mut fake, &[ok, big], options, &mut |_, _| {}).unwrap_err();
+    let e = serve(&mut fake, &[ok, big], options, None, &mut |_, _| {}).unwrap_err();
     assert!(e.to_string().contains("not even one sequence fits"), "{e}");
     assert_eq!(fake.steps, 0, "nothing ran");
     assert!(

@@ -71,7 +71,10 @@ fn served_tokens_are_the_references_even_through_preemption() {
     .make(120)
     .unwrap();
     let mut last = (0, 0);
-    let run = serve(&mut decoder, &requests, options, &mut |d, n| last = (d, n)).unwrap();
+    let run = serve(&mut decoder, &requests, options, Some(6), &mut |d, n| {
+        last = (d, n)
+    })
+    .unwrap();
     assert_eq!(last, (16, 16), "progress reached the end");
     assert!(
         run.preemptions > 0,

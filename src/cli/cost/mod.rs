@@ -109,8 +109,9 @@ pub(crate) struct Args {
     stack: String,
     /// Calibration from a `pertoken bench --json` report measured on this hardware: the model
     /// bench's whole steps set the efficiencies and the fixed time per step (per launch where
-    /// the report counts launches); the kernels bench's rates set the efficiencies alone.
-    /// --eff-* and --launch-us override it.
+    /// the report counts launches); a serving report's (`bench --serve`) measured steps set the
+    /// efficiencies and the fixed time per step of the serving mode (--isl/--osl); the kernels
+    /// bench's rates set the efficiencies alone. --eff-* and --launch-us override it.
     #[arg(long)]
     bench_report: Option<PathBuf>,
     /// Achieved fraction of peak FLOP/s (default: the stack's, 0.5).

@@ -42,6 +42,9 @@ pub(super) fn calibration_from_report(
         )
         .into());
     }
+    if doc.get("kind").and_then(|v| v.as_str()) == Some("serve") {
+        return serving_calibration(path, &doc, hw, dtype);
+    }
     let rows = doc
         .get("rows")
         .and_then(|r| r.as_array())
@@ -122,5 +125,65 @@ pub(super) fn calibration_from_report(
         efficiency,
         step_overhead: whole.map(|w| (w.1, w.2)),
         describe,
+    })
+}
+
+/// Calibration from a `pertoken bench --serve --json` report: the cost model's calibration
+/// that the serving bench fitted to its measured steps (the copy bandwidth, the FLOP rate of
+/// steps of many rows, the fixed time of decode steps), as efficiencies of `hw` and a per-step
+/// overhead.
+fn serving_calibration(
+    path: &std::path::Path,
+    doc: &serde_json::Value,
+    hw: &pertoken_cost::Hardware,
+    dtype: &str,
+) -> Result<Calibration, CliError> {
+    let runs = doc
+        .get("runs")
+        .and_then(|r| r.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let verified =
+        |r: &&serde_json::Value| r.get("verified").and_then(|v| v.as_bool()) == Some(true);
+    let cal = runs
+        .iter()
+        .filter(verified)
+        .find_map(|r| r.get("calibration").filter(|c| c.is_object()))
+        .ok_or_else(|| {
+            format!(
+                "--bench-report {}: a serving report with no verified run to calibrate from",
+                path.display()
+            )
+        })?;
+    let num = |k: &str| {
+        cal.get(k)
+            .and_then(|v| v.as_f64())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("--bench-report {}: calibration has no {k}", path.display()))
+    };
+    let (flops, bytes, overhead) = (num("flops_per_s")?, num("bytes_per_s")?, num("overhead_s")?);
+    let steps: usize = runs
+        .iter()
+        .filter(verified)
+        .filter_map(|r| r.get("steps").and_then(|s| s.as_array()).map(Vec::len))
+        .sum();
+    let efficiency = Efficiency::from_rates(hw, dtype, flops, bytes).map_err(|e| {
+        CliError::from(format!(
+            "--bench-report {}: {e}; was the serving bench run on {}?",
+            path.display(),
+            hw.name
+        ))
+    })?;
+    Ok(Calibration {
+        efficiency,
+        step_overhead: Some((overhead, None)),
+        describe: format!(
+            "{}: a serving run's {steps} measured steps ({:.1} GFLOP/s, {:.2} GB/s, {:.3} ms per \
+             step beyond the roofline)",
+            path.display(),
+            flops * 1e-9,
+            bytes * 1e-9,
+            overhead * 1e3
+        ),
     })
 }

@@ -3,9 +3,11 @@
 //! verified and set against the adapter's bandwidth bound.
 
 mod bound;
+mod predict;
 mod verify;
 
 pub use bound::Bound;
+pub use predict::{Calibration, Prediction};
 
 use pertoken_gpu::{DType, Gpu};
 use pertoken_model::{Decoder, DecoderOptions, PagedKv, WeightSource};
@@ -179,13 +181,16 @@ impl std::fmt::Debug for ServeBench<'_> {
 
 impl<'a> ServeBench<'a> {
     /// Loads `source` on `gpu` with a paged cache sized by `config` (the memory plan checked
-    /// first), and warms every kernel up with a short run. `copy_rate`: the adapter's measured
-    /// copy bandwidth, bytes/s, for the bound.
+    /// first), chooses the linear kernels of decode steps (one row, and every load's
+    /// concurrency) through `tuner`, and warms every kernel up with a short run. `copy_rate`:
+    /// the adapter's measured copy bandwidth, bytes/s, for the bound.
     pub fn load(
         gpu: &Gpu,
         source: &'a dyn WeightSource,
         config: &ServeConfig,
         copy_rate: f64,
+        tuner: &mut pertoken_matmul::Tuner,
+        progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<ServeBench<'a>> {
         let setup = config.setup()?;
         let options = DecoderOptions {
@@ -198,7 +203,20 @@ impl<'a> ServeBench<'a> {
             block: setup.block,
             dtype: config.kv_dtype,
         };
-        let decoder = Decoder::load_paged(gpu, source, options, kv)?;
+        let mut decoder = Decoder::load_paged(gpu, source, options, kv)?;
+        // Steps mix any number of rows; those of decode alone are the most common.
+        let mut rows: Vec<usize> = config
+            .loads
+            .iter()
+            .map(|l| match *l {
+                Arrival::Concurrency(c) => c,
+                Arrival::Rate(_) => config.max_seqs,
+            })
+            .chain([1])
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        decoder.tune_with_progress(tuner, &rows, progress)?;
         let mut bench = ServeBench {
             gpu: gpu.clone(),
             source,
@@ -216,7 +234,7 @@ impl<'a> ServeBench<'a> {
             arrival: 0.0,
         };
         let options = bench.scheduler_options(1);
-        serve(&mut bench.decoder, &[warm], options, &mut |_, _| {})?;
+        serve(&mut bench.decoder, &[warm], options, None, &mut |_, _| {})?;
         Ok(bench)
     }
 
@@ -228,6 +246,38 @@ impl<'a> ServeBench<'a> {
     /// Bytes of weights on the adapter.
     pub fn weight_bytes(&self) -> u64 {
         self.decoder.weight_bytes()
+    }
+
+    /// The cost model calibrated from the steps of `runs` (this bench's), and its prediction
+    /// for each run's load (`None` for a rate).
+    pub fn predictions(
+        &self,
+        runs: &[(Arrival, &Measured)],
+    ) -> Result<(Calibration, Vec<Option<Prediction>>)> {
+        let spec = self.source.spec();
+        let kv = self.decoder.paged_kv().expect("paged");
+        let memory = self.decoder.weight_bytes() as f64 + kv.bytes(spec) as f64;
+        let all: Vec<&ServeRun> = runs.iter().map(|(_, m)| &m.run).collect();
+        let cal = Calibration::from_runs(
+            self.source,
+            &all,
+            (self.config.kv_dtype, self.copy_rate, memory),
+        )?;
+        let adapter = self.gpu.adapter().name.clone();
+        let mut out = Vec::new();
+        for (load, m) in runs {
+            out.push(cal.predict(
+                &spec.shape,
+                &adapter,
+                (
+                    *load,
+                    m.run.requests.len(),
+                    self.config.isl.mean(),
+                    self.config.osl.mean(),
+                ),
+            )?);
+        }
+        Ok((cal, out))
     }
 
     fn scheduler_options(&self, slots: usize) -> SchedulerOptions {
@@ -248,13 +298,13 @@ impl<'a> ServeBench<'a> {
     ) -> Result<Measured> {
         let vocab = u32::try_from(self.source.spec().shape.vocab).unwrap_or(u32::MAX);
         let requests = self.config.requests(load, vocab)?;
-        let slots = match load {
-            Arrival::Concurrency(c) => c,
-            Arrival::Rate(_) => self.config.max_seqs,
+        let (slots, in_flight) = match load {
+            Arrival::Concurrency(c) => (c, Some(c)),
+            Arrival::Rate(_) => (self.config.max_seqs, None),
         };
         let options = self.scheduler_options(slots);
         let before = self.gpu.dispatches();
-        let run = serve(&mut self.decoder, &requests, options, progress)?;
+        let run = serve(&mut self.decoder, &requests, options, in_flight, progress)?;
         let launches = (self.gpu.dispatches() - before) as f64 / run.steps.len().max(1) as f64;
         let report = ServeReport::of(&run);
         let bound = Bound::of(

@@ -22,11 +22,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, conflicts_with_all = ["prompt", "generate", "batch", "depth"])]
     pub serve: bool,
     /// Prompt tokens per request: a number, or a range drawn uniformly (`64-192`). Default 512
-    /// on GPUs, 32 on CPU adapters.
+    /// on GPUs, 16 on CPU adapters.
     #[arg(long, requires = "serve")]
     pub isl: Option<String>,
     /// Output tokens per request, generated whatever they are (vLLM's --ignore-eos): a number
-    /// or a range. Default 128 on GPUs, 16 on CPU adapters.
+    /// or a range. Default 128 on GPUs, 32 on CPU adapters.
     #[arg(long, requires = "serve")]
     pub osl: Option<String>,
     /// Requests per run. Default: twice the run's concurrency (at least 8).
@@ -78,7 +78,7 @@ fn parse_kv(s: &str) -> Result<DType, String> {
 fn config(args: &ModelArgs, cpu: bool) -> Result<ServeConfig, CliError> {
     let s = &args.serve;
     let (isl, osl, loads, budget) = if cpu {
-        ("32", "16", vec![1, 16], 128)
+        ("16", "32", vec![1, 16], 128)
     } else {
         ("512", "128", vec![1, 8, 32, 128], 2048)
     };
@@ -134,9 +134,27 @@ pub(super) fn run(args: &ModelArgs) -> Result<(), CliError> {
         "workload: --isl {} --osl {}, {} KV blocks of {} positions ({}), at most {} rows a step",
         config.isl, config.osl, setup.blocks, setup.block, config.kv_dtype, setup.token_budget
     );
+    let mode = if args.no_tune {
+        pertoken_matmul::TuneMode::Off
+    } else {
+        pertoken_matmul::TuneMode::Tune
+    };
+    let mut tuner = pertoken_matmul::Tuner::new(&gpu, mode, None);
+    for w in &tuner.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut rows = Vec::new();
     for loaded in &sources {
-        rows.extend(bench_source(&gpu, loaded, &config, copy_rate, &meter)?);
+        rows.extend(bench_source(
+            &gpu,
+            loaded,
+            (&config, &mut tuner),
+            copy_rate,
+            &meter,
+        )?);
+    }
+    if let Err(e) = tuner.save() {
+        eprintln!("warning: could not save the tuning cache: {e}");
     }
     for r in &mut rows {
         r.price(&pricing);
@@ -183,14 +201,29 @@ fn sources(args: &ModelArgs, cpu: bool) -> Result<Vec<Loaded>, CliError> {
 fn bench_source(
     gpu: &Gpu,
     loaded: &Loaded,
-    config: &ServeConfig,
+    (config, tuner): (&ServeConfig, &mut pertoken_matmul::Tuner),
     copy_rate: f64,
     meter: &PowerMeter,
 ) -> Result<Vec<ServeRow>, CliError> {
     let source = loaded.source();
     let name = source.spec().shape.name.clone();
     eprintln!("loading {name} ({})...", source.describe());
-    let mut bench = ServeBench::load(gpu, source, config, copy_rate)?;
+    let bar = crate::cli::progress(0, "choosing linear kernels");
+    bar.enable_steady_tick(std::time::Duration::from_millis(500));
+    let bench = ServeBench::load(
+        gpu,
+        source,
+        config,
+        copy_rate,
+        tuner,
+        &mut |done, total, p| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("tuning linear {p}"));
+        },
+    );
+    bar.finish_and_clear();
+    let mut bench = bench?;
     let mut rows = Vec::new();
     for &load in &config.loads {
         let label = load_name(load);
@@ -208,6 +241,32 @@ fn bench_source(
             result.map_err(|e| e.to_string()),
             watts,
         ));
+    }
+    // The cost model, calibrated from every run's steps, at each run's load.
+    let measured: Vec<(Arrival, &pertoken_bench::serve::Measured)> = config
+        .loads
+        .iter()
+        .zip(&rows)
+        .filter_map(|(&l, r)| r.result.as_ref().ok().map(|m| (l, m)))
+        .collect();
+    if measured.is_empty() {
+        return Ok(rows);
+    }
+    let (cal, predicted) = bench.predictions(&measured)?;
+    println!(
+        "cost model for {name}, calibrated from these runs' {} steps: memory roofline {:.2} GB/s \
+         (copy kernel), compute {:.1} GFLOP/s (median of steps of 32+ rows), {:.2} ms per step \
+         beyond the roofline (median of decode steps), weights as {}",
+        measured.iter().map(|m| m.1.run.steps.len()).sum::<usize>(),
+        cal.bytes_per_s * 1e-9,
+        cal.flops_per_s * 1e-9,
+        cal.overhead_s * 1e3,
+        cal.format.name()
+    );
+    let mut p = predicted.into_iter();
+    for r in rows.iter_mut().filter(|r| r.result.is_ok()) {
+        r.predicted = p.next().flatten();
+        r.calibration = Some(cal);
     }
     Ok(rows)
 }

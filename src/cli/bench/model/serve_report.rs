@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use pertoken_bench::serve::{Measured, ServeConfig};
+use pertoken_bench::serve::{Calibration, Measured, Prediction, ServeConfig};
 use pertoken_gpu::Gpu;
 use pertoken_model::WeightSource;
 
@@ -19,6 +19,9 @@ pub(crate) struct ServeRow {
     /// $ per 1M output tokens (all the time charged to them), $ per 1M tokens in and out
     /// together, J per output token.
     pub cost: (Option<f64>, Option<f64>, Option<f64>),
+    /// What the cost model, calibrated from the runs, predicts at this load.
+    pub predicted: Option<Prediction>,
+    pub calibration: Option<Calibration>,
 }
 
 impl ServeRow {
@@ -34,6 +37,8 @@ impl ServeRow {
             result,
             watts,
             cost: (None, None, None),
+            predicted: None,
+            calibration: None,
         }
     }
 
@@ -63,11 +68,12 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// Two tables (throughput and cost; latency), then what each run verified.
 pub(crate) fn print_serve(rows: &[ServeRow]) {
     println!(
-        "| {:<20} | {:>5} | {:>5} | {:>9} | {:>9} | {:>9} | {:>11} | {:>7} | {:>7} | {:>9} | {:>9} | {:>8} | {:<8} |",
+        "| {:<20} | {:>5} | {:>5} | {:>9} | {:>16} | {:>9} | {:>9} | {:>11} | {:>7} | {:>7} | {:>9} | {:>9} | {:>8} | {:<8} |",
         "model",
         "load",
         "reqs",
         "out t/s",
+        "predicted (Δ)",
         "total t/s",
         "occupancy",
         "KV blocks",
@@ -78,7 +84,7 @@ pub(crate) fn print_serve(rows: &[ServeRow]) {
         "J/tok",
         "verified"
     );
-    println!("|{}|", ["-"; 13].map(|_| "").join("|").replace("||", "|-|"));
+    println!("|{}|", ["---"; 14].join("|"));
     for r in rows {
         let m = match &r.result {
             Ok(m) => m,
@@ -93,12 +99,23 @@ pub(crate) fn print_serve(rows: &[ServeRow]) {
             Some(Ok(_)) => "yes",
             Some(Err(_)) => "NO",
         };
+        let predicted = r.predicted.map_or_else(
+            || "-".to_owned(),
+            |x| {
+                format!(
+                    "{:.2} ({:+.0}%)",
+                    x.output_tps,
+                    100.0 * (x.output_tps / p.output_tps - 1.0)
+                )
+            },
+        );
         println!(
-            "| {:<20} | {:>5} | {:>5} | {:>9.2} | {:>9.2} | {:>9.2} | {:>11} | {:>7} | {:>6.1}% | {:>9} | {:>9} | {:>8} | {:<8} |",
+            "| {:<20} | {:>5} | {:>5} | {:>9.2} | {:>16} | {:>9.2} | {:>9.2} | {:>11} | {:>7} | {:>6.1}% | {:>9} | {:>9} | {:>8} | {:<8} |",
             r.model,
             r.load,
             p.requests,
             p.output_tps,
+            predicted,
             p.total_tps,
             p.occupancy,
             format!("{}/{}", p.blocks_peak, p.blocks_total),
@@ -122,6 +139,7 @@ pub(crate) fn print_serve(rows: &[ServeRow]) {
         "launches",
         "peak MiB"
     );
+    println!("|{}|", ["---"; 8].join("|"));
     for r in rows {
         let Ok(m) = &r.result else { continue };
         let p = &m.report;
@@ -168,6 +186,8 @@ fn run_json(r: &ServeRow) -> serde_json::Value {
             "usd_per_m_output": r.cost.0,
             "usd_per_m_tokens": r.cost.1,
             "joules_per_output_token": r.cost.2,
+            "predicted": r.predicted,
+            "calibration": r.calibration,
             "steps": m.run.steps,
         }),
     }
