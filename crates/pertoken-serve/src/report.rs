@@ -67,8 +67,13 @@ pub struct ServeReport {
     pub blocks_total: usize,
     /// Preemptions.
     pub preemptions: usize,
-    /// The most device memory the decoder held (weights, KV pool, activations), bytes.
+    /// Device memory the decoder held before the run (weights, KV pool, activations), bytes.
+    pub start_memory: u64,
+    /// The most device memory it held at any step's end, bytes (equal to the start: nothing is
+    /// allocated per request or step).
     pub peak_memory: u64,
+    /// Device memory it held after the run, bytes.
+    pub end_memory: u64,
 }
 
 impl ServeReport {
@@ -104,7 +109,9 @@ impl ServeReport {
             blocks_peak: run.steps.iter().map(|s| s.blocks_in_use).max().unwrap_or(0),
             blocks_total: run.options.blocks,
             preemptions: run.preemptions,
+            start_memory: run.start_memory,
             peak_memory: run.peak_memory,
+            end_memory: run.end_memory,
         }
     }
 }

@@ -90,8 +90,12 @@ pub struct ServeRun {
     pub preemptions: usize,
     /// Seconds from the first arrival to the last token.
     pub seconds: f64,
+    /// Device memory the engine held before the first step.
+    pub start_memory: u64,
     /// The most device memory the engine held at any step's end.
     pub peak_memory: u64,
+    /// Device memory the engine held after the last step.
+    pub end_memory: u64,
     /// The scheduler's limits.
     #[serde(skip)]
     pub options: SchedulerOptions,
@@ -131,7 +135,8 @@ pub fn serve(
     let mut next = 0;
     let mut done = 0;
     let mut steps = Vec::new();
-    let mut peak_memory = engine.memory_in_use();
+    let start_memory = engine.memory_in_use();
+    let mut peak_memory = start_memory;
     while done < order.len() {
         let now = start.elapsed().as_secs_f64();
         while next < order.len()
@@ -195,7 +200,9 @@ pub fn serve(
         steps,
         preemptions: scheduler.preemptions(),
         seconds,
+        start_memory,
         peak_memory,
+        end_memory: engine.memory_in_use(),
         options,
     })
 }

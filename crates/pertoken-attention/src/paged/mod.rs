@@ -153,10 +153,32 @@ pub struct PagedRows<'a> {
 #[derive(Debug, Default)]
 pub struct PagedScratch(Option<Tensor>);
 
+/// Rows × heads from which [`paged_splits`] splits no more.
+const SPLIT_BELOW: usize = 512;
+
+impl PagedScratch {
+    /// Scratch for every split [`paged_splits`] may choose on `gpu` with heads of `head_dim`,
+    /// made now, so that steps allocate nothing (4 bytes on CPU adapters, which never split;
+    /// 32 · 512 partial heads on GPUs: 17 MB at head_dim 256).
+    pub fn for_adapter(gpu: &Gpu, head_dim: usize) -> Result<PagedScratch> {
+        let len = Self::bytes_for(gpu, head_dim) as usize / 4;
+        Ok(PagedScratch(Some(Tensor::zeros(gpu, &[len], DType::F32)?)))
+    }
+
+    /// Bytes [`PagedScratch::for_adapter`] takes.
+    pub fn bytes_for(gpu: &Gpu, head_dim: usize) -> u64 {
+        if gpu.capabilities().cpu {
+            4
+        } else {
+            (4 * MAX_SPLITS * SPLIT_BELOW * (head_dim + 2)) as u64
+        }
+    }
+}
+
 /// How many splits of how many keys each: more splits where rows are few and long, so that a
 /// GPU has enough workgroups; one on CPU adapters or where the rows already fill the device.
 pub fn paged_splits(cpu: bool, rows_x_heads: usize, keys: usize) -> (usize, usize) {
-    let splits = if cpu || rows_x_heads >= 512 {
+    let splits = if cpu || rows_x_heads >= SPLIT_BELOW {
         1
     } else {
         (keys / MIN_KEYS_PER_SPLIT).clamp(1, MAX_SPLITS)

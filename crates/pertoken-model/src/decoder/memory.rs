@@ -160,15 +160,20 @@ pub fn plan_memory(
 
 impl MemoryPlan {
     /// This plan with the per-sequence caches replaced by `kv`'s block pools (and the paged
-    /// step's tables and row descriptions).
-    pub(crate) fn paged(mut self, spec: &ModelSpec, options: DecoderOptions, kv: PagedKv) -> Self {
+    /// step's tables, row descriptions and attention's split scratch, `scratch` bytes).
+    pub(crate) fn paged(
+        mut self,
+        spec: &ModelSpec,
+        options: DecoderOptions,
+        (kv, scratch): (PagedKv, u64),
+    ) -> Self {
         let m = &spec.shape;
         let contiguous_buffers = 2 * m.layers * options.batch as u64;
         self.kv = kv.bytes(spec);
         self.kv_per_tensor = kv.bytes_per_tensor(spec);
         let max_blocks = options.context.div_ceil(kv.block.max(1)) as u64;
         self.activations +=
-            4 * (options.batch as u64 * (max_blocks + 1) + 4 * options.max_tokens as u64);
+            4 * (options.batch as u64 * (max_blocks + 1) + 4 * options.max_tokens as u64) + scratch;
         self.padding =
             (self.padding / BUFFER_ALIGN - contiguous_buffers + 2 * m.layers + 3) * BUFFER_ALIGN;
         self

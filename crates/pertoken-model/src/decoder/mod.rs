@@ -164,7 +164,9 @@ impl Decoder {
         }
         let mut plan = plan_memory(gpu, source, options)?;
         if let Some(kv) = kv {
-            plan = plan.paged(&spec, options, kv);
+            let scratch =
+                pertoken_attention::PagedScratch::bytes_for(gpu, spec.shape.head_dim as usize);
+            plan = plan.paged(&spec, options, (kv, scratch));
         }
         plan.check(gpu, &spec.shape.name)?;
         let m = &spec.shape;

@@ -125,7 +125,7 @@ impl PagedState {
             table: Tensor::zeros(gpu, &[options.batch, max_blocks], DType::U32)?,
             rows: Tensor::zeros(gpu, &[options.max_tokens, 4], DType::U32)?,
             picked: Tensor::zeros(gpu, &[options.batch], DType::U32)?,
-            scratch: PagedScratch::default(),
+            scratch: PagedScratch::for_adapter(gpu, m.head_dim as usize)?,
             kv,
             max_blocks,
         })
