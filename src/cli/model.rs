@@ -2,7 +2,7 @@
 //! from, the replay of a sequence through the CPU reference, and a step's time by kernel.
 
 use pertoken_cost::{Catalog, RopePairing};
-use pertoken_gpu::{DType, Timing};
+use pertoken_gpu::DType;
 use pertoken_model::{GgufWeights, ModelSpec, SafetensorsWeights, Synthetic, WeightSource};
 
 use super::CliError;
@@ -47,21 +47,4 @@ impl Loaded {
     }
 }
 
-pub(crate) use pertoken_bench::{Reference, scale};
-
-/// Launches timed alone ([`pertoken_gpu::Gpu::time_each`]) summed by op: `(op, launches,
-/// seconds)`, the costliest first.
-pub(crate) fn by_op(log: &[(&'static str, Timing)]) -> Vec<(&'static str, usize, f64)> {
-    let mut out: Vec<(&'static str, usize, f64)> = Vec::new();
-    for (op, t) in log {
-        match out.iter_mut().find(|(o, _, _)| o == op) {
-            Some(e) => {
-                e.1 += 1;
-                e.2 += t.seconds;
-            }
-            None => out.push((op, 1, t.seconds)),
-        }
-    }
-    out.sort_by(|x, y| y.2.total_cmp(&x.2));
-    out
-}
+pub(crate) use pertoken_bench::{Reference, by_op};

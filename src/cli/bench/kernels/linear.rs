@@ -5,7 +5,7 @@ use pertoken_gpu::{DType, Gpu, Tensor};
 use pertoken_matmul::{
     GEMV_CANDIDATES, GEMV_MAX_M, Kernel, Tuner, check_linear, linear_into, linear_with,
 };
-use pertoken_reference::{QuantFormat, Tolerance, compare, dequantize, quantize};
+use pertoken_reference::{Tolerance, compare};
 
 use super::{Args, CliError, shown, verdict};
 
@@ -39,24 +39,6 @@ pub(crate) struct Weights {
     cold: Vec<Tensor>,
 }
 
-/// `raw` as a `[n, k]` weight in `dtype` (quantized on the CPU as the reference does), and the
-/// values the tensor holds, for the reference to use.
-pub(crate) fn upload_weights(
-    gpu: &Gpu,
-    raw: &[f32],
-    (n, k): (usize, usize),
-    dtype: DType,
-) -> Result<(Tensor, Vec<f32>), CliError> {
-    Ok(match QuantFormat::from_name(dtype.name()) {
-        Some(f) => {
-            let bytes = quantize(f, raw)?;
-            let values = dequantize(f, &bytes)?;
-            (Tensor::from_quantized(gpu, &bytes, &[n, k], dtype)?, values)
-        }
-        None => Tensor::from_f32_as(gpu, raw, &[n, k], dtype)?,
-    })
-}
-
 pub(crate) fn weights(
     gpu: &Gpu,
     k: usize,
@@ -70,7 +52,7 @@ pub(crate) fn weights(
         .into_iter()
         .map(|v| v * scale)
         .collect();
-    let (tensor, values) = upload_weights(gpu, &raw, (n, k), dtype)?;
+    let (tensor, values) = pertoken_bench::model::upload_weights(gpu, &raw, (n, k), dtype)?;
     // Copies of w past the caches (pertoken_matmul::tune::COLD_BYTES), for timing from memory.
     let cold = pertoken_matmul::tune::cold_copies(gpu, &tensor)?;
     Ok(Weights {

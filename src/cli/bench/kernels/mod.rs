@@ -4,8 +4,6 @@ mod attention;
 mod decode;
 mod linear;
 
-pub(crate) use linear::upload_weights;
-
 use std::time::Instant;
 
 use ndarray::Array2;

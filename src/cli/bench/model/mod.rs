@@ -3,32 +3,21 @@
 //! adapter's bound and where a generation step's time goes.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
+use pertoken_bench::model::{self as engine, PowerMeter, Pricing, Row};
 use pertoken_gpu::{DType, Gpu};
-use pertoken_model::{Decoder, DecoderOptions, WeightSource};
-use pertoken_reference::random::uniform_f32_in;
 
 use super::kernels::parse_dtype;
-use crate::cli::model::{Loaded, Reference, by_op};
+use crate::cli::model::Loaded;
 use crate::cli::{CliError, open_gpu};
 
-mod bound;
 mod plot;
-mod power;
-mod price;
-mod report;
 mod serve;
 mod serve_plot;
 mod serve_report;
-mod source;
-mod verify;
+mod table;
 
-use bound::{Rates, prompt_linears_seconds};
-use power::PowerMeter;
-use price::Pricing;
-use report::{Row, print_rows};
-use verify::verify;
+use table::print_rows;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ModelArgs {
@@ -104,17 +93,8 @@ pub(crate) struct ModelArgs {
     serve: serve::ServeArgs,
 }
 
-/// The tests, formats and models this run covers, with the defaults filled in for the adapter.
-struct Plan {
-    sources: Vec<Loaded>,
-    prompt: Vec<usize>,
-    generate: Vec<usize>,
-    depth: Vec<usize>,
-    batch: Vec<usize>,
-    reps: usize,
-}
-
-fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<Plan, CliError> {
+/// The models this run covers and the tests, with the defaults filled in for the adapter.
+fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<(Vec<Loaded>, engine::Plan), CliError> {
     let cpu = gpu.capabilities().cpu;
     let (model, p, n, r) = if cpu {
         ("smollm2-135m", 64, 16, 3)
@@ -147,8 +127,7 @@ fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<Plan, CliError> {
                 .into(),
         );
     }
-    let plan = Plan {
-        sources,
+    let plan = engine::Plan {
         prompt: or(&args.prompt, p),
         generate: or(&args.generate, n),
         depth: args.depth.clone(),
@@ -178,15 +157,7 @@ fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<Plan, CliError> {
             plan.reps
         );
     }
-    Ok(plan)
-}
-
-/// Seeded prompt ids below `vocab` (random weights make any ids as good as any other).
-fn ids(seed: u64, n: usize, vocab: u64) -> Vec<u32> {
-    uniform_f32_in(seed, n, 0.0, vocab as f32)
-        .into_iter()
-        .map(|v| (v as u32).min(vocab as u32 - 1))
-        .collect()
+    Ok((sources, plan))
 }
 
 pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
@@ -199,7 +170,7 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
         "adapter: {} ({:?}, {:?}), driver {} {}",
         a.name, a.backend, a.device_type, a.driver, a.driver_info
     );
-    let plan = plan(args, &gpu)?;
+    let (sources, plan) = plan(args, &gpu)?;
     let bw = pertoken_gpu::measure_bandwidth(&gpu, 64 << 20, 10)?;
     let copy_rate = bw.best_bytes_per_second();
     println!(
@@ -219,13 +190,14 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
     for w in &tuner.warnings {
         eprintln!("warning: {w}");
     }
-    for loaded in &plan.sources {
-        rows.extend(bench_source(
+    for loaded in &sources {
+        rows.extend(engine::bench_source(
             &gpu,
             loaded.source(),
             &plan,
             (args.no_verify, &mut tuner),
             (copy_rate, &meter),
+            &mut Bars::default(),
         )?);
     }
     if let Some(path) = tuner.path() {
@@ -253,7 +225,7 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
         println!("wrote {} rows to {}", rows.len(), path.display());
     }
     if let Some(path) = &args.csv {
-        std::fs::write(path, report::csv(&rows))
+        std::fs::write(path, engine::csv(&rows))
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("wrote {} rows to {}", rows.len(), path.display());
     }
@@ -271,314 +243,32 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn bench_source(
-    gpu: &Gpu,
-    source: &dyn WeightSource,
-    plan: &Plan,
-    (no_verify, tuner): (bool, &mut pertoken_matmul::Tuner),
-    (copy_rate, meter): (f64, &PowerMeter),
-) -> Result<Vec<Row>, CliError> {
-    let m = &source.spec().shape;
-    let max_depth = plan.depth.iter().copied().max().unwrap_or(0);
-    let longest = plan
-        .prompt
-        .iter()
-        .chain(&plan.generate)
-        .copied()
-        .max()
-        .unwrap_or(1);
-    let options = DecoderOptions {
-        context: max_depth + longest + 4,
-        max_tokens: plan.prompt.iter().copied().max().unwrap_or(1).clamp(1, 512),
-        batch: 1,
-    };
-    eprintln!("loading {} ({})...", m.name, source.describe());
-    let mut decoder = Decoder::load(gpu, source, options)?;
-    let vocab = m.vocab;
-    // The linear layers' kernels at every row count the tests run: the prompt lengths (in
-    // chunks of max_tokens), one token, and each batch.
-    let mut rows_of_x: Vec<usize> = plan
-        .prompt
-        .iter()
-        .filter(|&&p| p > 0)
-        .map(|&p| p.min(options.max_tokens))
-        .chain(plan.batch.iter().copied())
-        .chain([1])
-        .collect();
-    rows_of_x.sort_unstable();
-    rows_of_x.dedup();
-    let t0 = Instant::now();
-    // Tuning measures each linear problem's candidates once per adapter (minutes on a CPU).
-    let bar = crate::cli::progress(0, "choosing linear kernels");
-    bar.enable_steady_tick(std::time::Duration::from_millis(500));
-    let how = decoder.tune_with_progress(tuner, &rows_of_x, &mut |done, total, problem| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(format!("tuning linear {problem}"));
-    });
-    bar.finish_and_clear();
-    let how = how?;
-    let tuned = how.iter().filter(|(_, h)| *h == "tuned").count();
-    if tuned > 0 {
-        eprintln!(
-            "tuned {tuned} of {} linear problems in {:.1} s",
-            how.len(),
-            t0.elapsed().as_secs_f64()
-        );
-    }
-    let mut rates = Rates {
-        copy: copy_rate,
-        prompt: Vec::new(),
-    };
-    for &p in plan.prompt.iter().filter(|&&p| p > 0) {
-        if rates.prompt_bound(p).is_none() {
-            let s = prompt_linears_seconds(gpu, tuner, source, (p, options.max_tokens))?;
-            rates.prompt.push((p, s));
-        }
-    }
-    if let Err(e) = tuner.save() {
-        eprintln!("warning: could not save the tuning cache: {e}");
-    }
-    // Warm-up: compile every pipeline the tests use.
-    decoder.prefill(&ids(7, options.max_tokens.min(8), vocab))?;
-    decoder.decode()?;
-    decoder.tokens()?;
-    // The reference's weights, read once for every test's check.
-    let reference = Reference::new(source);
-    let bench = Bench {
-        gpu,
-        reference: &reference,
-        reps: plan.reps,
-        no_verify,
-        rates: &rates,
-        meter,
-    };
-    let mut rows = Vec::new();
-    // Prompts run one sequence at a time.
-    for &depth in &plan.depth {
-        for &p in plan.prompt.iter().filter(|&&p| p > 0) {
-            let row = run_test(&bench, &mut decoder, Test::Prompt(p), depth);
-            rows.push(row.unwrap_or_else(|e| {
-                Row::failed(source, &Test::Prompt(p).name(depth, 1), e.to_string())
-            }));
-        }
-    }
-    for &batch in &plan.batch {
-        let mut ready = Ok(());
-        if batch != decoder.options().batch {
-            ready = (|| -> Result<(), CliError> {
-                decoder.reshape(DecoderOptions { batch, ..options })?;
-                // Compile the pipelines of the batched step.
-                for b in 0..batch {
-                    decoder.prefill_sequence(b, &ids(7 + b as u64, 1, vocab))?;
-                }
-                decoder.decode()?;
-                decoder.tokens()?;
-                Ok(())
-            })();
-        }
-        for &depth in &plan.depth {
-            for &n in plan.generate.iter().filter(|&&n| n > 0) {
-                // A configuration that fails (memory, a limit) gets its reason in its own row;
-                // the others run.
-                let row = match &ready {
-                    Ok(()) => run_test(&bench, &mut decoder, Test::Gen(n), depth),
-                    Err(e) => Err(e.to_string().into()),
-                };
-                rows.push(row.unwrap_or_else(|e| {
-                    Row::failed(source, &Test::Gen(n).name(depth, batch), e.to_string())
-                }));
+/// The engine's progress as bars on the terminal.
+#[derive(Default)]
+struct Bars(Option<indicatif::ProgressBar>);
+
+impl engine::Progress for Bars {
+    fn start(&mut self, what: &str, total: u64) {
+        match &self.0 {
+            Some(bar) => bar.set_length(total),
+            None => {
+                let bar = crate::cli::progress(total, what);
+                bar.enable_steady_tick(std::time::Duration::from_millis(500));
+                self.0 = Some(bar);
             }
         }
     }
-    Ok(rows)
-}
 
-/// One llama-bench test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Test {
-    /// Process a prompt of this many tokens.
-    Prompt(usize),
-    /// Generate this many tokens, one step each.
-    Gen(usize),
-}
-
-impl Test {
-    fn name(self, depth: usize, batch: usize) -> String {
-        let base = match self {
-            Test::Prompt(p) => format!("pp{p}"),
-            Test::Gen(n) if batch > 1 => format!("tg{n} b{batch}"),
-            Test::Gen(n) => format!("tg{n}"),
-        };
-        if depth > 0 {
-            format!("{base} @ d{depth}")
-        } else {
-            base
+    fn set(&mut self, done: u64, message: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(done);
+            bar.set_message(message.to_owned());
         }
     }
 
-    fn tokens(self) -> usize {
-        match self {
-            Test::Prompt(n) | Test::Gen(n) => n,
+    fn finish(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
         }
     }
-}
-
-/// Runs the tokens of one repetition: `depth` context tokens (untimed), then the test, timed
-/// from a synced GPU to a synced GPU. Returns tokens per second, and the board's mean power
-/// over the timed part where `meter` reads it.
-fn repetition(
-    gpu: &Gpu,
-    decoder: &mut Decoder,
-    (test, depth): (Test, usize),
-    meter: &PowerMeter,
-) -> Result<(f64, Option<f64>), CliError> {
-    let vocab = decoder.spec().shape.vocab;
-    let batch = decoder.options().batch;
-    decoder.reset()?;
-    // Each sequence its own context (prompts run on sequence 0 alone).
-    let sequences = if matches!(test, Test::Prompt(_)) {
-        1
-    } else {
-        batch
-    };
-    for b in 0..sequences {
-        if depth > 0 {
-            decoder.prefill_sequence(b, &ids(11 + b as u64, depth, vocab))?;
-        }
-    }
-    let (seconds, watts) = match test {
-        Test::Prompt(p) => {
-            let prompt = ids(13 + p as u64, p, vocab);
-            gpu.sync()?;
-            let (r, watts) = meter.measure(|| {
-                let t0 = Instant::now();
-                decoder.prefill(&prompt)?;
-                gpu.sync()?;
-                Ok::<f64, CliError>(t0.elapsed().as_secs_f64())
-            });
-            (r?, watts)
-        }
-        Test::Gen(n) => {
-            if depth == 0 {
-                for b in 0..batch {
-                    decoder.prefill_sequence(b, &ids(17 + b as u64, 1, vocab))?;
-                }
-            }
-            gpu.sync()?;
-            let (r, watts) = meter.measure(|| {
-                // Steps queue back to back: each one's token stays on the GPU for the next.
-                let t0 = Instant::now();
-                for _ in 0..n {
-                    decoder.decode()?;
-                }
-                gpu.sync()?;
-                Ok::<f64, CliError>(t0.elapsed().as_secs_f64())
-            });
-            (r?, watts)
-        }
-    };
-    Ok(((test.tokens() * sequences) as f64 / seconds, watts))
-}
-
-/// What every test of one model shares.
-struct Bench<'a> {
-    gpu: &'a Gpu,
-    reference: &'a Reference<'a>,
-    reps: usize,
-    no_verify: bool,
-    rates: &'a Rates,
-    meter: &'a PowerMeter,
-}
-
-fn run_test(
-    bench: &Bench<'_>,
-    decoder: &mut Decoder,
-    test: Test,
-    depth: usize,
-) -> Result<Row, CliError> {
-    let Bench {
-        gpu,
-        reference,
-        reps,
-        no_verify,
-        rates,
-        meter,
-    } = *bench;
-    let batch = decoder.options().batch;
-    let name = test.name(depth, batch);
-    let bar = crate::cli::progress(reps as u64, &name);
-    let mut samples = Vec::with_capacity(reps);
-    let mut watts = Vec::new();
-    let mut verified = None;
-    for rep in 0..reps {
-        let (rate, w) = repetition(gpu, decoder, (test, depth), meter)?;
-        samples.push(rate);
-        watts.extend(w.map(|w| w / rate));
-        bar.inc(1);
-        if rep == 0 && !no_verify {
-            bar.set_message(format!("{name}: checking against the CPU reference"));
-            verified = Some(verify(gpu, decoder, reference, test, depth)?);
-            bar.set_message(name.clone());
-        }
-    }
-    bar.finish_and_clear();
-    let m = &reference.source.spec().shape;
-    let (work, bound) = match test {
-        Test::Gen(n) => {
-            // A layer's keys and values of one position, f32.
-            let kv = (2 * m.kv_heads * m.head_dim * 4) as f64;
-            // A step reads the weights once and every sequence's keys and values: each layer
-            // the whole context, or its window (Gemma 3's local layers), at the mean position.
-            let at = depth as f64 + n as f64 / 2.0;
-            let keys: f64 = (0..m.layers)
-                .map(|l| m.layer_window(l).map_or(at, |w| at.min(w as f64)))
-                .sum();
-            let step = decoder.weight_bytes() as f64 + batch as f64 * kv * keys;
-            let per_token = step / batch as f64;
-            (report::Work::Bytes(per_token), Some(rates.copy / per_token))
-        }
-        Test::Prompt(p) => {
-            // Per prompt token: the layers' matmuls, attention over the keys before it (half
-            // the prompt on average, plus the depth), and the head once per prompt.
-            let (h, q) = (m.hidden as f64, (m.heads * m.head_dim) as f64);
-            let kv = (m.kv_heads * m.head_dim) as f64;
-            let layer = h * q + 2.0 * h * kv + q * h + 3.0 * h * m.ffn as f64;
-            let keys = depth as f64 + p as f64 / 2.0;
-            let flops = 2.0 * m.layers as f64 * layer
-                + 4.0 * m.layers as f64 * q * keys
-                + 2.0 * h * m.vocab as f64 / p as f64;
-            (report::Work::Flops(flops), rates.prompt_bound(p))
-        }
-    };
-    let breakdown = match test {
-        Test::Gen(_) => Some(breakdown(gpu, decoder)?),
-        Test::Prompt(_) => None,
-    };
-    let row = Row::new(
-        reference.source,
-        &name,
-        samples,
-        verified,
-        (work, bound),
-        breakdown,
-    )
-    .with_energy(watts);
-    Ok(match test {
-        Test::Gen(_) => row.with_batch(test.name(depth, 1), batch),
-        Test::Prompt(_) => row,
-    })
-}
-
-/// Where one generation step's time goes: each kernel submitted and timed alone, summed by
-/// kind, with the whole step's time.
-fn breakdown(gpu: &Gpu, decoder: &mut Decoder) -> Result<report::Breakdown, CliError> {
-    let (r, whole) = gpu.time(|| Ok(decoder.decode()))?;
-    r?;
-    let (r, log) = gpu.time_each(|| Ok(decoder.decode()))?;
-    r?;
-    Ok(report::Breakdown {
-        step_seconds: whole.seconds,
-        by_op: by_op(&log),
-    })
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::report::Row;
 use crate::cli::CliError;
+use pertoken_bench::model::Row;
 
 /// One series: batch, tokens/s, $ per 1M.
 type Series = Vec<(usize, f64, Option<f64>)>;

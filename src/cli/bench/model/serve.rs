@@ -7,12 +7,11 @@ use pertoken_bench::serve::{ServeBench, ServeConfig, load_name};
 use pertoken_gpu::{DType, Gpu};
 use pertoken_serve::{Arrival, Lengths};
 
-use super::power::PowerMeter;
-use super::price::Pricing;
 use super::serve_report::{ServeRow, print_serve, write_csv, write_json};
 use super::{ModelArgs, serve_plot};
 use crate::cli::model::Loaded;
 use crate::cli::{CliError, open_gpu};
+use pertoken_bench::model::{PowerMeter, Pricing};
 
 /// The serving run's options (with `--serve`).
 #[derive(Debug, clap::Args)]

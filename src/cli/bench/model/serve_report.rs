@@ -6,8 +6,8 @@ use pertoken_bench::serve::{Calibration, Measured, Prediction, ServeConfig};
 use pertoken_gpu::Gpu;
 use pertoken_model::WeightSource;
 
-use super::price::Pricing;
 use crate::cli::CliError;
+use pertoken_bench::model::Pricing;
 
 /// One run: a model at one load.
 pub(crate) struct ServeRow {

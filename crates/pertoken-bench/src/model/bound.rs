@@ -8,13 +8,13 @@ use pertoken_model::{Role, WeightSource};
 use pertoken_reference::random::uniform_f32;
 use pertoken_reference::{Tolerance, compare};
 
-use crate::cli::bench::kernels::upload_weights;
+use pertoken_reference::quant::{QuantFormat, dequantize, quantize};
 
-use crate::cli::CliError;
+use crate::{BenchError, Result};
 
 /// The adapter's measured ceilings for one model.
 #[derive(Debug, Clone)]
-pub(super) struct Rates {
+pub struct Rates {
     /// Best copy bandwidth, bytes/s.
     pub copy: f64,
     /// Per prompt length: seconds its linear layers take, each kernel timed alone (verified).
@@ -23,7 +23,7 @@ pub(super) struct Rates {
 
 impl Rates {
     /// The prompt bound in tokens/s for a `p`-token prompt, where it was measured.
-    pub(super) fn prompt_bound(&self, p: usize) -> Option<f64> {
+    pub fn prompt_bound(&self, p: usize) -> Option<f64> {
         self.prompt
             .iter()
             .find(|(q, _)| *q == p)
@@ -34,18 +34,17 @@ impl Rates {
 /// Seconds the linear layers of a `p`-token prompt take with the decoder's kernels (the
 /// tuner's choices), in chunks of at most `max_tokens` rows: every layer's fused q/k/v, output,
 /// fused gate/up and down projections, and the head for the last row, each timed alone.
-pub(super) fn prompt_linears_seconds(
+pub fn prompt_linears_seconds(
     gpu: &Gpu,
     tuner: &mut pertoken_matmul::Tuner,
     source: &dyn WeightSource,
     (p, max_tokens): (usize, usize),
-) -> Result<f64, CliError> {
+) -> Result<f64> {
     let m = &source.spec().shape;
     let (h, f) = (m.hidden as usize, m.ffn as usize);
     let q = (m.heads * m.head_dim) as usize;
     let kv = (m.kv_heads * m.head_dim) as usize;
-    let format =
-        |r: Role| -> Result<Option<DType>, CliError> { Ok(source.stored(r)?.map(|(d, _)| d)) };
+    let format = |r: Role| -> Result<Option<DType>> { Ok(source.stored(r)?.map(|(d, _)| d)) };
     let or_f32 = |d: Option<DType>| d.unwrap_or(DType::F32);
     let rows = p.min(max_tokens).max(1);
     let mut layer = 0.0;
@@ -76,7 +75,7 @@ fn linear_seconds(
     tuner: &mut pertoken_matmul::Tuner,
     (m, k, n): (usize, usize, usize),
     format: DType,
-) -> Result<f64, CliError> {
+) -> Result<f64> {
     let xv = uniform_f32(3, m * k);
     let raw = uniform_f32(4, n * k);
     let (w, held) = upload_weights(gpu, &raw, (n, k), format)?;
@@ -84,22 +83,44 @@ fn linear_seconds(
     let kernel = tuner.linear(&x, &w, None)?.kernel();
     let out = pertoken_matmul::linear_with(gpu, &x, &w, None, kernel)?;
     let r = m.min(CHECKED_ROWS);
-    let xa = ndarray::ArrayView2::from_shape((r, k), &xv[..r * k])?;
-    let wa = ndarray::ArrayView2::from_shape((n, k), &held[..])?;
-    let want: Vec<f64> = pertoken_reference::linear(xa, wa, None)?
+    let xa = ndarray::ArrayView2::from_shape((r, k), &xv[..r * k]).map_err(shape)?;
+    let wa = ndarray::ArrayView2::from_shape((n, k), &held[..]).map_err(shape)?;
+    let want: Vec<f64> = pertoken_reference::linear(xa, wa, None)
+        .map_err(|e| BenchError::Invalid(e.to_string()))?
         .iter()
         .copied()
         .collect();
     let got = out.to_vec::<f32>()?;
     let cmp = compare(&got[..r * n], &want, Tolerance::F32.for_reduction(k, 1.0));
     if !cmp.passed() {
-        return Err(format!(
+        return Err(BenchError::Invalid(format!(
             "the {m}x{k}x{n} {format} linear that bounds prompts is wrong ({kernel:?}): {cmp}"
-        )
-        .into());
+        )));
     }
     let t = gpu.measure(3, &mut || {
         pertoken_matmul::linear_into(gpu, &x, &w, None, &out, kernel)
     })?;
     Ok(t.best)
+}
+
+/// `raw` as a `[n, k]` weight in `dtype` (quantized on the CPU as the reference does), and the
+/// values the tensor holds, for the reference to use.
+pub fn upload_weights(
+    gpu: &Gpu,
+    raw: &[f32],
+    (n, k): (usize, usize),
+    dtype: DType,
+) -> Result<(Tensor, Vec<f32>)> {
+    Ok(match QuantFormat::from_name(dtype.name()) {
+        Some(f) => {
+            let bytes = quantize(f, raw).map_err(|e| BenchError::Invalid(e.to_string()))?;
+            let values = dequantize(f, &bytes).map_err(|e| BenchError::Invalid(e.to_string()))?;
+            (Tensor::from_quantized(gpu, &bytes, &[n, k], dtype)?, values)
+        }
+        None => Tensor::from_f32_as(gpu, raw, &[n, k], dtype)?,
+    })
+}
+
+fn shape(e: ndarray::ShapeError) -> BenchError {
+    BenchError::Invalid(e.to_string())
 }

@@ -2,10 +2,10 @@
 
 use pertoken_cost::Catalog;
 
-use crate::cli::CliError;
+use crate::{BenchError, Result};
 
 /// Where the price and the power come from.
-pub(crate) struct Pricing {
+pub struct Pricing {
     /// USD per hour, and what it is.
     pub per_hour: Option<(f64, String)>,
     /// Watts, and what they are.
@@ -17,16 +17,18 @@ pub(crate) struct Pricing {
 impl Pricing {
     /// `--rent` first, then `--hardware`'s catalog entry, then the entry the adapter's name
     /// matches.
-    pub(crate) fn new(
+    pub fn new(
         rent: Option<f64>,
         hardware: Option<&str>,
         adapter: &str,
         meter: &super::PowerMeter,
-    ) -> Result<Pricing, CliError> {
+    ) -> Result<Pricing> {
         if let Some(r) = rent
             && !(r.is_finite() && r > 0.0)
         {
-            return Err(format!("--rent {r}: expected a positive price in USD per hour").into());
+            return Err(BenchError::Invalid(format!(
+                "--rent {r}: expected a positive price in USD per hour"
+            )));
         }
         let catalog = Catalog::builtin();
         let (entry, how) = match hardware {
@@ -66,7 +68,7 @@ impl Pricing {
     }
 
     /// A line for the report: what the costs are based on, or how to add a price.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let price = match &self.per_hour {
             Some((usd, what)) => format!("price: ${usd:.2}/hour from {what}"),
             None => "price: none (add --rent USD_PER_HOUR, or --hardware NAME from `pertoken \
@@ -85,11 +87,7 @@ impl Pricing {
 
     /// USD per 1M tokens and joules per token at `tokens_per_second`; `measured` J/token
     /// (NVML) where there is one, else the catalog's TDP over the rate.
-    pub(crate) fn at(
-        &self,
-        tokens_per_second: f64,
-        measured: Option<f64>,
-    ) -> (Option<f64>, Option<f64>) {
+    pub fn at(&self, tokens_per_second: f64, measured: Option<f64>) -> (Option<f64>, Option<f64>) {
         (
             self.per_hour
                 .as_ref()

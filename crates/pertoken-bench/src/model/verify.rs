@@ -8,8 +8,7 @@ use pertoken_reference::{Tolerance, compare};
 use super::power::PowerMeter;
 use super::source::Truncated;
 use super::{Test, repetition};
-use crate::cli::CliError;
-use crate::cli::model::{Reference, scale};
+use crate::{Reference, Result, scale};
 
 /// Params up to which the whole model is checked; past it, a 2-layer copy.
 const WHOLE_CHECK_PARAMS: u64 = 1_000_000_000;
@@ -25,7 +24,7 @@ pub(super) fn verify(
     reference: &Reference<'_>,
     test: Test,
     depth: usize,
-) -> Result<Result<String, String>, CliError> {
+) -> Result<Result<String, String>> {
     let params = reference.source.spec().shape.params().total;
     if params <= WHOLE_CHECK_PARAMS {
         return checked_sequences(decoder, reference, test, depth, "whole model");
@@ -54,7 +53,7 @@ fn checked_sequences(
     test: Test,
     depth: usize,
     what: &str,
-) -> Result<Result<String, String>, CliError> {
+) -> Result<Result<String, String>> {
     let batch = decoder.options().batch;
     let (start, sequences) = match test {
         Test::Prompt(p) => (depth + p, vec![0]),

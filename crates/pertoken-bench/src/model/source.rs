@@ -5,13 +5,14 @@ use pertoken_model::{HostTensor, ModelSpec, Result, Role, WeightSource};
 
 /// The first `layers` layers of a model, with its embedding, final norm and head: a copy whose
 /// forward pass the CPU reference can afford when the whole model's is too slow.
-pub(crate) struct Truncated<'a> {
+pub struct Truncated<'a> {
     inner: &'a dyn WeightSource,
     spec: ModelSpec,
 }
 
 impl<'a> Truncated<'a> {
-    pub(crate) fn new(inner: &'a dyn WeightSource, layers: u64) -> Truncated<'a> {
+    /// The first `layers` layers of `inner`.
+    pub fn new(inner: &'a dyn WeightSource, layers: u64) -> Truncated<'a> {
         let mut spec = inner.spec().clone();
         spec.shape.layers = layers.min(spec.shape.layers);
         Truncated { inner, spec }

@@ -14,7 +14,7 @@ use nvml_wrapper::Nvml;
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
 /// The NVML device behind the adapter, or why there is none.
-pub(crate) struct PowerMeter {
+pub struct PowerMeter {
     nvml: Option<(Nvml, u32, String, bool)>,
     /// Why no reading can be made (for the report), when `nvml` is `None`.
     pub why_not: String,
@@ -23,7 +23,7 @@ pub(crate) struct PowerMeter {
 impl PowerMeter {
     /// Opens NVML and finds the device the adapter named `adapter` is: the one of that name,
     /// else the only one.
-    pub(crate) fn open(adapter: &str) -> PowerMeter {
+    pub fn open(adapter: &str) -> PowerMeter {
         let none = |why: String| PowerMeter {
             nvml: None,
             why_not: why,
@@ -80,7 +80,7 @@ impl PowerMeter {
     }
 
     /// A meter that reads nothing (checks, which are not priced).
-    pub(crate) fn off() -> PowerMeter {
+    pub fn off() -> PowerMeter {
         PowerMeter {
             nvml: None,
             why_not: "not metered".into(),
@@ -88,7 +88,7 @@ impl PowerMeter {
     }
 
     /// What the meter reads, for the report; `None` where it reads nothing.
-    pub(crate) fn describe(&self) -> Option<String> {
+    pub fn describe(&self) -> Option<String> {
         let (_, index, name, energy) = self.nvml.as_ref()?;
         Some(format!(
             "measured through NVML on device {index} ({name}, {})",
@@ -102,7 +102,7 @@ impl PowerMeter {
 
     /// Runs `f` and returns its result with the board's mean power over it in watts, where the
     /// meter reads any.
-    pub(crate) fn measure<R>(&self, f: impl FnOnce() -> R) -> (R, Option<f64>) {
+    pub fn measure<R>(&self, f: impl FnOnce() -> R) -> (R, Option<f64>) {
         let Some((nvml, index, _, energy)) = &self.nvml else {
             return (f(), None);
         };

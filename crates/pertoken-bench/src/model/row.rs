@@ -4,7 +4,7 @@ use pertoken_gpu::DType;
 use pertoken_model::{Role, WeightSource};
 
 /// Where a generation step's time goes.
-pub(crate) struct Breakdown {
+pub struct Breakdown {
     /// The whole step, submitted at once.
     pub step_seconds: f64,
     /// Each kind of kernel: launches and seconds, each launch timed alone.
@@ -13,7 +13,7 @@ pub(crate) struct Breakdown {
 
 /// What one token of a test moves or computes: the quantity its bound is counted in.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Work {
+pub enum Work {
     /// Bytes read per generated token (weights and KV).
     Bytes(f64),
     /// FLOPs per prompt token.
@@ -21,31 +21,39 @@ pub(crate) enum Work {
 }
 
 /// One test of one model.
-pub(crate) struct Row {
-    model: String,
-    size_bytes: u64,
-    params: u64,
-    backend: String,
-    test: String,
-    samples: Vec<f64>,
+pub struct Row {
+    /// The model's name.
+    pub model: String,
+    /// Bytes of its weights as stored.
+    pub size_bytes: u64,
+    /// Its parameters.
+    pub params: u64,
+    /// Its weights' formats (`q4_1/q8_0`).
+    pub backend: String,
+    /// llama-bench's name of the test (`tg128 b8 @ d512`).
+    pub test: String,
+    /// Tokens per second of each repetition.
+    pub samples: Vec<f64>,
     /// What was checked against the reference, or why it failed; `None` when not checked.
     pub verified: Option<Result<String, String>>,
     /// Work per token.
-    work: Work,
+    pub work: Work,
     /// The adapter's bound in tokens/s, where one is computed.
-    bound: Option<f64>,
-    breakdown: Option<Breakdown>,
+    pub bound: Option<f64>,
+    /// Where a generation step's time goes.
+    pub breakdown: Option<Breakdown>,
     /// Joules per token of each repetition NVML measured.
-    energy: Vec<f64>,
+    pub energy: Vec<f64>,
     /// Generation rows: the test without its batch (`tg128 @ d512`) and the batch, for plots.
-    batched: Option<(String, usize)>,
+    pub batched: Option<(String, usize)>,
     /// Why the test could not run (memory, a limit), where it could not.
-    failed: Option<String>,
+    pub failed: Option<String>,
     /// USD per 1M tokens and J per token, where a price or a power is known.
-    cost: (Option<f64>, Option<f64>),
+    pub cost: (Option<f64>, Option<f64>),
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation of `v`.
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 {
@@ -57,7 +65,9 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 impl Row {
-    pub(crate) fn new(
+    /// A measured test of `source`: its samples (tokens/s), its check, its work per token and
+    /// bound, and its step breakdown.
+    pub fn new(
         source: &dyn WeightSource,
         test: &str,
         samples: Vec<f64>,
@@ -88,7 +98,7 @@ impl Row {
 
     /// A test that could not run, with the reason: printed and written in its own row, so the
     /// rows measured before and after it are kept.
-    pub(crate) fn failed(source: &dyn WeightSource, test: &str, reason: String) -> Row {
+    pub fn failed(source: &dyn WeightSource, test: &str, reason: String) -> Row {
         let mut row = Row::new(
             source,
             test,
@@ -102,21 +112,21 @@ impl Row {
     }
 
     /// The row with the joules per token NVML measured in each repetition.
-    pub(crate) fn with_energy(mut self, joules_per_token: Vec<f64>) -> Row {
+    pub fn with_energy(mut self, joules_per_token: Vec<f64>) -> Row {
         self.energy = joules_per_token;
         self
     }
 
     /// The row as one point of a series over batch sizes: `test` is the test without its
     /// batch.
-    pub(crate) fn with_batch(mut self, test: String, batch: usize) -> Row {
+    pub fn with_batch(mut self, test: String, batch: usize) -> Row {
         self.batched = Some((test, batch));
         self
     }
 
     /// For plots against batch size: the series (`model test`), the batch, the mean tokens/s
     /// and $ per 1M tokens where priced.
-    pub(crate) fn batch_point(&self) -> Option<(String, usize, f64, Option<f64>)> {
+    pub fn batch_point(&self) -> Option<(String, usize, f64, Option<f64>)> {
         if self.failed.is_some() {
             return None;
         }
@@ -130,7 +140,7 @@ impl Row {
     }
 
     /// Prices the row's mean rate (and its measured energy, where there is any).
-    pub(crate) fn price(&mut self, pricing: &super::Pricing) {
+    pub fn price(&mut self, pricing: &super::Pricing) {
         if self.failed.is_some() {
             return;
         }
@@ -138,7 +148,8 @@ impl Row {
         self.cost = pricing.at(mean_sd(&self.samples).0, measured);
     }
 
-    pub(crate) fn json(&self) -> serde_json::Value {
+    /// The row as the JSON report writes it (`pertoken cost --bench-report` reads it).
+    pub fn json(&self) -> serde_json::Value {
         let (mean, sd) = mean_sd(&self.samples);
         let (op, bytes_per_s, flops_per_s) = match self.work {
             Work::Bytes(b) => ("model_generation", Some(b * mean), None),
@@ -187,7 +198,7 @@ impl Row {
 }
 
 /// The rows as CSV, one line each after a header.
-pub(crate) fn csv(rows: &[Row]) -> String {
+pub fn csv(rows: &[Row]) -> String {
     let quote = |s: &str| {
         if s.contains([',', '"', '\n']) {
             format!("\"{}\"", s.replace('"', "\"\""))
@@ -266,93 +277,4 @@ fn weights_label(stored: &[(Role, DType, u64)]) -> String {
     bytes.sort_by_key(|&(_, b)| std::cmp::Reverse(b));
     let names: Vec<&str> = bytes.iter().map(|(d, _)| d.name()).collect();
     names.join("/")
-}
-
-/// Prints the rows as llama-bench's markdown table with our columns, then each generation
-/// row's breakdown.
-pub(crate) fn print_rows(rows: &[Row]) {
-    println!(
-        "| {:<24} | {:>9} | {:>8} | {:<7} | {:>13} | {:>18} | {:>8} | {:>9} | {:>8} | {:<28} |",
-        "model", "size", "params", "backend", "test", "t/s", "% bound", "$/1M", "J/tok", "verified"
-    );
-    println!(
-        "| {:-<24} | {:->9} | {:->8} | {:-<7} | {:->13} | {:->18} | {:->8} | {:->9} | {:->8} | {:-<28} |",
-        "", "", "", "", "", "", "", "", "", ""
-    );
-    for r in rows {
-        if let Some(why) = &r.failed {
-            println!(
-                "| {:<24} | {:>9} | {:>8} | {:<7} | {:>13} | FAILED: {why}",
-                r.model, "-", "-", r.backend, r.test
-            );
-            continue;
-        }
-        let (mean, sd) = mean_sd(&r.samples);
-        let pct = r
-            .bound
-            .map_or_else(|| "-".to_owned(), |b| format!("{:.1}%", 100.0 * mean / b));
-        let verified = match &r.verified {
-            None => "not checked".to_owned(),
-            Some(Ok(what)) => format!("yes ({what})"),
-            Some(Err(_)) => "NO".to_owned(),
-        };
-        let money = r
-            .cost
-            .0
-            .map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
-        let joules = r
-            .cost
-            .1
-            .map_or_else(|| "-".to_owned(), |j| format!("{j:.3}"));
-        println!(
-            "| {:<24} | {:>5.1} MiB | {:>7.1}M | {:<7} | {:>13} | {:>9.2} ± {:>6.2} | {:>8} | {:>9} | {:>8} | {:<28} |",
-            r.model,
-            r.size_bytes as f64 / (1 << 20) as f64,
-            r.params as f64 / 1e6,
-            r.backend,
-            r.test,
-            mean,
-            sd,
-            pct,
-            money,
-            joules,
-            verified
-        );
-    }
-    println!();
-    println!(
-        "t/s: mean ± standard deviation over the repetitions, wall clock from a synced GPU to a \
-         synced GPU. % bound: generation against copy bandwidth / (weight bytes + KV bytes \
-         read per token); prompts against the prompt's linear layers alone (the decoder's own \
-         kernels at the model's shapes, each timed alone: what the prompt would take if it \
-         were only its matmuls). $/1M: per million tokens of the row's kind (input for pp, \
-         output for tg) at its mean rate, every sequence's tokens counted. J/tok: the board's energy over \
-         the timed tokens where NVML reads it (the power line above says which), else the \
-         catalog's TDP over the rate."
-    );
-    for r in rows {
-        if let Some(Err(why)) = &r.verified {
-            println!("{} {}: verification FAILED: {why}", r.model, r.test);
-        }
-    }
-    for r in rows {
-        let Some(b) = &r.breakdown else { continue };
-        let total: f64 = b.by_op.iter().map(|e| e.2).sum();
-        println!();
-        println!(
-            "{} {}: one generation step takes {:.3} ms submitted whole; its kernels timed alone \
-             add up to {:.3} ms:",
-            r.model,
-            r.test,
-            b.step_seconds * 1e3,
-            total * 1e3
-        );
-        for (op, n, s) in &b.by_op {
-            println!(
-                "  {op:<16} {n:>5} launches {:>9.3} ms {:>5.1}%",
-                s * 1e3,
-                100.0 * s / total
-            );
-        }
-    }
 }
