@@ -499,7 +499,7 @@ mod tests {
                 let c = [("INTERLEAVED", interleaved), ("QK_NORM", norm)];
                 validate(&MODEL_ROPE, &c).unwrap();
                 for f16 in [0.0, 1.0] {
-                    let c = [c[0], c[1], ("F16", f16), ("BLOCK", 32.0)];
+                    let c = [c[0], c[1], ("F16", f16), ("BLOCK", 32.0), ("WG", 16.0)];
                     validate(&MODEL_ROPE_PAGED, &c).unwrap();
                     validate(&ATTENTION_PAGED, &[("F16", f16), ("BLOCK", 32.0)]).unwrap();
                     validate(&ATTENTION_PAGED_SERIAL, &[("F16", f16), ("BLOCK", 32.0)]).unwrap();

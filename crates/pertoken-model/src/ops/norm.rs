@@ -109,6 +109,7 @@ fn norm(
         constants: &[
             ("ADD", f64::from(u8::from(add))),
             ("POST", f64::from(u8::from(post.is_some()))),
+            ("WG", f64::from(norm_wg(gpu))),
         ],
         bindings: &[
             x.into(),
@@ -120,4 +121,11 @@ fn norm(
         params: bytemuck::cast_slice(&params),
         workgroups: [u(out_rows), 1, 1],
     })
+}
+
+/// Invocations per row: 256 on GPUs; 32 on CPU adapters, where each of the reduction's
+/// barriers costs a pass over the workgroup and a row of a few thousand is a few SIMD loads per
+/// invocation either way.
+fn norm_wg(gpu: &Gpu) -> u32 {
+    if gpu.capabilities().cpu { 32 } else { 256 }
 }

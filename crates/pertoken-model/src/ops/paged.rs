@@ -98,6 +98,7 @@ pub fn rope_paged(
             ("QK_NORM", flag(rope.qk_norm.is_some())),
             ("F16", flag(pool.dtype() == DType::F16)),
             ("BLOCK", pool.block() as f64),
+            ("WG", if gpu.capabilities().cpu { 16.0 } else { 64.0 }),
         ],
         bindings: &[
             q.tensor.into(),
