@@ -40,6 +40,15 @@ timeout "$bench_s" "$R/pertoken" bench -m llama-3.1-8b --weights q4_0,f16 -p 512
 echo "model bench exit $? after $(( $(date +%s) - start ))s"
 cat "$O/model.log"
 
+echo "== serving: synthetic llama-3.1-8b Q4_0 and F16, --isl 512 --osl 128, concurrency 1,8,32,128 (${bench_s}s limit)"
+# Issue 24's GPU record: output tokens/s, TPOT, $/1M at the catalog price, the cost model's
+# prediction beside each, and concurrency 128 against 1.
+timeout "$bench_s" "$R/pertoken" bench --serve -m llama-3.1-8b --weights q4_0,f16 --isl 512 \
+  --osl 128 --concurrency 1,8,32,128 --json "$O/serve.json" --plot "$O/serve.svg" \
+  >"$O/serve.log" 2>&1
+echo "serving bench exit $? after $(( $(date +%s) - start ))s"
+cat "$O/serve.log"
+
 echo "== fusion A/B: a synthetic llama-3.1-8b Q4_0 decode step with each fusion (60s limit)"
 # Both fusions default on GPUs but were measured only on lavapipe (slower there): this is the
 # number that decides the GPU default.

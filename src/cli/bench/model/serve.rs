@@ -206,7 +206,7 @@ fn bench_source(
 ) -> Result<Vec<ServeRow>, CliError> {
     let source = loaded.source();
     let name = source.spec().shape.name.clone();
-    eprintln!("loading {name} ({})...", source.describe());
+    eprintln!("loading {}...", source.describe());
     let bar = crate::cli::progress(0, "choosing linear kernels");
     bar.enable_steady_tick(std::time::Duration::from_millis(500));
     let bench = ServeBench::load(
