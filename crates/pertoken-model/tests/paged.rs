@@ -106,6 +106,7 @@ impl<'w> Harness<'w> {
                     Act::Decode => Feed::Next,
                 },
                 blocks: &s.blocks,
+                window_blocks: &[],
                 sample,
             })
             .collect();
@@ -163,6 +164,7 @@ fn mixed_schedule(dtype: DType) {
         blocks: 30,
         block: BLOCK,
         dtype,
+        window_blocks: None,
     };
     let mut h = Harness::new(&gpu, &source, &reference, kv);
     let mut a = h.seq(0, prompt(1, 7, tiny.vocab));
@@ -226,6 +228,7 @@ fn a_preempted_sequence_recomputes_and_continues_as_if_never_stopped() {
         blocks: 8,
         block: BLOCK,
         dtype: DType::F16,
+        window_blocks: None,
     };
     use Act::{Chunk, Decode};
     // Uninterrupted: 9 tokens of prompt, then 8 decode steps.
@@ -279,6 +282,7 @@ fn a_steps_dispatch_count_does_not_grow_with_the_batch() {
         blocks: 64 * 2,
         block: BLOCK,
         dtype: DType::F16,
+        window_blocks: None,
     };
     let mut decoder = Decoder::load_paged(&gpu, &source, options, kv).unwrap();
     let blocks: Vec<Vec<u32>> = (0..64u32).map(|s| vec![2 * s, 2 * s + 1]).collect();
@@ -289,6 +293,7 @@ fn a_steps_dispatch_count_does_not_grow_with_the_batch() {
             pos: 0,
             feed: Feed::Tokens(&prompts[s][..1]),
             blocks: &blocks[s],
+            window_blocks: &[],
             sample: true,
         })
         .collect();
@@ -301,6 +306,7 @@ fn a_steps_dispatch_count_does_not_grow_with_the_batch() {
                 pos: 1,
                 feed: Feed::Next,
                 blocks: &blocks[s],
+                window_blocks: &[],
                 sample: true,
             })
             .collect();
@@ -325,6 +331,7 @@ fn bad_steps_are_errors_that_say_what_is_wrong() {
         blocks: 4,
         block: BLOCK,
         dtype: DType::F16,
+        window_blocks: None,
     };
     let mut paged = Decoder::load_paged(&gpu, &source, options, kv).unwrap();
     let toks = [1u32, 2, 3];
@@ -333,6 +340,7 @@ fn bad_steps_are_errors_that_say_what_is_wrong() {
         pos: 0,
         feed,
         blocks,
+        window_blocks: &[],
         sample: true,
     };
     let cases: Vec<(Vec<SeqStep<'_>>, &str)> = vec![

@@ -65,6 +65,10 @@ pub struct ServeReport {
     pub blocks_peak: usize,
     /// KV blocks in the pool.
     pub blocks_total: usize,
+    /// The most sliding-window blocks in use at once, and their pool (0 and 0 without one).
+    pub window_blocks_peak: usize,
+    /// Blocks in the sliding-window pool.
+    pub window_blocks_total: usize,
     /// Preemptions.
     pub preemptions: usize,
     /// Device memory the decoder held before the run (weights, KV pool, activations), bytes.
@@ -108,6 +112,13 @@ impl ServeReport {
             blocks_mean: weighted(&|s| s.blocks_in_use as f64),
             blocks_peak: run.steps.iter().map(|s| s.blocks_in_use).max().unwrap_or(0),
             blocks_total: run.options.blocks,
+            window_blocks_peak: run
+                .steps
+                .iter()
+                .map(|s| s.window_blocks_in_use)
+                .max()
+                .unwrap_or(0),
+            window_blocks_total: run.options.window.map_or(0, |w| w.1),
             preemptions: run.preemptions,
             start_memory: run.start_memory,
             peak_memory: run.peak_memory,

@@ -74,6 +74,8 @@ pub struct StepRecord {
     pub running: usize,
     /// KV blocks handed out while it ran.
     pub blocks_in_use: usize,
+    /// Sliding-window blocks handed out while it ran (0 without a window pool).
+    pub window_blocks_in_use: usize,
     /// Keys its sequences attend, one pass each: the sum of their lengths after it (what a
     /// step reads of the KV cache).
     pub keys: usize,
@@ -163,6 +165,7 @@ pub fn serve(
         let rows = plan.iter().map(|p| p.rows).sum();
         let decode_rows = plan.iter().filter(|p| p.decode).count();
         let blocks_in_use = scheduler.blocks_in_use();
+        let window_blocks_in_use = scheduler.window_blocks_in_use();
         let running = scheduler.running();
         let planned = scheduler.steps();
         let keys = planned.iter().map(|s| s.pos + s.rows()).sum();
@@ -189,6 +192,7 @@ pub fn serve(
             sequences,
             running,
             blocks_in_use,
+            window_blocks_in_use,
             keys,
         });
         progress(done, order.len());

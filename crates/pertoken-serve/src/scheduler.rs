@@ -22,6 +22,10 @@ pub struct SchedulerOptions {
     pub blocks: usize,
     /// Positions one sequence may hold (the decoder's context).
     pub context: usize,
+    /// A sliding-window pool ([`pertoken_model::PagedKv::window_blocks`]): the window in
+    /// positions and the pool's blocks. Each sequence holds a second list of blocks there, and
+    /// the blocks that slide out of its window are freed as it moves on.
+    pub window: Option<(usize, usize)>,
 }
 
 /// A sequence that has been admitted at least once.
@@ -43,9 +47,15 @@ struct Seq {
     /// step before): then it decodes with [`Feed::Next`].
     primed: bool,
     blocks: Vec<u32>,
+    /// Its blocks in the sliding-window pool, by position as `blocks`; [`FREED`] where a block
+    /// has slid out of the window and gone back.
+    window_blocks: Vec<u32>,
     /// When it was (last) admitted: the youngest is preempted first.
     admitted: u64,
 }
+
+/// A sliding-window block that went back to the pool.
+const FREED: u32 = u32::MAX;
 
 /// What one sequence does in a planned step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +89,8 @@ pub enum Event {
 pub struct Scheduler {
     options: SchedulerOptions,
     alloc: BlockAllocator,
+    /// The sliding-window pool's free blocks.
+    window_alloc: Option<BlockAllocator>,
     /// Arrived requests not running, oldest first; preempted ones go back to the front.
     waiting: VecDeque<Seq>,
     /// Running sequences, in admission order (the youngest last).
@@ -101,9 +113,20 @@ impl Scheduler {
                  each be at least 1"
             )));
         }
+        let pool = |n| BlockAllocator::new(n).map_err(|e| ServeError::Invalid(e.to_string()));
+        let window_alloc = match o.window {
+            Some((w, n)) if w == 0 || n == 0 => {
+                return Err(ServeError::Invalid(format!(
+                    "a sliding window of {w} positions in {n} blocks: both at least 1"
+                )));
+            }
+            Some((_, n)) => Some(pool(n)?),
+            None => None,
+        };
         Ok(Scheduler {
             options,
-            alloc: BlockAllocator::new(o.blocks).map_err(|e| ServeError::Invalid(e.to_string()))?,
+            alloc: pool(o.blocks)?,
+            window_alloc,
             waiting: VecDeque::new(),
             running: Vec::new(),
             free_slots: (0..o.slots).rev().collect(),
@@ -145,6 +168,17 @@ impl Scheduler {
                 o.blocks
             )));
         }
+        if let Some((w, n)) = o.window {
+            // One sequence at its widest: the window before a decode row, plus that row.
+            let need = blocks_for(total, o.block).min(blocks_for(w, o.block) + 1);
+            if need > n {
+                return Err(ServeError::Invalid(format!(
+                    "request {}: its sliding-window layers need {need} blocks of {} at once, and \
+                     their pool holds {n}: not even one sequence fits; give them more blocks",
+                    request.id, o.block
+                )));
+            }
+        }
         let req = self.waiting.len() + self.running.len() + self.finished.len();
         self.waiting.push_back(Seq {
             req,
@@ -155,6 +189,7 @@ impl Scheduler {
             fed: 0,
             primed: false,
             blocks: Vec::new(),
+            window_blocks: Vec::new(),
             admitted: 0,
         });
         Ok(())
@@ -178,6 +213,11 @@ impl Scheduler {
     /// KV blocks handed out now.
     pub fn blocks_in_use(&self) -> usize {
         self.alloc.in_use()
+    }
+
+    /// Sliding-window blocks handed out now (0 without a window pool).
+    pub fn window_blocks_in_use(&self) -> usize {
+        self.window_alloc.as_ref().map_or(0, BlockAllocator::in_use)
     }
 
     /// Preemptions so far.
@@ -297,6 +337,7 @@ impl Scheduler {
                         Feed::Tokens(&s.tokens[s.fed..s.fed + p.rows])
                     },
                     blocks: &s.blocks,
+                    window_blocks: &s.window_blocks,
                     sample: p.sample,
                 }
             })
@@ -328,17 +369,19 @@ impl Scheduler {
             }
         }
         self.planned.clear();
+        for i in 0..self.running.len() {
+            self.slide(i)?;
+        }
         let mut i = 0;
         while i < self.running.len() {
             if self.running[i].tokens.len() >= self.running[i].target {
                 let s = self.running.remove(i);
-                self.alloc
-                    .release(&s.blocks)
-                    .map_err(|e| ServeError::Invalid(e.to_string()))?;
+                self.release(&s)?;
                 self.free_slots.push(s.slot);
                 events.push(Event::Finished(s.req));
                 self.finished.push(Seq {
                     blocks: Vec::new(),
+                    window_blocks: Vec::new(),
                     ..s
                 });
             } else {
@@ -348,21 +391,65 @@ impl Scheduler {
         Ok(events)
     }
 
-    /// Gives running sequence `i` the blocks for `more` positions past `fed`; false (and
-    /// nothing taken) if too few are free.
+    /// Gives running sequence `i` the blocks for `more` positions past `fed` (in both pools);
+    /// false (and nothing taken) if too few are free.
     fn grow(&mut self, i: usize, more: usize) -> bool {
+        let b = self.options.block;
         let s = &self.running[i];
-        let need = blocks_for(s.fed + more, self.options.block).saturating_sub(s.blocks.len());
-        if need == 0 {
-            return true;
+        let logical = blocks_for(s.fed + more, b);
+        let need = logical.saturating_sub(s.blocks.len());
+        let need_w = logical.saturating_sub(s.window_blocks.len());
+        let window_ok = self
+            .window_alloc
+            .as_ref()
+            .is_none_or(|a| a.available() >= need_w);
+        if self.alloc.available() < need || !window_ok {
+            return false;
         }
-        match self.alloc.allocate(need) {
-            Some(b) => {
-                self.running[i].blocks.extend(b);
-                true
+        let got = self.alloc.allocate(need).expect("counted");
+        self.running[i].blocks.extend(got);
+        if let Some(a) = &mut self.window_alloc {
+            let got = a.allocate(need_w).expect("counted");
+            self.running[i].window_blocks.extend(got);
+        }
+        true
+    }
+
+    /// Frees sequence `i`'s sliding-window blocks that no later query can see: those wholly
+    /// before position `fed + 1 − window` (its next query, at `fed`, sees from there).
+    fn slide(&mut self, i: usize) -> Result<()> {
+        let (Some((w, _)), Some(a)) = (self.options.window, &mut self.window_alloc) else {
+            return Ok(());
+        };
+        let b = self.options.block;
+        let s = &mut self.running[i];
+        let first = (s.fed + 1).saturating_sub(w) / b;
+        for id in s.window_blocks.iter_mut().take(first) {
+            if *id != FREED {
+                a.release(&[*id])
+                    .map_err(|e| ServeError::Invalid(e.to_string()))?;
+                *id = FREED;
             }
-            None => false,
         }
+        Ok(())
+    }
+
+    /// Gives every block of `s` back.
+    fn release(&mut self, s: &Seq) -> Result<()> {
+        self.alloc
+            .release(&s.blocks)
+            .map_err(|e| ServeError::Invalid(e.to_string()))?;
+        if let Some(a) = &mut self.window_alloc {
+            let held: Vec<u32> = s
+                .window_blocks
+                .iter()
+                .copied()
+                .filter(|&b| b != FREED)
+                .collect();
+            a.release(&held)
+                .map_err(|e| ServeError::Invalid(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The largest prompt chunk of running sequence `i` within `budget` rows and the free
@@ -371,7 +458,10 @@ impl Scheduler {
         let b = self.options.block;
         let s = &self.running[i];
         let pending = s.tokens.len() - s.fed;
-        let room = (s.blocks.len() + self.alloc.available()) * b - s.fed;
+        let mut room = (s.blocks.len() + self.alloc.available()) * b - s.fed;
+        if let Some(a) = &self.window_alloc {
+            room = room.min((s.window_blocks.len() + a.available()) * b - s.fed);
+        }
         let rows = pending.min(budget).min(room);
         if rows == 0 {
             return None;
@@ -391,10 +481,10 @@ impl Scheduler {
     /// run its prompt and the tokens it chose again (one sample at the end gives its next).
     fn preempt(&mut self, i: usize) {
         let mut s = self.running.remove(i);
-        self.alloc
-            .release(&s.blocks)
+        self.release(&s)
             .expect("a running sequence's blocks are handed out");
         s.blocks.clear();
+        s.window_blocks.clear();
         self.free_slots.push(s.slot);
         s.slot = usize::MAX;
         s.fed = 0;

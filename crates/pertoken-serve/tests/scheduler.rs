@@ -106,6 +106,7 @@ fn every_request_gets_its_own_tokens_with_room_to_spare() {
         block: 4,
         blocks: 200,
         context: 80,
+        window: None,
     };
     let (run, _) = run(options, &workload(60, 1));
     assert_eq!(run.preemptions, 0);
@@ -130,6 +131,7 @@ fn a_tight_pool_preempts_and_recomputes_without_a_wrong_token() {
         block: 4,
         blocks: 24,
         context: 80,
+        window: None,
     };
     let (run, _) = run(options, &workload(60, 2));
     assert!(
@@ -147,6 +149,7 @@ fn freed_blocks_are_reused_and_all_come_back() {
         block: 2,
         blocks: 40,
         context: 80,
+        window: None,
     };
     let requests = workload(30, 3);
     let mut s = Scheduler::new(options).unwrap();
@@ -187,6 +190,7 @@ fn requests_that_can_never_run_are_refused_before_anything_runs() {
         block: 4,
         blocks: 3,
         context: 64,
+        window: None,
     };
     let mut s = Scheduler::new(options).unwrap();
     let long = Request {

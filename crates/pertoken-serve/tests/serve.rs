@@ -11,6 +11,12 @@ use pertoken_reference::decoder::argmax;
 use pertoken_serve::{Arrival, Lengths, SchedulerOptions, ServeReport, Workload, serve};
 
 fn tiny() -> ModelSpec {
+    windowed(None)
+}
+
+/// The tiny model; with `Some(w)`, every other layer attends a sliding window of `w` positions
+/// (as Gemma 3's local layers).
+fn windowed(window: Option<u64>) -> ModelSpec {
     ModelSpec::new(
         Model {
             name: "tiny-serve".into(),
@@ -26,16 +32,100 @@ fn tiny() -> ModelSpec {
             qkv_bias: false,
             experts: 1,
             active_experts: 1,
-            sliding_window: None,
+            sliding_window: window,
             rope: Rope {
                 theta: 10_000.0,
                 scaling: None,
             },
             rms_eps: 1e-5,
-            arch: Arch::default(),
+            arch: Arch {
+                global_every: window.map(|_| 2),
+                ..Arch::default()
+            },
         },
         RopePairing::Halves,
     )
+}
+
+/// The f64 reference's check of `output` after `prompt`: each token its greedy choice, or
+/// within `tie` of the largest logit.
+fn check_against_reference(
+    source: &Synthetic,
+    weights: &pertoken_reference::decoder::Weights,
+    (prompt, output): (&[u32], &[u32]),
+    tie: f64,
+) -> Result<(), String> {
+    let mut cpu = reference_decoder(source.spec(), weights).unwrap();
+    let mut want = cpu.step(prompt).unwrap();
+    for (i, &t) in output.iter().enumerate() {
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let best = argmax(&want).unwrap();
+        let margin = want[best] - want[t as usize];
+        if t as usize != best && margin > tie * scale {
+            return Err(format!("token {i}: {t}, the reference {best} by {margin}"));
+        }
+        want = cpu.step(&[t]).unwrap();
+    }
+    Ok(())
+}
+
+/// Every other layer attends a window of 6 positions: those layers keep their keys in a pool of
+/// their own, too small for every sequence's whole length, and free the blocks that slide out of
+/// the window; the served tokens stay the reference's (whose window layers see the same 6).
+#[test]
+fn sliding_window_layers_hold_only_their_window() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let source = Synthetic::new(windowed(Some(6)), DType::Q8_0, 8).unwrap();
+    let weights = to_reference(&source).unwrap();
+    // Requests of up to 40 positions: 10 blocks of 4 each in the full pool; a window of 6 and a
+    // step's chunk of at most 8 rows fits in (6 − 1 + 8) / 4 + 1 = 5.
+    let options = SchedulerOptions {
+        slots: 4,
+        token_budget: 8,
+        block: 4,
+        blocks: 40,
+        context: 40,
+        window: Some((6, 4 * 5)),
+    };
+    let decoder_options = DecoderOptions {
+        context: options.context,
+        max_tokens: options.token_budget,
+        batch: options.slots,
+    };
+    let kv = PagedKv {
+        blocks: options.blocks,
+        block: options.block,
+        dtype: DType::F32,
+        window_blocks: Some(20),
+    };
+    let mut decoder = Decoder::load_paged(&gpu, &source, decoder_options, kv).unwrap();
+    let requests = Workload {
+        isl: Lengths::Uniform { lo: 10, hi: 25 },
+        osl: Lengths::Uniform { lo: 5, hi: 15 },
+        requests: 10,
+        arrival: Arrival::Concurrency(4),
+        seed: 4,
+    }
+    .make(120)
+    .unwrap();
+    let run = serve(&mut decoder, &requests, options, Some(4), &mut |_, _| {}).unwrap();
+    let report = ServeReport::of(&run);
+    println!(
+        "window pool: peak {} of {} blocks; full pool: peak {} of {}",
+        report.window_blocks_peak,
+        report.window_blocks_total,
+        report.blocks_peak,
+        report.blocks_total
+    );
+    assert!(report.window_blocks_peak <= 20);
+    assert!(
+        report.window_blocks_peak < report.blocks_peak,
+        "the window layers held less than the others"
+    );
+    for (r, rec) in requests.iter().zip(&run.requests) {
+        check_against_reference(&source, &weights, (&r.prompt, &rec.output), 1e-4)
+            .unwrap_or_else(|e| panic!("request {}: {e}", r.id));
+    }
 }
 
 #[test]
@@ -49,6 +139,7 @@ fn served_tokens_are_the_references_even_through_preemption() {
         block: 4,
         blocks: 18,
         context: 48,
+        window: None,
     };
     let decoder_options = DecoderOptions {
         context: options.context,
@@ -59,6 +150,7 @@ fn served_tokens_are_the_references_even_through_preemption() {
         blocks: options.blocks,
         block: options.block,
         dtype: DType::F32,
+        window_blocks: None,
     };
     let mut decoder = Decoder::load_paged(&gpu, &source, decoder_options, kv).unwrap();
     let requests = Workload {
@@ -121,6 +213,7 @@ fn a_soak_of_2000_requests_keeps_memory_flat_and_stays_verified() {
         block: 4,
         blocks: 60,
         context: 32,
+        window: None,
     };
     let decoder_options = DecoderOptions {
         context: options.context,
@@ -131,6 +224,7 @@ fn a_soak_of_2000_requests_keeps_memory_flat_and_stays_verified() {
         blocks: options.blocks,
         block: options.block,
         dtype: DType::F16,
+        window_blocks: None,
     };
     let mut decoder = Decoder::load_paged(&gpu, &source, decoder_options, kv).unwrap();
     let requests = Workload {

@@ -57,6 +57,30 @@ pub struct Setup {
     pub block: usize,
     /// Rows per step.
     pub token_budget: usize,
+    /// The sliding-window layers' pool, where the model has such layers and their window is
+    /// shorter than a request: the window in positions, and the pool's blocks (enough for every
+    /// sequence's window and a step's chunk).
+    pub window: Option<(usize, usize)>,
+}
+
+impl Setup {
+    /// This setup with a sliding-window pool for `spec`'s window layers, where they have one
+    /// that a request outgrows.
+    fn with_window(mut self, spec: &pertoken_model::ModelSpec) -> Setup {
+        let m = &spec.shape;
+        let Some(w) = m.sliding_window.map(|w| w as usize) else {
+            return self;
+        };
+        if !(0..m.layers).any(|l| m.layer_window(l).is_some()) {
+            return self;
+        }
+        let per_seq = self.context.div_ceil(self.block);
+        let held = (w - 1 + self.token_budget).div_ceil(self.block) + 1;
+        if held < per_seq {
+            self.window = Some((w, self.slots * held));
+        }
+        self
+    }
 }
 
 impl ServeConfig {
@@ -116,6 +140,7 @@ impl ServeConfig {
             blocks,
             block: self.block,
             token_budget: self.token_budget.max(slots),
+            window: None,
         })
     }
 
@@ -192,7 +217,7 @@ impl<'a> ServeBench<'a> {
         tuner: &mut pertoken_matmul::Tuner,
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<ServeBench<'a>> {
-        let setup = config.setup()?;
+        let setup = config.setup()?.with_window(source.spec());
         let options = DecoderOptions {
             context: setup.context,
             max_tokens: setup.token_budget,
@@ -202,6 +227,7 @@ impl<'a> ServeBench<'a> {
             blocks: setup.blocks,
             block: setup.block,
             dtype: config.kv_dtype,
+            window_blocks: setup.window.map(|w| w.1),
         };
         let mut decoder = Decoder::load_paged(gpu, source, options, kv)?;
         // Steps mix any number of rows; those of decode alone are the most common.
@@ -287,6 +313,7 @@ impl<'a> ServeBench<'a> {
             block: self.setup.block,
             blocks: self.setup.blocks,
             context: self.setup.context,
+            window: self.setup.window,
         }
     }
 

@@ -88,6 +88,7 @@ fn alone(
             pos,
             feed: Feed::Tokens(chunk),
             blocks: &blocks,
+            window_blocks: &[],
             sample: last,
         }])?;
         pos += chunk.len();
@@ -119,6 +120,7 @@ fn alone(
             pos,
             feed: Feed::Next,
             blocks: &blocks,
+            window_blocks: &[],
             sample: true,
         }])?;
         pos += 1;

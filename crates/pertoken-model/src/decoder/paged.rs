@@ -13,7 +13,11 @@ use crate::ops;
 use crate::{ModelError, ModelSpec, Result};
 
 /// How a paged decoder holds keys and values: `blocks` blocks of `block` positions per layer,
-/// shared by every sequence, in f16 (the default, as llama.cpp's) or f32.
+/// shared by every sequence, in f16 (the default, as llama.cpp's) or f32. With
+/// `window_blocks`, each sliding-window layer (Gemma 3's local layers) holds a pool of its own
+/// of that many blocks, addressed through each sequence's second block table
+/// ([`SeqStep::window_blocks`]), from which a scheduler frees the blocks that have slid out of
+/// every query's window: such a layer holds only its window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PagedKv {
     /// Blocks in each layer's pool.
@@ -22,24 +26,40 @@ pub struct PagedKv {
     pub block: usize,
     /// f16 or f32.
     pub dtype: DType,
+    /// Blocks in each sliding-window layer's pool; `None`: those layers use the others' pools
+    /// and tables.
+    pub window_blocks: Option<usize>,
 }
 
 impl PagedKv {
     /// Bytes of K and V of every layer.
     pub fn bytes(&self, spec: &ModelSpec) -> u64 {
         let m = &spec.shape;
-        2 * m.layers * self.bytes_per_tensor(spec)
+        let windowed = (0..m.layers)
+            .filter(|&l| self.in_window_group(spec, l as usize))
+            .count() as u64;
+        2 * ((m.layers - windowed) * self.bytes_per_tensor(spec)
+            + windowed * self.pool_bytes(spec, self.window_blocks.unwrap_or(0)))
     }
 
-    /// Bytes of one layer's K (or V) pool.
+    /// Bytes of one (full-context) layer's K (or V) pool.
     pub fn bytes_per_tensor(&self, spec: &ModelSpec) -> u64 {
+        self.pool_bytes(spec, self.blocks)
+    }
+
+    fn pool_bytes(&self, spec: &ModelSpec, blocks: usize) -> u64 {
         let m = &spec.shape;
         KvPool::bytes_of(
-            self.blocks,
+            blocks,
             (m.kv_heads as usize, m.head_dim as usize),
             self.block,
             self.dtype,
         )
+    }
+
+    /// Whether layer `l` of `spec` keeps its keys in the sliding-window pool.
+    pub fn in_window_group(&self, spec: &ModelSpec, l: usize) -> bool {
+        self.window_blocks.is_some() && spec.shape.layer_window(l as u64).is_some()
     }
 }
 
@@ -64,6 +84,11 @@ pub struct SeqStep<'a> {
     pub feed: Feed<'a>,
     /// The blocks holding its positions `0 .. pos + tokens`, in order.
     pub blocks: &'a [u32],
+    /// With a sliding-window pool ([`PagedKv::window_blocks`]): the window layers' blocks for
+    /// the same positions, in order; entries of blocks wholly before the first key this step's
+    /// queries see (position `pos + 1 − window`) are never read and may be anything (freed).
+    /// Empty otherwise.
+    pub window_blocks: &'a [u32],
     /// Whether its last token's logits choose a next token (the last chunk of a prompt, and
     /// every decode row).
     pub sample: bool,
@@ -86,6 +111,8 @@ pub(crate) struct PagedState {
     pools: Vec<KvPool>,
     /// `[batch, max_blocks]`.
     table: Tensor,
+    /// The sliding-window layers' tables, `[batch, max_blocks]`, with a window pool.
+    window_table: Option<Tensor>,
     /// `[max_tokens, 4]`: (token slot, sequence, position, 0) of each row.
     rows: Tensor,
     /// `[batch]`: where each sampled row's token goes, then the token.
@@ -109,20 +136,41 @@ impl PagedState {
                 reason: "the KV cache needs at least one block of at least one position".into(),
             });
         }
+        if kv.window_blocks == Some(0) {
+            return Err(ModelError::Invalid {
+                op: "Decoder::load_paged",
+                reason: "a sliding-window pool needs at least one block".into(),
+            });
+        }
         let max_blocks = options.context.div_ceil(kv.block);
         let mut pools = Vec::with_capacity(m.layers as usize);
-        for _ in 0..m.layers {
+        for l in 0..m.layers as usize {
+            let blocks = if kv.in_window_group(spec, l) {
+                kv.window_blocks.unwrap_or(kv.blocks)
+            } else {
+                kv.blocks
+            };
             pools.push(KvPool::new(
                 gpu,
-                kv.blocks,
+                blocks,
                 (m.kv_heads as usize, m.head_dim as usize),
                 kv.block,
                 kv.dtype,
             )?);
         }
+        let windowed = (0..m.layers as usize).any(|l| kv.in_window_group(spec, l));
         Ok(PagedState {
             pools,
             table: Tensor::zeros(gpu, &[options.batch, max_blocks], DType::U32)?,
+            window_table: if windowed {
+                Some(Tensor::zeros(
+                    gpu,
+                    &[options.batch, max_blocks],
+                    DType::U32,
+                )?)
+            } else {
+                None
+            },
             rows: Tensor::zeros(gpu, &[options.max_tokens, 4], DType::U32)?,
             picked: Tensor::zeros(gpu, &[options.batch], DType::U32)?,
             scratch: PagedScratch::for_adapter(gpu, m.head_dim as usize)?,
@@ -154,12 +202,20 @@ impl Decoder {
         let mut tail: Vec<u32> = Vec::new();
         let mut picked: Vec<u32> = Vec::new();
         let mut table = vec![0u32; self.options.batch * paged.max_blocks];
+        let mut window_table = paged
+            .window_table
+            .as_ref()
+            .map(|_| vec![0u32; self.options.batch * paged.max_blocks]);
         for s in seqs {
             let len = s.rows();
             if let Feed::Tokens(t) = s.feed {
                 tokens.write_range(s.seq * ctx1 + s.pos, t)?;
             }
             table[s.seq * paged.max_blocks..][..s.blocks.len()].copy_from_slice(s.blocks);
+            if let Some(w) = &mut window_table {
+                w[s.seq * paged.max_blocks..][..s.window_blocks.len()]
+                    .copy_from_slice(s.window_blocks);
+            }
             for i in 0..len {
                 let p = s.pos + i;
                 let row = [(s.seq * ctx1 + p) as u32, s.seq as u32, p as u32, 0];
@@ -175,6 +231,9 @@ impl Decoder {
         meta.extend(tail);
         paged.rows.write_range(0, &meta)?;
         paged.table.write(&table)?;
+        if let (Some(t), Some(w)) = (&paged.window_table, &window_table) {
+            t.write(w)?;
+        }
         if sampled > 0 {
             paged.picked.write_range(0, &picked)?;
         }
@@ -282,6 +341,29 @@ impl Decoder {
                     paged.kv.blocks
                 )));
             }
+            if let (Some(_), Some(pool)) = (&paged.window_table, paged.kv.window_blocks) {
+                let w = self.spec.shape.sliding_window.unwrap_or(u64::MAX) as usize;
+                if s.window_blocks.len() < need || s.window_blocks.len() > paged.max_blocks {
+                    return Err(bad(format!(
+                        "sequence slot {} holds {end} positions in {} sliding-window blocks of \
+                         {}: it needs {need}",
+                        s.seq,
+                        s.window_blocks.len(),
+                        paged.kv.block
+                    )));
+                }
+                // The blocks from the first key the step's first query sees must be real.
+                let first = (s.pos + 1).saturating_sub(w) / paged.kv.block;
+                if let Some(&b) = s.window_blocks[first..need]
+                    .iter()
+                    .find(|&&b| b as usize >= pool)
+                {
+                    return Err(bad(format!(
+                        "sliding-window block {b} of sequence slot {} is past the pool's {pool}",
+                        s.seq
+                    )));
+                }
+            }
             n += len;
         }
         if n > self.options.max_tokens {
@@ -315,6 +397,11 @@ impl Decoder {
             n,
             max_len,
         };
+        let window_step = paged
+            .window_table
+            .as_ref()
+            .map(|table| PagedRows { table, ..step });
+        let kv = paged.kv;
         let result = (|| -> Result<()> {
             ops::embed_rows(
                 &gpu,
@@ -331,6 +418,10 @@ impl Decoder {
                 let cols = self.qkv_columns(&v.qkv);
                 let rope = head_rope(&self.spec, &self.freqs[l], &self.layers[l]);
                 let pool = &paged.pools[l];
+                let step = match window_step {
+                    Some(w) if kv.in_window_group(&self.spec, l) => w,
+                    _ => step,
+                };
                 ops::rope_paged(&gpu, cols, step, &rope, &q, pool)?;
                 let options = self.attention_options(l);
                 paged_attention_into(&gpu, &q, pool, step, &attn, options, &mut paged.scratch)?;

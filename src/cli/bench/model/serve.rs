@@ -223,6 +223,12 @@ fn bench_source(
     );
     bar.finish_and_clear();
     let mut bench = bench?;
+    if let Some((w, n)) = bench.setup().window {
+        println!(
+            "sliding-window layers: a pool of their own of {n} blocks (a window of {w} positions \
+             and a step's chunk per sequence; blocks that slide out of the window go back)"
+        );
+    }
     let mut rows = Vec::new();
     for &load in &config.loads {
         let label = load_name(load);
