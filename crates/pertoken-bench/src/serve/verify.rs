@@ -78,7 +78,14 @@ fn alone(
     let kv = decoder.paged_kv().expect("a serving decoder is paged");
     let budget = decoder.options().max_tokens;
     let total = r.prompt.len() + served.len();
-    let blocks: Vec<u32> = (0..total.div_ceil(kv.block) as u32).collect();
+    let n = total.div_ceil(kv.block);
+    let blocks: Vec<u32> = (0..n as u32).collect();
+    // Sliding-window layers: a ring over their pool, which holds a sequence's window and a
+    // step's chunk, so the blocks a step reads and writes are distinct.
+    let window: Vec<u32> = kv
+        .window_blocks
+        .map(|p| (0..n).map(|i| (i % p) as u32).collect())
+        .unwrap_or_default();
     let mut pos = 0;
     let mut got = Vec::new();
     for (i, chunk) in r.prompt.chunks(budget).enumerate() {
@@ -88,7 +95,7 @@ fn alone(
             pos,
             feed: Feed::Tokens(chunk),
             blocks: &blocks,
-            window_blocks: &[],
+            window_blocks: &window,
             sample: last,
         }])?;
         pos += chunk.len();
@@ -120,7 +127,7 @@ fn alone(
             pos,
             feed: Feed::Next,
             blocks: &blocks,
-            window_blocks: &[],
+            window_blocks: &window,
             sample: true,
         }])?;
         pos += 1;
