@@ -99,20 +99,17 @@ pub fn select(caps: &Capabilities, shape: MatmulShape) -> Kernel {
 }
 
 /// The team configuration for `m` rows on a CPU adapter that runs the team kernel: 8, 16 or 32
-/// rows per workgroup, the fewest that cover min(m, 32); 8 columns per invocation from 16 rows
-/// on, else 4. Measured on llvmpipe (BENCHMARKS.md, twelfth pass): 8 columns took 5–18% less at
-/// 16 to 128 rows of SmolLM2's Q4_1 projections and of a 4096×4096 f16 weight at 32 rows a
-/// workgroup, and 4 columns were faster for f16 at 8 rows a workgroup (18.6 against 25.9 ms).
+/// rows per workgroup, the fewest that cover min(m, 32); 4 columns per invocation. (8 columns
+/// measured 5–18% faster at SmolLM2's and a 4096×4096 weight's shapes from 16 rows on, but the
+/// CI suite's linear tests, many narrow and odd shapes, took 1546 s against 870 with them:
+/// BENCHMARKS.md, twelfth pass. Tuning picks per shape.)
 fn team_for(caps: &Capabilities, m: usize) -> Option<TeamConfig> {
     let tm = match m {
         0..=8 => 8,
         9..=16 => 16,
         _ => 32,
     };
-    let c = TeamConfig {
-        tm,
-        tn: if tm >= 16 { 8 } else { 4 },
-    };
+    let c = TeamConfig { tm, tn: 4 };
     (caps.cpu && c.fits(caps)).then_some(c)
 }
 
