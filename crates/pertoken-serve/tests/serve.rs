@@ -47,6 +47,28 @@ fn windowed(window: Option<u64>) -> ModelSpec {
     )
 }
 
+/// A decoder with the scheduler's `options`: its slots, context and step budget, and a paged
+/// cache of `dtype` with the scheduler's blocks (and sliding-window pool).
+fn paged_decoder(
+    gpu: &Gpu,
+    source: &Synthetic,
+    options: SchedulerOptions,
+    dtype: DType,
+) -> Decoder {
+    let decoder_options = DecoderOptions {
+        context: options.context,
+        max_tokens: options.token_budget,
+        batch: options.slots,
+    };
+    let kv = PagedKv {
+        blocks: options.blocks,
+        block: options.block,
+        dtype,
+        window_blocks: options.window.map(|w| w.1),
+    };
+    Decoder::load_paged(gpu, source, decoder_options, kv).unwrap()
+}
+
 /// The f64 reference's check of `output` after `prompt`: each token its greedy choice, or
 /// within `tie` of the largest logit.
 fn check_against_reference(
@@ -87,18 +109,7 @@ fn sliding_window_layers_hold_only_their_window() {
         context: 40,
         window: Some((6, 4 * 5)),
     };
-    let decoder_options = DecoderOptions {
-        context: options.context,
-        max_tokens: options.token_budget,
-        batch: options.slots,
-    };
-    let kv = PagedKv {
-        blocks: options.blocks,
-        block: options.block,
-        dtype: DType::F32,
-        window_blocks: Some(20),
-    };
-    let mut decoder = Decoder::load_paged(&gpu, &source, decoder_options, kv).unwrap();
+    let mut decoder = paged_decoder(&gpu, &source, options, DType::F32);
     let requests = Workload {
         isl: Lengths::Uniform { lo: 10, hi: 25 },
         osl: Lengths::Uniform { lo: 5, hi: 15 },
@@ -141,18 +152,7 @@ fn served_tokens_are_the_references_even_through_preemption() {
         context: 48,
         window: None,
     };
-    let decoder_options = DecoderOptions {
-        context: options.context,
-        max_tokens: options.token_budget,
-        batch: options.slots,
-    };
-    let kv = PagedKv {
-        blocks: options.blocks,
-        block: options.block,
-        dtype: DType::F32,
-        window_blocks: None,
-    };
-    let mut decoder = Decoder::load_paged(&gpu, &source, decoder_options, kv).unwrap();
+    let mut decoder = paged_decoder(&gpu, &source, options, DType::F32);
     let requests = Workload {
         isl: Lengths::Uniform { lo: 2, hi: 30 },
         osl: Lengths::Uniform { lo: 1, hi: 14 },
@@ -215,18 +215,7 @@ fn a_soak_of_2000_requests_keeps_memory_flat_and_stays_verified() {
         context: 32,
         window: None,
     };
-    let decoder_options = DecoderOptions {
-        context: options.context,
-        max_tokens: options.token_budget,
-        batch: options.slots,
-    };
-    let kv = PagedKv {
-        blocks: options.blocks,
-        block: options.block,
-        dtype: DType::F16,
-        window_blocks: None,
-    };
-    let mut decoder = Decoder::load_paged(&gpu, &source, decoder_options, kv).unwrap();
+    let mut decoder = paged_decoder(&gpu, &source, options, DType::F16);
     let requests = Workload {
         isl: Lengths::Uniform { lo: 1, hi: 24 },
         osl: Lengths::Uniform { lo: 1, hi: 8 },

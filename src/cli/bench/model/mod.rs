@@ -101,23 +101,7 @@ fn plan(args: &ModelArgs, gpu: &Gpu) -> Result<(Vec<Loaded>, engine::Plan), CliE
     } else {
         ("llama-3.1-8b", 512, 128, 5)
     };
-    let sources = match Loaded::open_file(args.gguf.as_deref(), args.safetensors.as_deref())? {
-        Some(file) => vec![file],
-        None => {
-            let names = if args.model.is_empty() {
-                vec![model.to_owned()]
-            } else {
-                args.model.clone()
-            };
-            let mut out = Vec::new();
-            for name in &names {
-                for &w in &args.weights {
-                    out.push(Loaded::synthetic(name, w, 1)?);
-                }
-            }
-            out
-        }
-    };
+    let sources = sources(args, model)?;
     let or = |v: &[usize], d: usize| if v.is_empty() { vec![d] } else { v.to_vec() };
     if or(&args.prompt, p).iter().all(|&x| x == 0) && or(&args.generate, n).iter().all(|&x| x == 0)
     {
@@ -181,15 +165,7 @@ pub(crate) fn run(args: &ModelArgs) -> Result<(), CliError> {
     let pricing = Pricing::new(args.rent, args.hardware.as_deref(), &a.name, &meter)?;
     println!("{}", pricing.describe());
     let mut rows = Vec::new();
-    let mode = if args.no_tune {
-        pertoken_matmul::TuneMode::Off
-    } else {
-        pertoken_matmul::TuneMode::Tune
-    };
-    let mut tuner = pertoken_matmul::Tuner::new(&gpu, mode, None);
-    for w in &tuner.warnings {
-        eprintln!("warning: {w}");
-    }
+    let mut tuner = tuner(args, &gpu);
     for loaded in &sources {
         rows.extend(engine::bench_source(
             &gpu,
@@ -271,4 +247,39 @@ impl engine::Progress for Bars {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The file given, else each catalog model (`default` when none is named) in each `--weights`
+/// format with seeded random weights.
+fn sources(args: &ModelArgs, default: &str) -> Result<Vec<Loaded>, CliError> {
+    if let Some(file) = Loaded::open_file(args.gguf.as_deref(), args.safetensors.as_deref())? {
+        return Ok(vec![file]);
+    }
+    let names = if args.model.is_empty() {
+        vec![default.to_owned()]
+    } else {
+        args.model.clone()
+    };
+    let mut out = Vec::new();
+    for name in &names {
+        for &w in &args.weights {
+            out.push(Loaded::synthetic(name, w, 1)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The linear kernels' tuner: measuring and caching, or the heuristic with `--no-tune`; its
+/// warnings printed.
+fn tuner(args: &ModelArgs, gpu: &Gpu) -> pertoken_matmul::Tuner {
+    let mode = if args.no_tune {
+        pertoken_matmul::TuneMode::Off
+    } else {
+        pertoken_matmul::TuneMode::Tune
+    };
+    let tuner = pertoken_matmul::Tuner::new(gpu, mode, None);
+    for w in &tuner.warnings {
+        eprintln!("warning: {w}");
+    }
+    tuner
 }

@@ -8,7 +8,7 @@ use pertoken_gpu::{DType, Gpu};
 use pertoken_serve::{Arrival, Lengths};
 
 use super::serve_report::{ServeRow, print_serve, write_csv, write_json};
-use super::{ModelArgs, serve_plot};
+use super::{ModelArgs, serve_plot, sources, tuner};
 use crate::cli::model::Loaded;
 use crate::cli::{CliError, open_gpu};
 use pertoken_bench::model::{PowerMeter, Pricing};
@@ -119,7 +119,7 @@ pub(super) fn run(args: &ModelArgs) -> Result<(), CliError> {
     let cpu = gpu.capabilities().cpu;
     let config = config(args, cpu)?;
     let setup = config.setup()?;
-    let sources = sources(args, cpu)?;
+    let sources = sources(args, if cpu { "smollm2-135m" } else { "llama-3.1-8b" })?;
     let bw = pertoken_gpu::measure_bandwidth(&gpu, 64 << 20, 10)?;
     let copy_rate = bw.best_bytes_per_second();
     println!(
@@ -133,15 +133,7 @@ pub(super) fn run(args: &ModelArgs) -> Result<(), CliError> {
         "workload: --isl {} --osl {}, {} KV blocks of {} positions ({}), at most {} rows a step",
         config.isl, config.osl, setup.blocks, setup.block, config.kv_dtype, setup.token_budget
     );
-    let mode = if args.no_tune {
-        pertoken_matmul::TuneMode::Off
-    } else {
-        pertoken_matmul::TuneMode::Tune
-    };
-    let mut tuner = pertoken_matmul::Tuner::new(&gpu, mode, None);
-    for w in &tuner.warnings {
-        eprintln!("warning: {w}");
-    }
+    let mut tuner = tuner(args, &gpu);
     let mut rows = Vec::new();
     for loaded in &sources {
         rows.extend(bench_source(
@@ -176,25 +168,6 @@ pub(super) fn run(args: &ModelArgs) -> Result<(), CliError> {
         return Err("a served request differs from its check (verified column)".into());
     }
     Ok(())
-}
-
-/// The file given, or the catalog models with synthetic weights.
-fn sources(args: &ModelArgs, cpu: bool) -> Result<Vec<Loaded>, CliError> {
-    if let Some(file) = Loaded::open_file(args.gguf.as_deref(), args.safetensors.as_deref())? {
-        return Ok(vec![file]);
-    }
-    let names = if args.model.is_empty() {
-        vec![if cpu { "smollm2-135m" } else { "llama-3.1-8b" }.to_owned()]
-    } else {
-        args.model.clone()
-    };
-    let mut out = Vec::new();
-    for name in &names {
-        for &w in &args.weights {
-            out.push(Loaded::synthetic(name, w, 1)?);
-        }
-    }
-    Ok(out)
 }
 
 fn bench_source(
