@@ -35,6 +35,8 @@ fn windowed() -> ModelSpec {
                 global_every: Some(2),
                 ..Arch::default()
             },
+            mla: None,
+            moe: Default::default(),
         },
         RopePairing::Halves,
     )

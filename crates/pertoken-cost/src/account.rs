@@ -38,6 +38,31 @@ pub enum WeightFormat {
     Int8,
     /// Weight-only int4 with a 16-bit scale and zero per group of 32 (5 bits).
     Int4,
+    /// OCP MXFP4: 4-bit e2m1 values with an 8-bit power-of-two scale per 32 (4.25 bits); the
+    /// format of gpt-oss's expert weights.
+    Mxfp4,
+    /// NVIDIA NVFP4: 4-bit e2m1 values with an fp8 scale per 16 (4.5 bits; the per-tensor f32
+    /// scale is negligible).
+    Nvfp4,
+}
+
+/// The formats of a model's weights: one for the experts of a mixture of experts, one for the
+/// rest (gpt-oss ships MXFP4 experts beside bf16 attention). A single format converts into both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Formats {
+    /// Everything but the routed and shared experts' MLPs.
+    pub dense: WeightFormat,
+    /// The experts' MLPs (the same as `dense` for a dense model).
+    pub experts: WeightFormat,
+}
+
+impl From<WeightFormat> for Formats {
+    fn from(f: WeightFormat) -> Formats {
+        Formats {
+            dense: f,
+            experts: f,
+        }
+    }
 }
 
 impl WeightFormat {
@@ -55,6 +80,8 @@ impl WeightFormat {
             WeightFormat::Q6K => 6.5625,
             WeightFormat::Int8 => 8.0,
             WeightFormat::Int4 => 5.0,
+            WeightFormat::Mxfp4 => 4.25,
+            WeightFormat::Nvfp4 => 4.5,
         }
     }
 
@@ -74,10 +101,13 @@ impl WeightFormat {
             WeightFormat::Q6K => "q6_k",
             WeightFormat::Int8 => "int8",
             WeightFormat::Int4 => "int4",
+            WeightFormat::Mxfp4 => "mxfp4",
+            WeightFormat::Nvfp4 => "nvfp4",
         }
     }
 
-    /// Whether the format is unpacked to a float type before the multiply.
+    /// Whether the format is unpacked to a float type before the multiply (on a part without
+    /// FP4 tensor cores, MXFP4 and NVFP4 are).
     pub fn is_quantized(self) -> bool {
         !matches!(
             self,
@@ -85,8 +115,20 @@ impl WeightFormat {
         )
     }
 
+    /// The peak rate (catalog dtype name) a matmul on these weights runs at where the part has
+    /// it natively: fp8 for fp8, fp4 for MXFP4 and NVFP4; `None` where the weights are unpacked
+    /// to the activations' 16-bit type.
+    pub fn native_peak(self) -> Option<&'static str> {
+        match self {
+            WeightFormat::Fp8 => Some("fp8"),
+            WeightFormat::Mxfp4 | WeightFormat::Nvfp4 => Some("fp4"),
+            WeightFormat::F32 => Some("fp32"),
+            _ => None,
+        }
+    }
+
     /// Parses `f32`, `f16`/`bf16`, `fp8`, `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q4_k`/`q4_k_m`,
-    /// `q5_k`, `q6_k`, `int8`, `int4`.
+    /// `q5_k`, `q6_k`, `int8`, `int4`, `mxfp4`, `nvfp4`.
     pub fn parse(s: &str) -> Result<WeightFormat> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "fp32" => Ok(WeightFormat::F32),
@@ -102,11 +144,13 @@ impl WeightFormat {
             "q6_k" => Ok(WeightFormat::Q6K),
             "int8" => Ok(WeightFormat::Int8),
             "int4" => Ok(WeightFormat::Int4),
+            "mxfp4" => Ok(WeightFormat::Mxfp4),
+            "nvfp4" => Ok(WeightFormat::Nvfp4),
             other => Err(CostError::InvalidInput {
                 what: "weight format",
                 reason: format!(
                     "{other:?}; expected f32, f16, bf16, fp8, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, \
-                     q5_k, q6_k, int8 or int4"
+                     q5_k, q6_k, int8, int4, mxfp4 or nvfp4"
                 ),
             }),
         }
@@ -161,47 +205,48 @@ impl Work {
 
 /// The matmul work of `tokens` tokens: the shared matmuls and the experts', FLOPs from the
 /// parameters each token multiplies, bytes from the weights the tokens touch.
-pub fn matmul_work(m: &Model, format: WeightFormat, tokens: u64) -> (Part, Part) {
+pub fn matmul_work(m: &Model, format: impl Into<Formats>, tokens: u64) -> (Part, Part) {
+    let f = format.into();
     let t = tokens as f64;
     let expert_params = expert_matmul_params(m);
-    let expert_bytes = expert_bytes_touched(m, format, tokens);
     (
         Part {
             flops: t * 2.0 * (matmul_params(m) - expert_params),
-            bytes: weight_bytes_touched(m, format, tokens) - expert_bytes,
+            bytes: shared_bytes_touched(m, f.dense, tokens),
         },
         Part {
             flops: t * 2.0 * expert_params,
-            bytes: expert_bytes,
+            bytes: expert_bytes_touched(m, f.experts, tokens),
         },
     )
 }
 
-/// Attention FLOPs (QKᵀ and PV: 2 FLOPs × heads × head_dim per attended key, twice) of one
-/// token attending to `keys` keys.
+/// Attention FLOPs (QKᵀ and PV over every layer and head) of one decode token attending to
+/// `keys` keys: `4·layers·heads·head_dim` per key, or MLA's absorbed form
+/// ([`Model::attention_flops_per_key`]).
 pub fn attention_flops(m: &Model, keys: f64) -> f64 {
-    4.0 * (m.layers * m.heads * m.head_dim) as f64 * keys
+    m.layers as f64 * m.attention_flops_per_key(true) * keys
 }
 
-/// Parameters that take part in matmuls per token: every layer's attention projections, router
-/// and active experts, plus the output head (tied or not). The input embedding is a lookup.
+/// As [`attention_flops`] for a prefill token (MLA attends over decompressed heads there).
+pub fn prefill_attention_flops(m: &Model, keys: f64) -> f64 {
+    m.layers as f64 * m.attention_flops_per_key(false) * keys
+}
+
+/// Parameters that take part in matmuls per token: every layer's attention projections, dense
+/// MLPs or shared experts, router and active experts, plus the output head (tied or not). The
+/// input embedding is a lookup.
 pub fn matmul_params(m: &Model) -> f64 {
-    let router = if m.experts > 1 {
-        m.hidden * m.experts
-    } else {
-        0
-    };
-    let per_layer = m.attention_params() + router + m.active_experts * m.mlp_params();
-    (m.layers * per_layer + m.vocab * m.hidden) as f64
+    (m.layers * m.attention_params()
+        + m.dense_mlp_params()
+        + m.router_params()
+        + m.active_expert_params()
+        + m.vocab * m.hidden) as f64
 }
 
-/// Of [`matmul_params`], those in active experts' MLPs (0 for a dense model).
+/// Of [`matmul_params`], those in routed experts' MLPs (0 for a dense model).
 pub fn expert_matmul_params(m: &Model) -> f64 {
-    if m.experts > 1 {
-        (m.layers * m.active_experts * m.mlp_params()) as f64
-    } else {
-        0.0
-    }
+    m.active_expert_params() as f64
 }
 
 /// Expected number of distinct experts a batch of `tokens` touches in one layer, with each token
@@ -214,47 +259,54 @@ pub fn experts_touched(e: u64, k: u64, tokens: u64) -> f64 {
     e * (1.0 - (1.0 - k / e).powf(tokens as f64))
 }
 
-/// Weight bytes a step over `tokens` tokens reads: all layers' attention and routers, the experts
-/// those tokens touch, the output head, and one embedding row per token.
-pub fn weight_bytes_touched(m: &Model, format: WeightFormat, tokens: u64) -> f64 {
-    let router = if m.experts > 1 {
-        m.hidden * m.experts
-    } else {
-        0
-    };
-    let experts = experts_touched(m.experts, m.active_experts, tokens);
-    let per_layer =
-        (m.attention_params() + router + 2 * m.hidden) as f64 + experts * m.mlp_params() as f64;
-    let head = (m.vocab * m.hidden) as f64;
+/// Weight bytes every step reads whatever its tokens' routing: all layers' attention, norms,
+/// dense MLPs, shared experts and routers, the output head, the final norm, and one embedding
+/// row per token.
+fn shared_bytes_touched(m: &Model, format: WeightFormat, tokens: u64) -> f64 {
+    let layers = m.layers * (m.attention_params() + m.norm_params());
+    let head = m.vocab * m.hidden;
     let embedding_rows = if m.tied_embeddings {
-        0.0
+        0
     } else {
-        (tokens.min(m.vocab) * m.hidden) as f64
+        tokens.min(m.vocab) * m.hidden
     };
-    (m.layers as f64 * per_layer + head + embedding_rows + m.hidden as f64) * format.bits() / 8.0
+    let params =
+        layers + m.dense_mlp_params() + m.router_params() + head + embedding_rows + m.hidden;
+    params as f64 * format.bits() / 8.0
+}
+
+/// Weight bytes a step over `tokens` tokens reads: every shared weight, the experts those
+/// tokens touch, the output head, and one embedding row per token.
+pub fn weight_bytes_touched(m: &Model, format: impl Into<Formats>, tokens: u64) -> f64 {
+    let f = format.into();
+    shared_bytes_touched(m, f.dense, tokens) + expert_bytes_touched(m, f.experts, tokens)
 }
 
 /// Bytes of all weights in `format`.
-pub fn weight_bytes(m: &Model, format: WeightFormat) -> f64 {
-    m.params().total as f64 * format.bits() / 8.0
+pub fn weight_bytes(m: &Model, format: impl Into<Formats>) -> f64 {
+    let f = format.into();
+    let experts = expert_params_total(m);
+    (m.params().total as f64 - experts) * f.dense.bits() / 8.0 + experts * f.experts.bits() / 8.0
 }
 
-/// Bytes of the experts' weights, every layer's every expert (0 for a dense model).
-pub fn expert_weight_bytes(m: &Model, format: WeightFormat) -> f64 {
-    if m.experts <= 1 {
-        return 0.0;
-    }
-    (m.layers * m.experts * m.mlp_params()) as f64 * format.bits() / 8.0
+/// Routed experts' parameters, every layer's every expert.
+fn expert_params_total(m: &Model) -> f64 {
+    (m.moe_layers() * m.experts * m.mlp_params()) as f64
 }
 
-/// Expert weight bytes a step over `tokens` tokens reads: the experts those tokens touch (0 for
-/// a dense model). [`weight_bytes_touched`] less this is what every token shares.
+/// Bytes of the routed experts' weights, every layer's every expert (0 for a dense model).
+pub fn expert_weight_bytes(m: &Model, format: impl Into<Formats>) -> f64 {
+    expert_params_total(m) * format.into().experts.bits() / 8.0
+}
+
+/// Expert weight bytes a step over `tokens` tokens reads: the routed experts those tokens touch
+/// (0 for a dense model). [`weight_bytes_touched`] less this is what every token shares.
 pub fn expert_bytes_touched(m: &Model, format: WeightFormat, tokens: u64) -> f64 {
     if m.experts <= 1 {
         return 0.0;
     }
     let experts = experts_touched(m.experts, m.active_experts, tokens);
-    m.layers as f64 * experts * m.mlp_params() as f64 * format.bits() / 8.0
+    m.moe_layers() as f64 * experts * m.mlp_params() as f64 * format.bits() / 8.0
 }
 
 /// Attention of one decode step: `batch` sequences each attend to their `context` tokens and
@@ -273,7 +325,7 @@ pub fn decode_attention(m: &Model, kv_bytes: f64, batch: u64, context: u64) -> P
 /// One decode step: `batch` sequences each add one token after `context` tokens.
 pub fn decode_step(
     m: &Model,
-    format: WeightFormat,
+    format: impl Into<Formats>,
     kv_bytes: f64,
     batch: u64,
     context: u64,
@@ -294,13 +346,13 @@ pub fn prefill_attention(m: &Model, kv_bytes: f64, prompt: u64) -> Part {
         Some(_) => (1..=prompt).map(|i| m.attended(i)).sum(),
     };
     Part {
-        flops: attention_flops(m, attended_sum),
+        flops: prefill_attention_flops(m, attended_sum),
         bytes: prompt as f64 * m.kv_bytes_per_token(kv_bytes),
     }
 }
 
 /// A prefill of `prompt` tokens into an empty cache ([`prefill_attention`]).
-pub fn prefill(m: &Model, format: WeightFormat, kv_bytes: f64, prompt: u64) -> Work {
+pub fn prefill(m: &Model, format: impl Into<Formats>, kv_bytes: f64, prompt: u64) -> Work {
     let (matmuls, experts) = matmul_work(m, format, prompt);
     Work {
         matmuls,
@@ -311,16 +363,17 @@ pub fn prefill(m: &Model, format: WeightFormat, kv_bytes: f64, prompt: u64) -> W
 
 /// The largest batch whose weights and KV caches fit in `memory` bytes less `reserve` (a
 /// fraction kept for activations, workspace and fragmentation); 0 when the weights alone do not.
+/// Sliding-window layers hold only their window ([`Model::kv_bytes_per_sequence`]).
 pub fn max_batch(
     m: &Model,
-    format: WeightFormat,
+    format: impl Into<Formats>,
     kv_bytes: f64,
     context: u64,
     memory: f64,
     reserve: f64,
 ) -> u64 {
     let usable = memory * (1.0 - reserve) - weight_bytes(m, format);
-    let per_seq = context as f64 * m.kv_bytes_per_token(kv_bytes);
+    let per_seq = m.kv_bytes_per_sequence(context, kv_bytes);
     if usable <= 0.0 || per_seq <= 0.0 {
         return 0;
     }

@@ -62,6 +62,51 @@ pub struct Hardware {
     /// `data/interconnects.toml`), used when a deployment of several names none.
     #[serde(default)]
     pub interconnect: Option<DefaultLink>,
+    /// Prices besides the on-demand one: committed terms, capacity blocks, spot, each labelled.
+    #[serde(default)]
+    pub prices: Vec<Price>,
+    /// The most devices one model instance spans in the part's usual platform (a server, an
+    /// NVLink domain, a pod slice): the upper end of the configuration search.
+    #[serde(default)]
+    pub max_devices: Option<Count>,
+    /// The serving stack this part usually runs (a name from `data/stacks.toml`).
+    #[serde(default)]
+    pub stack: Option<DefaultLink>,
+}
+
+/// A labelled price per device-hour.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// `on-demand`, `1-year`, `3-year`, `capacity-block`, `spot` or `market` (a third party's
+    /// rental rate).
+    pub kind: String,
+    /// USD per device-hour.
+    pub value: f64,
+    /// Where it comes from (and how a per-instance price was divided).
+    pub source: String,
+    /// When that source said so.
+    pub date: String,
+}
+
+/// The kinds a [`Price`] may have.
+pub const PRICE_KINDS: &[&str] = &[
+    "on-demand",
+    "1-year",
+    "3-year",
+    "capacity-block",
+    "spot",
+    "market",
+];
+
+/// A sourced whole number.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Count {
+    /// The number.
+    pub value: u64,
+    /// Where it comes from.
+    pub source: String,
 }
 
 /// A hardware entry's usual interconnect, with where that comes from.
@@ -82,6 +127,11 @@ impl Hardware {
             Some(m) => m.value * 1e9,
             None => self.bandwidth_gbs.value * 1e9 * eta,
         }
+    }
+
+    /// The price per device-hour of `kind` (`on-demand` is `price_per_hour`), where sourced.
+    pub fn price(&self, kind: &str) -> Option<&Price> {
+        self.prices.iter().find(|p| p.kind == kind)
     }
 
     /// The dense peak for `dtype`, in FLOP/s.

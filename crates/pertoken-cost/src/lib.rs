@@ -30,8 +30,10 @@ mod stack;
 pub mod validation;
 
 pub use arch::{Activation, Arch};
-pub use catalog::{ADAPTER_PATTERNS, Catalog, Figure, Hardware, Peak};
-pub use model::{Model, Params, Rope, RopePairing, RopeScaling};
+pub use catalog::{
+    ADAPTER_PATTERNS, Catalog, Count, DefaultLink, Figure, Hardware, PRICE_KINDS, Peak, Price,
+};
+pub use model::{Mla, Model, MoeLayout, Params, Rope, RopePairing, RopeScaling};
 pub use stack::{Stack, stack, stacks};
 
 /// What can go wrong in the cost model; each message says what to fix.

@@ -154,6 +154,7 @@ pub fn deployment(p: &Point, catalog: &Catalog) -> Result<Deployment> {
         interconnect: p.interconnect.as_deref().map(interconnect).transpose()?,
         compute_dtype: p.compute_dtype.clone(),
         format,
+        expert_format: None,
         kv_bytes: p.kv_bytes,
         efficiency: Efficiency {
             compute: s.compute_efficiency.value,
@@ -174,7 +175,7 @@ pub fn predict(p: &Point, catalog: &Catalog) -> Result<Scored> {
             let ctx = need(p.context, &p.id, "context")?;
             let t = d.step(
                 &m,
-                decode_step(&m, d.format, d.kv_bytes_held(&m), 1, ctx),
+                decode_step(&m, d.formats(), d.kv_bytes_held(&m), 1, ctx),
                 1,
             )?;
             (1.0 / t.total_s, t.bound())

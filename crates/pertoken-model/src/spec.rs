@@ -54,6 +54,13 @@ impl ModelSpec {
                 m.experts
             ));
         }
+        if m.mla.is_some() {
+            return bad(
+                "multi-head latent attention (DeepSeek) is not supported by the decoder; the cost \
+                 model (`pertoken cost`) covers it"
+                    .into(),
+            );
+        }
         if let Some(f) = &self.rope_factors
             && (f.len() as u64 != m.rotary_dims() / 2
                 || f.iter().any(|&x| !(x.is_finite() && x > 0.0)))

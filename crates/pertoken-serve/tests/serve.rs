@@ -42,6 +42,8 @@ fn windowed(window: Option<u64>) -> ModelSpec {
                 global_every: window.map(|_| 2),
                 ..Arch::default()
             },
+            mla: None,
+            moe: Default::default(),
         },
         RopePairing::Halves,
     )

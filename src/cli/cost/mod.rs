@@ -324,6 +324,7 @@ fn deployment(
             interconnect: link,
             compute_dtype: dtype,
             format,
+            expert_format: None,
             kv_bytes: args.kv_bytes,
             efficiency,
             launches,

@@ -2,7 +2,7 @@
 //! splits over several devices, and prices.
 
 use crate::account::{
-    WeightFormat, Work, decode_step, expert_weight_bytes, prefill, weight_bytes,
+    Formats, WeightFormat, Work, decode_step, expert_weight_bytes, prefill, weight_bytes,
     weight_bytes_touched,
 };
 use crate::latency::{Interconnect, Launches, allreduce_bytes, allreduces_per_step, interconnects};
@@ -98,6 +98,8 @@ pub struct Deployment {
     pub compute_dtype: String,
     /// Weight storage.
     pub format: WeightFormat,
+    /// The experts' weight storage where it differs from `format` (gpt-oss's MXFP4 experts).
+    pub expert_format: Option<WeightFormat>,
     /// Bytes per KV-cache element.
     pub kv_bytes: f64,
     /// Kernel efficiencies.
@@ -151,6 +153,14 @@ impl StepTime {
 }
 
 impl Deployment {
+    /// The weights' formats: `format`, and `expert_format` for the experts where given.
+    pub fn formats(&self) -> Formats {
+        Formats {
+            dense: self.format,
+            experts: self.expert_format.unwrap_or(self.format),
+        }
+    }
+
     /// The dense peak FLOP/s of the compute dtype.
     pub fn peak_flops(&self) -> Result<f64> {
         self.hardware
@@ -189,12 +199,13 @@ impl Deployment {
 
     /// How many copies of each KV head the devices hold together: tensor parallelism gives each
     /// device whole KV heads, so over more devices than `m` has KV heads each head is kept (and
-    /// read) on `n / kv_heads` of them; in general `n·⌈kv_heads/n⌉ / kv_heads`. 1 for one device
-    /// or a layer split.
+    /// read) on `n / kv_heads` of them; in general `n·⌈kv_heads/n⌉ / kv_heads`. MLA's one latent
+    /// is held on every device. 1 for one device or a layer split.
     pub fn kv_copies(&self, m: &Model) -> f64 {
+        let heads = m.kv_cache_heads();
         match self.split {
-            Split::Tensor if self.devices > 1 && m.kv_heads > 0 => {
-                (self.devices * m.kv_heads.div_ceil(self.devices)) as f64 / m.kv_heads as f64
+            Split::Tensor if self.devices > 1 && heads > 0 => {
+                (self.devices * heads.div_ceil(self.devices)) as f64 / heads as f64
             }
             _ => 1.0,
         }
@@ -209,10 +220,10 @@ impl Deployment {
     /// Weight bytes the devices hold together: the model once, but with expert parallelism
     /// every device also keeps its own copy of the weights that are not experts.
     pub fn weight_bytes_held(&self, m: &Model) -> f64 {
-        let all = weight_bytes(m, self.format);
+        let all = weight_bytes(m, self.formats());
         match self.split {
             Split::Expert => {
-                let shared = all - expert_weight_bytes(m, self.format);
+                let shared = all - expert_weight_bytes(m, self.formats());
                 all + (self.devices.saturating_sub(1)) as f64 * shared
             }
             _ => all,
@@ -221,10 +232,11 @@ impl Deployment {
 
     /// Bytes resident while serving `batch` sequences of `context` tokens: the weights the
     /// devices hold ([`Deployment::weight_bytes_held`]) and every sequence's KV cache, its heads
-    /// as often as they are held ([`Deployment::kv_bytes_held`]).
+    /// as often as they are held ([`Deployment::kv_bytes_held`]), sliding-window layers only
+    /// their window.
     pub fn resident_bytes(&self, m: &Model, batch: u64, context: u64) -> f64 {
         self.weight_bytes_held(m)
-            + (batch * context) as f64 * m.kv_bytes_per_token(self.kv_bytes_held(m))
+            + batch as f64 * m.kv_bytes_per_sequence(context, self.kv_bytes_held(m))
     }
 
     /// Time of one step doing `work` over `tokens` tokens of `m`: for each kind of kernel
@@ -300,8 +312,8 @@ impl Deployment {
         let roofline: f64 = roofs.iter().map(|r| r.0.max(r.1)).sum();
         let dequant = match (self.dequant_ops, self.hardware.dense_peak("fp32")) {
             (Some(ops), Some(fp32)) if ops > 0.0 => {
-                let weights =
-                    weight_bytes_touched(m, self.format, tokens) * 8.0 / self.format.bits();
+                let f = self.formats();
+                let weights = weight_bytes_touched(m, f.dense, tokens) * 8.0 / f.dense.bits();
                 weights * ops / fp32 / share
             }
             _ => 0.0,
@@ -466,9 +478,9 @@ pub fn estimate(
         });
     }
     let kv = d.kv_bytes_held(m);
-    let pre = prefill(m, d.format, kv, prompt);
+    let pre = prefill(m, d.formats(), kv, prompt);
     let ttft = d.step(m, pre, prompt)?.total_s;
-    let step = d.step(m, decode_step(m, d.format, kv, batch, context), batch)?;
+    let step = d.step(m, decode_step(m, d.formats(), kv, batch, context), batch)?;
     let tpot = step.total_s;
     let decode_tps = batch as f64 / tpot;
     let prefill_tps = prompt as f64 / ttft;

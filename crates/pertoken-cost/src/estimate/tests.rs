@@ -16,6 +16,7 @@ pub(crate) fn deployment(hw: &str) -> Deployment {
         interconnect: None,
         compute_dtype: "bf16".into(),
         format: WeightFormat::F16,
+        expert_format: None,
         kv_bytes: 2.0,
         efficiency: Efficiency::default(),
         launches: Launches::NONE,

@@ -13,7 +13,8 @@
 //! compute side takes over, and the latency terms shrink next to it.
 
 use crate::account::{
-    Part, Work, attention_flops, decode_attention, decode_step, matmul_work, prefill_attention,
+    Part, Work, decode_attention, decode_step, matmul_work, prefill_attention,
+    prefill_attention_flops,
 };
 use crate::estimate::{Deployment, MEMORY_RESERVE, Pricing, StepTime};
 use crate::{CostError, Model, Result};
@@ -77,7 +78,7 @@ pub struct Serving {
 /// KV bytes each admitted sequence holds: its whole `isl + osl` tokens, reserved on admission
 /// (TensorRT-LLM's default scheduler guarantees no eviction this way).
 fn kv_per_sequence(m: &Model, d: &Deployment, load: &Load) -> f64 {
-    (load.isl + load.osl) as f64 * m.kv_bytes_per_token(d.kv_bytes_held(m))
+    m.kv_bytes_per_sequence(load.isl + load.osl, d.kv_bytes_held(m))
 }
 
 /// The largest batch whose KV caches fit beside the weights in all devices' memory, less the
@@ -100,10 +101,10 @@ pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (
     let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
     // The matmuls run once over every token of the step (more experts touched); attention
     // reads the decode sequences' caches and writes the prompt tokens' keys and values.
-    let (matmuls, experts) = matmul_work(m, d.format, b + prefill_tokens);
+    let (matmuls, experts) = matmul_work(m, d.formats(), b + prefill_tokens);
     let chunk = Part {
         // Each chunk token attends on average to half its prompt.
-        flops: prefill_tokens as f64 * attention_flops(m, load.isl as f64 / 2.0),
+        flops: prefill_tokens as f64 * prefill_attention_flops(m, load.isl as f64 / 2.0),
         bytes: prefill_tokens as f64 * m.kv_bytes_per_token(kv_bytes),
     };
     let work = Work {
@@ -186,7 +187,7 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
             let kv = d.kv_bytes_held(m);
             let one = prefill_attention(m, kv, load.isl);
             let tokens = batch * load.isl;
-            let (matmuls, experts) = matmul_work(m, d.format, tokens);
+            let (matmuls, experts) = matmul_work(m, d.formats(), tokens);
             let pre = Work {
                 matmuls,
                 experts,
@@ -199,7 +200,7 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
             let mut decode_s = 0.0;
             let mut mean = None;
             for k in 0..load.osl {
-                let w = decode_step(m, d.format, kv, batch, load.isl + k);
+                let w = decode_step(m, d.formats(), kv, batch, load.isl + k);
                 let s = d.step(m, w, batch)?;
                 decode_s += s.total_s;
                 if k == load.osl / 2 {

@@ -117,6 +117,8 @@ impl GgufWeights {
                 .f64_opt("attention.layer_norm_rms_epsilon")?
                 .unwrap_or(1e-5),
             arch: Arch::default(),
+            mla: None,
+            moe: Default::default(),
         };
         let mut spec = ModelSpec::new(shape, family.pairing);
         // RoPE turns `rope.dimension_count` elements of each head (all of them unless fewer

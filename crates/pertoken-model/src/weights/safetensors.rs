@@ -100,6 +100,8 @@ impl SafetensorsWeights {
             },
             rms_eps: config.rms_norm_eps,
             arch,
+            mla: None,
+            moe: Default::default(),
         };
         let w = SafetensorsWeights {
             files,

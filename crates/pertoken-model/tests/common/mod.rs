@@ -99,6 +99,8 @@ impl Tiny {
                 },
                 rms_eps: 1e-5,
                 arch: self.arch,
+                mla: None,
+                moe: Default::default(),
             },
             self.pairing,
         )
