@@ -78,8 +78,8 @@ pub struct Hardware {
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
-    /// `on-demand`, `1-year`, `3-year`, `capacity-block`, `spot` or `market` (a third party's
-    /// rental rate).
+    /// `on-demand`, `1-year`, `3-year`, `reserved` (a committed term the source does not
+    /// state), `capacity-block`, `spot` or `market` (a third-party cloud's rental rate).
     pub kind: String,
     /// USD per device-hour.
     pub value: f64,
@@ -94,6 +94,7 @@ pub const PRICE_KINDS: &[&str] = &[
     "on-demand",
     "1-year",
     "3-year",
+    "reserved",
     "capacity-block",
     "spot",
     "market",
@@ -130,8 +131,16 @@ impl Hardware {
     }
 
     /// The price per device-hour of `kind` (`on-demand` is `price_per_hour`), where sourced.
-    pub fn price(&self, kind: &str) -> Option<&Price> {
-        self.prices.iter().find(|p| p.kind == kind)
+    pub fn price(&self, kind: &str) -> Option<Price> {
+        match (kind, &self.price_per_hour) {
+            ("on-demand", Some(f)) => Some(Price {
+                kind: kind.to_owned(),
+                value: f.value,
+                source: f.source.clone(),
+                date: f.date.clone(),
+            }),
+            _ => self.prices.iter().find(|p| p.kind == kind).cloned(),
+        }
     }
 
     /// The dense peak for `dtype`, in FLOP/s.
@@ -387,6 +396,14 @@ mod tests {
             "m3-max",
             "m4-max",
             "m2-ultra",
+            "tpu-v5p",
+            "tpu-v7",
+            "trn3",
+            "b200",
+            "gb200",
+            "b300",
+            "mi355x",
+            "gaudi3",
         ] {
             c.hardware(name).unwrap();
         }
@@ -407,6 +424,26 @@ mod tests {
                 );
             }
             assert!(!h.peak_tflops.is_empty(), "{}", h.name);
+            for p in &h.prices {
+                assert!(
+                    PRICE_KINDS.contains(&p.kind.as_str())
+                        && p.kind != "on-demand"
+                        && p.value > 0.0
+                        && !p.source.is_empty()
+                        && p.date.len() >= 4,
+                    "{} {:?}",
+                    h.name,
+                    p
+                );
+            }
+            if let Some(s) = &h.stack {
+                crate::stack(&s.name).unwrap_or_else(|e| panic!("{}: {e}", h.name));
+            }
+            assert!(
+                h.max_devices
+                    .as_ref()
+                    .is_none_or(|n| n.value >= 1 && !n.source.is_empty())
+            );
             for (dt, p) in &h.peak_tflops {
                 assert!(
                     p.value > 0.0 && !p.source.is_empty() && p.date.len() >= 4,

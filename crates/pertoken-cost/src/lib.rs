@@ -34,7 +34,7 @@ pub use catalog::{
     ADAPTER_PATTERNS, Catalog, Count, DefaultLink, Figure, Hardware, PRICE_KINDS, Peak, Price,
 };
 pub use model::{Mla, Model, MoeLayout, Params, Rope, RopePairing, RopeScaling};
-pub use stack::{Stack, stack, stacks};
+pub use stack::{FormatSupport, Stack, stack, stacks};
 
 /// What can go wrong in the cost model; each message says what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -37,6 +37,23 @@ pub struct Stack {
     /// FP32 rate. A format missing here makes the prediction an upper bound.
     #[serde(default)]
     pub dequant_ops: BTreeMap<String, Figure>,
+    /// Weight formats the stack serves (`f16` standing for bf16 too), each sourced; the
+    /// configuration search tries these.
+    #[serde(default)]
+    pub formats: Vec<FormatSupport>,
+}
+
+/// A weight format a stack serves.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatSupport {
+    /// The format's name ([`WeightFormat::parse`]).
+    pub name: String,
+    /// Where the stack says so.
+    pub source: String,
+    /// The hardware (catalog names) the stack runs it on, where it is limited to some.
+    #[serde(default)]
+    pub only: Option<Vec<String>>,
 }
 
 impl Stack {
@@ -115,6 +132,10 @@ mod tests {
             }
             for k in s.dequant_ops.keys() {
                 WeightFormat::parse(k).unwrap();
+            }
+            for f in &s.formats {
+                WeightFormat::parse(&f.name).unwrap();
+                assert!(!f.source.is_empty(), "{} {}", s.name, f.name);
             }
             assert!(s.bandwidth_efficiency.value <= 1.0 && s.compute_efficiency.value <= 1.0);
         }
