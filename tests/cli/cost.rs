@@ -175,3 +175,144 @@ fn cost_splits_a_moe_by_experts_and_runs_a_finite_queue() {
     ]);
     assert!(!ok && stderr.contains("--split tensor"), "{stderr}");
 }
+
+#[test]
+fn cost_compares_parts_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("parts.svg");
+    let json = dir.path().join("parts.json");
+    let args = [
+        "cost",
+        "--model",
+        "llama-3.1-70b",
+        "--hardware",
+        "h100-sxm,trn2,tpu-v6e,b300",
+        "--isl",
+        "1000",
+        "--osl",
+        "1000",
+        "--max-tpot-ms",
+        "50",
+        "--plot",
+        svg.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = pertoken(&args);
+    assert!(ok, "{stdout}{stderr}");
+    // Ranked, each part's own stack, an unpriced part last and said so, and why the winner wins.
+    assert!(stdout.contains(" 1 ") && stdout.contains("neuron") && stdout.contains("vllm-tpu"));
+    assert!(stdout.contains("b300: no price sourced"), "{stdout}");
+    assert!(stdout.contains(" wins at $"), "{stdout}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("trn2"),
+        "{}",
+        &text[..200]
+    );
+    let mut with_json = args.to_vec();
+    with_json.truncate(args.len() - 2);
+    with_json.extend(["--format", "json"]);
+    let (ok, stdout, stderr) = pertoken(&with_json);
+    assert!(ok, "{stderr}");
+    std::fs::write(&json, &stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let parts = v["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 4);
+    // Every configuration is listed with why it lost; a multi-chip one names the part's link.
+    let h100 = parts.iter().find(|p| p["hardware"] == "h100-sxm").unwrap();
+    let kinds: Vec<&str> = h100["considered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"]["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"winner") && kinds.contains(&"memory") && kinds.contains(&"cost"));
+    let tpu = parts.iter().find(|p| p["hardware"] == "tpu-v6e").unwrap();
+    assert!(
+        tpu["considered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["interconnect"] == "tpu-ici-v6e")
+    );
+
+    // Options that belong to one part are refused, and so is a comparison without a load.
+    let (ok, _, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "h100-sxm,h200",
+        "--devices",
+        "2",
+        "--isl",
+        "8",
+        "--osl",
+        "8",
+    ]);
+    assert!(
+        !ok && stderr.contains("--devices applies to one part"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = pertoken(&["cost", "--model", "tiny", "--hardware", "h100-sxm,h200"]);
+    assert!(!ok && stderr.contains("--isl and --osl"), "{stderr}");
+    let (ok, _, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "tiny",
+        "--hardware",
+        "h100-sxm,h200",
+        "--isl",
+        "8",
+        "--osl",
+        "8",
+        "--price-kind",
+        "cheap",
+    ]);
+    assert!(!ok && stderr.contains("expected one of"), "{stderr}");
+}
+
+#[test]
+fn cost_uses_each_parts_own_link_and_a_bandwidth_alone() {
+    // A multi-chip Trainium deployment names no interconnect: NeuronLink-v3 by default.
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-70b",
+        "--hardware",
+        "trn2",
+        "--devices",
+        "16",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("neuronlink-v3"), "{stdout}");
+    // A PCIe card given only a bus bandwidth is not refused.
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "a100-80gb-pcie",
+        "--devices",
+        "2",
+        "--interconnect-gbs",
+        "32",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("pcie4"), "{stdout}");
+    // A part with no usual link, and only a bandwidth: that bandwidth with a PCIe ring's latency.
+    let (ok, stdout, stderr) = pertoken(&[
+        "cost",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "m2-max",
+        "--devices",
+        "2",
+        "--interconnect-gbs",
+        "32",
+        "--compute-dtype",
+        "fp16",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("--interconnect-gbs 32"), "{stdout}");
+}

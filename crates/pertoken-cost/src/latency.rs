@@ -96,6 +96,26 @@ impl Interconnect {
     }
 }
 
+/// A link known only by its all-reduce bus bandwidth (`--interconnect-gbs` on a part with no
+/// usual link): that bandwidth, with the PCIe 4 ring's measured latency.
+pub fn given_link(busbw_gbs: f64) -> Result<Interconnect> {
+    if !(busbw_gbs.is_finite() && busbw_gbs > 0.0) {
+        return Err(CostError::InvalidInput {
+            what: "interconnect bandwidth",
+            reason: format!("{busbw_gbs} GB/s must be positive"),
+        });
+    }
+    let mut l = interconnect("pcie4")?;
+    l.name = "given".into();
+    l.description = format!("a link of {busbw_gbs} GB/s bus bandwidth with pcie4's latency");
+    l.busbw_gbs = Figure {
+        value: busbw_gbs,
+        source: "--interconnect-gbs".into(),
+        date: "given".into(),
+    };
+    Ok(l)
+}
+
 /// Bytes of one all-reduce over `tokens` tokens' activations in 16 bits.
 pub fn allreduce_bytes(m: &Model, tokens: u64) -> f64 {
     (tokens * m.hidden) as f64 * 2.0

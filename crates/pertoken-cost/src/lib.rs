@@ -16,12 +16,15 @@
 //! - [`serving`]: a server at full load (continuous or static batching at an input/output
 //!   length), its batch bounded by KV memory and a latency limit.
 //! - [`validation`]: published measurements (source, date, quote) and the model's error on each.
+//! - [`compare`]: which chip serves a model cheapest: every configuration each part's stack can
+//!   run, the cheapest that meets latency limits, and why the others lost.
 //!
 //! This crate has no GPU code and does not depend on wgpu or ndarray.
 
 pub mod account;
 mod arch;
 mod catalog;
+pub mod compare;
 pub mod estimate;
 pub mod latency;
 mod model;

@@ -137,8 +137,9 @@ fn need<T>(v: Option<T>, id: &str, what: &str) -> Result<T> {
 pub fn deployment(p: &Point, catalog: &Catalog) -> Result<Deployment> {
     let s = stack(&p.stack)?;
     let format = WeightFormat::parse(&p.format)?;
+    let hardware = catalog.hardware(&p.hardware)?.clone();
     Ok(Deployment {
-        hardware: catalog.hardware(&p.hardware)?.clone(),
+        hardware: hardware.clone(),
         devices: p.devices,
         split: match p.split.as_deref() {
             None | Some("tensor") => Split::Tensor,
@@ -151,7 +152,12 @@ pub fn deployment(p: &Point, catalog: &Catalog) -> Result<Deployment> {
                 });
             }
         },
-        interconnect: p.interconnect.as_deref().map(interconnect).transpose()?,
+        // A point that names no link runs over its part's usual one.
+        interconnect: match (&p.interconnect, &hardware.interconnect) {
+            (Some(name), _) => Some(interconnect(name)?),
+            (None, Some(usual)) if p.devices > 1 => Some(interconnect(&usual.name)?),
+            _ => None,
+        },
         compute_dtype: p.compute_dtype.clone(),
         format,
         expert_format: None,

@@ -10,6 +10,7 @@ use pertoken_cost::{Catalog, CostError, Model, stack};
 
 use super::CliError;
 
+mod compare;
 mod listing;
 mod print;
 mod report;
@@ -61,9 +62,21 @@ pub(crate) struct Args {
     /// A Hugging Face config.json to use instead of a catalog model.
     #[arg(long)]
     hf_config: Option<PathBuf>,
-    /// Hardware name from `pertoken hardware`.
+    /// Hardware name from `pertoken hardware`; several, comma-separated, compare the parts
+    /// side by side (with --isl/--osl): the cheapest configuration meeting the limits on each.
     #[arg(long)]
     hardware: String,
+    /// Comparing parts: the limit on time to first token, ms.
+    #[arg(long)]
+    max_ttft_ms: Option<f64>,
+    /// Comparing parts: the weight formats to try, comma-separated, where each part's stack
+    /// serves them (default: bf16 and fp8, and MXFP4 experts for a mixture of experts).
+    #[arg(long, value_delimiter = ',')]
+    formats: Option<Vec<String>>,
+    /// Comparing parts: which price to use: on-demand, 1-year, 3-year, reserved,
+    /// capacity-block, spot or market; a part without it falls back (said so in the output).
+    #[arg(long, default_value = "on-demand")]
+    price_kind: String,
     /// Batch sizes (concurrent sequences), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     batch: Vec<u64>,
@@ -104,9 +117,10 @@ pub(crate) struct Args {
     interconnect_gbs: Option<f64>,
     /// The serving stack whose sourced figures apply (launches per layer, launch cost,
     /// efficiencies, unpacking cost per format): llama.cpp-cuda, llama.cpp-metal, gpt-fast,
-    /// tensorrt-llm, vllm, mlc.
-    #[arg(long, default_value = "vllm")]
-    stack: String,
+    /// tensorrt-llm, vllm, mlc, sglang, neuron, vllm-neuron, vllm-tpu, jetstream (default: the
+    /// part's usual stack, else vllm).
+    #[arg(long)]
+    stack: Option<String>,
     /// Calibration from a `pertoken bench --json` report measured on this hardware: the model
     /// bench's whole steps set the efficiencies and the fixed time per step (per launch where
     /// the report counts launches); a serving report's (`bench --serve`) measured steps set the
@@ -247,12 +261,20 @@ fn check_fraction(v: f64, what: &str) -> Result<f64, CliError> {
     }
 }
 
+/// The stack named by --stack, else the part's usual one, else vLLM.
+fn stack_name(args: &Args, hardware: &pertoken_cost::Hardware) -> String {
+    args.stack
+        .clone()
+        .or(hardware.stack.as_ref().map(|s| s.name.clone()))
+        .unwrap_or_else(|| "vllm".to_owned())
+}
+
 /// The deployment the flags describe, and a line saying where its figures come from.
 fn deployment(
     args: &Args,
     hardware: &pertoken_cost::Hardware,
 ) -> Result<(Deployment, String), CliError> {
-    let s = stack(&args.stack)?;
+    let s = stack(&stack_name(args, hardware))?;
     let format = WeightFormat::parse(&args.weights)?;
     let dtype = args.compute_dtype.to_ascii_lowercase();
     let mut efficiency = Efficiency {
@@ -308,6 +330,19 @@ fn deployment(
             usual.name, hardware.name, usual.source
         ));
     }
+    // A part with no usual link and only a bandwidth given: that bandwidth, with a PCIe ring's
+    // measured latency.
+    if link.is_none()
+        && args.devices > 1
+        && let Some(gbs) = args.interconnect_gbs
+    {
+        link = Some(pertoken_cost::latency::given_link(gbs)?);
+        source.push_str(&format!(
+            "; interconnect: --interconnect-gbs {gbs} with the PCIe 4 ring's measured latency \
+             ({} has no usual link in the catalog)",
+            hardware.name
+        ));
+    }
     if let (Some(l), Some(gbs)) = (&mut link, args.interconnect_gbs) {
         l.busbw_gbs.value = gbs;
         l.busbw_gbs.source = "--interconnect-gbs".into();
@@ -338,6 +373,16 @@ fn deployment(
 pub(crate) fn run(args: &Args) -> Result<(), CliError> {
     let catalog = args.catalog.load()?;
     let model = model(args, &catalog)?;
+    if args.hardware.contains(',') {
+        return compare::run(args, &model, &catalog);
+    }
+    if args.max_ttft_ms.is_some() || args.formats.is_some() {
+        return Err(
+            "--max-ttft-ms and --formats compare several parts: pass --hardware a,b,… \
+                    with --isl and --osl"
+                .into(),
+        );
+    }
     let hardware = catalog.hardware(&args.hardware)?.clone();
     let pricing = pricing(args, &hardware)?;
     let (d, source) = deployment(args, &hardware)?;

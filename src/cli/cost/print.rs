@@ -40,7 +40,7 @@ impl Head<'_> {
             "devices": d.devices,
             "interconnect": d.interconnect.as_ref().map(|i| i.name.clone()),
             "weights": self.args.weights,
-            "stack": self.args.stack,
+            "stack": super::stack_name(self.args, &self.d.hardware),
             "figures": self.source,
             "efficiency": { "compute": d.efficiency.compute, "bandwidth": d.efficiency.bandwidth },
             "launch_us": d.launches.per_kernel_s * 1e6,

@@ -96,15 +96,32 @@ pub fn kv_bound(m: &Model, d: &Deployment, load: &Load) -> u64 {
 /// mean context `isl + osl/2`, and `b·isl/osl` prompt tokens prefilled in chunks, each attending
 /// on average to half its prompt.
 pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (Work, u64) {
+    let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
+    step_work(m, d, load, b, prefill_tokens, load.isl as f64 / 2.0)
+}
+
+/// Tokens one step holds at most: a common `max_num_batched_tokens` (vLLM's and SGLang's
+/// defaults vary by version and GPU). A new prompt is prefilled in chunks of what the decode
+/// rows leave of it.
+pub const STEP_TOKEN_BUDGET: u64 = 8192;
+
+/// Work of a step of `b` decode rows and `prefill_tokens` prompt tokens whose keys average
+/// `keys` each.
+fn step_work(
+    m: &Model,
+    d: &Deployment,
+    load: &Load,
+    b: u64,
+    prefill_tokens: u64,
+    keys: f64,
+) -> (Work, u64) {
     let ctx = load.isl + load.osl / 2;
     let kv_bytes = d.kv_bytes_held(m);
-    let prefill_tokens = (b as f64 * load.isl as f64 / load.osl as f64).round() as u64;
     // The matmuls run once over every token of the step (more experts touched); attention
     // reads the decode sequences' caches and writes the prompt tokens' keys and values.
     let (matmuls, experts) = matmul_work(m, d.formats(), b + prefill_tokens);
     let chunk = Part {
-        // Each chunk token attends on average to half its prompt.
-        flops: prefill_tokens as f64 * prefill_attention_flops(m, load.isl as f64 / 2.0),
+        flops: prefill_tokens as f64 * prefill_attention_flops(m, keys),
         bytes: prefill_tokens as f64 * m.kv_bytes_per_token(kv_bytes),
     };
     let work = Work {
@@ -113,6 +130,15 @@ pub fn continuous_step_work(m: &Model, d: &Deployment, load: &Load, b: u64) -> (
         attention: decode_attention(m, kv_bytes, b, ctx).plus(chunk),
     };
     (work, b + prefill_tokens)
+}
+
+/// Time to first token at batch `b`: the prompt's chunks, each in a step beside the `b` decode
+/// rows and at most [`STEP_TOKEN_BUDGET`] tokens in all.
+fn ttft(m: &Model, d: &Deployment, load: &Load, b: u64) -> Result<f64> {
+    let chunk = STEP_TOKEN_BUDGET.saturating_sub(b).max(1).min(load.isl);
+    let steps = load.isl.div_ceil(chunk);
+    let (w, tokens) = step_work(m, d, load, b, chunk, load.isl as f64 / 2.0);
+    Ok(steps as f64 * d.step(m, w, tokens)?.total_s)
 }
 
 fn invalid(reason: String) -> CostError {
@@ -266,13 +292,12 @@ pub fn serve(m: &Model, d: &Deployment, load: &Load, pricing: Option<&Pricing>) 
                 b as f64 * load.isl as f64 / load.osl as f64,
                 load.osl
             ));
-            assumptions.push(
-                "time to first token: the prompt's chunks, one step each, first come first served"
-                    .to_owned(),
-            );
+            assumptions.push(format!(
+                "time to first token: the prompt in chunks of what the {b} decode rows leave of a \
+                 {STEP_TOKEN_BUDGET}-token step, one step each, without queueing"
+            ));
             let step = time(b)?;
-            let chunk = (b as f64 * load.isl as f64 / load.osl as f64).max(1.0);
-            let ttft = (load.isl as f64 / chunk).ceil() * step.total_s;
+            let ttft = ttft(m, d, load, b)?;
             let mut out = b as f64 / step.total_s;
             if let Some(n) = load.requests {
                 if n == 0 {
