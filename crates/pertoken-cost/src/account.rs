@@ -56,6 +56,22 @@ pub struct Formats {
     pub experts: WeightFormat,
 }
 
+impl Formats {
+    /// The formats a checkpoint "in `f`" has: a 4-bit float format on a mixture of experts is
+    /// its experts' (gpt-oss ships MXFP4 experts beside bf16 attention; NVIDIA's FP4 MoE
+    /// checkpoints likewise), any other format every matmul's.
+    pub fn of_checkpoint(m: &Model, f: WeightFormat) -> Formats {
+        if matches!(f, WeightFormat::Mxfp4 | WeightFormat::Nvfp4) && m.experts > 1 {
+            Formats {
+                dense: WeightFormat::F16,
+                experts: f,
+            }
+        } else {
+            f.into()
+        }
+    }
+}
+
 impl From<WeightFormat> for Formats {
     fn from(f: WeightFormat) -> Formats {
         Formats {

@@ -32,6 +32,9 @@ pub struct Stack {
     pub bandwidth_efficiency: Figure,
     /// Achieved fraction of the dense peak FLOP/s in large matmuls.
     pub compute_efficiency: Figure,
+    /// Where a peak's matmuls reach a different fraction (by dtype name, `fp4`), that fraction.
+    #[serde(default)]
+    pub compute_efficiency_by_dtype: BTreeMap<String, Figure>,
     /// Vector ALU operations per weight a batch-1 GEMV issues (the multiply-add and any
     /// unpacking and conversion), by weight format name (`f16`, `q4_0`, …), at the device's
     /// FP32 rate. A format missing here makes the prediction an upper bound.
@@ -64,6 +67,14 @@ impl Stack {
             per_layer: self.kernels_per_layer.value,
             per_step: self.kernels_per_step.value,
         }
+    }
+
+    /// The fraction of the `dtype` peak its large matmuls reach.
+    pub fn compute_efficiency(&self, dtype: &str) -> f64 {
+        self.compute_efficiency_by_dtype
+            .get(dtype)
+            .unwrap_or(&self.compute_efficiency)
+            .value
     }
 
     /// ALU operations per weight for `format`, where the stack has a sourced figure.
@@ -123,6 +134,7 @@ mod tests {
                 &s.compute_efficiency,
             ];
             figures.extend(s.dequant_ops.values());
+            figures.extend(s.compute_efficiency_by_dtype.values());
             for f in figures {
                 assert!(
                     f.value >= 0.0 && !f.source.is_empty() && f.date.len() >= 4,

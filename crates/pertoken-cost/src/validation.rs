@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::account::{WeightFormat, decode_step};
+use crate::account::{Formats, WeightFormat, decode_step};
 use crate::estimate::{Deployment, Efficiency, Split};
 use crate::latency::interconnect;
 use crate::serving::{Batching, Load, serve};
@@ -78,6 +78,9 @@ pub struct Point {
     /// Requests in the run (continuous), where the source states them.
     #[serde(default)]
     pub requests: Option<u64>,
+    /// The server's batch limit (continuous: `max_num_seqs`, or the benchmark's concurrency).
+    #[serde(default)]
+    pub max_batch: Option<u64>,
     /// The published value: tokens/s.
     pub measured: f64,
     /// `device` (per device) or `total` (the whole group).
@@ -112,6 +115,8 @@ pub fn points() -> Result<Vec<Point>> {
 pub struct Scored {
     /// The point's id.
     pub id: String,
+    /// Its hardware.
+    pub hardware: String,
     /// Its mode.
     pub mode: String,
     /// Published tokens/s.
@@ -138,6 +143,9 @@ pub fn deployment(p: &Point, catalog: &Catalog) -> Result<Deployment> {
     let s = stack(&p.stack)?;
     let format = WeightFormat::parse(&p.format)?;
     let hardware = catalog.hardware(&p.hardware)?.clone();
+    let formats = Formats::of_checkpoint(catalog.model(&p.model)?, format);
+    // Weights the part's tensor cores read natively need no unpacking.
+    let native = format.native_peak() == Some(p.compute_dtype.as_str());
     Ok(Deployment {
         hardware: hardware.clone(),
         devices: p.devices,
@@ -159,15 +167,15 @@ pub fn deployment(p: &Point, catalog: &Catalog) -> Result<Deployment> {
             _ => None,
         },
         compute_dtype: p.compute_dtype.clone(),
-        format,
-        expert_format: None,
+        format: formats.dense,
+        expert_format: (formats.experts != formats.dense).then_some(formats.experts),
         kv_bytes: p.kv_bytes,
         efficiency: Efficiency {
-            compute: s.compute_efficiency.value,
+            compute: s.compute_efficiency(&p.compute_dtype),
             bandwidth: s.bandwidth_efficiency.value,
         },
         launches: s.launches(),
-        dequant_ops: s.dequant_ops(format),
+        dequant_ops: s.dequant_ops(formats.dense).or(native.then_some(0.0)),
         overhead_s: 0.0,
     })
 }
@@ -198,7 +206,7 @@ pub fn predict(p: &Point, catalog: &Catalog) -> Result<Scored> {
                 isl: need(p.isl, &p.id, "isl")?,
                 osl: need(p.osl, &p.id, "osl")?,
                 batching,
-                max_batch: None,
+                max_batch: p.max_batch,
                 max_tpot_s: None,
                 requests: p.requests,
             };
@@ -226,6 +234,7 @@ pub fn predict(p: &Point, catalog: &Catalog) -> Result<Scored> {
     };
     Ok(Scored {
         id: p.id.clone(),
+        hardware: p.hardware.clone(),
         mode: p.mode.clone(),
         measured: p.measured,
         predicted,
@@ -239,6 +248,28 @@ pub fn predict(p: &Point, catalog: &Catalog) -> Result<Scored> {
 pub fn score() -> Result<Vec<Scored>> {
     let catalog = Catalog::builtin();
     points()?.iter().map(|p| predict(p, &catalog)).collect()
+}
+
+/// The hardware family a catalog part belongs to, for accuracy per family.
+pub fn family(hardware: &str) -> &'static str {
+    let h = hardware.to_ascii_lowercase();
+    if h == "rtx-5090" {
+        "NVIDIA Blackwell"
+    } else if h.starts_with("trn") || h.starts_with("inf") {
+        "AWS Trainium/Inferentia"
+    } else if h.starts_with("tpu") {
+        "Google TPU"
+    } else if h.starts_with("mi") {
+        "AMD Instinct"
+    } else if h.starts_with('b') || h.starts_with("gb") {
+        "NVIDIA Blackwell"
+    } else if h.starts_with('m') {
+        "Apple"
+    } else if h.starts_with("gaudi") {
+        "Intel Gaudi"
+    } else {
+        "NVIDIA Ampere/Ada/Hopper"
+    }
 }
 
 /// The set's error figures.

@@ -4,6 +4,7 @@ use pertoken_cost::account::WeightFormat;
 use pertoken_cost::compare::{
     Outcome, PRICE_FALLBACK, PartResult, Search, compare, why_the_winner_wins,
 };
+use pertoken_cost::validation::family;
 use pertoken_cost::{Catalog, Model, PRICE_KINDS};
 
 use super::{Args, Format};
@@ -221,11 +222,46 @@ fn table(model: &Model, args: &Args, isl: u64, osl: u64, parts: &[PartResult]) {
     if let Some(why) = why_the_winner_wins(parts) {
         println!("{why}.");
     }
+    accuracy(parts);
     let considered: usize = parts.iter().map(|p| p.considered.len()).sum();
     println!(
         "{considered} configurations considered; --format json lists each and why it lost \
          (memory, SLA, cost). Figures: crates/pertoken-cost/data (every one sourced); J/token at TDP."
     );
+}
+
+/// How the cost model fared against published measurements on each compared part's family, so
+/// a reader knows how far to trust each row.
+fn accuracy(parts: &[PartResult]) {
+    let Ok(scored) = pertoken_cost::validation::score() else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for p in parts {
+        let f = family(&p.hardware);
+        if seen.contains(&f) {
+            continue;
+        }
+        seen.push(f);
+        let mine: Vec<_> = scored
+            .iter()
+            .filter(|s| family(&s.hardware) == f)
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            println!("validation: {f}: no published point yet");
+            continue;
+        }
+        let s = pertoken_cost::validation::summarize(&mine);
+        let mut errors: Vec<f64> = mine.iter().map(|s| s.error).collect();
+        errors.sort_by(f64::total_cmp);
+        println!(
+            "validation: {f}: {} of {} published points within ±15%, median error {:+.0}%",
+            s.within_15,
+            s.points,
+            errors[errors.len() / 2] * 100.0
+        );
+    }
 }
 
 /// Cost per 1M output tokens against tokens/s per user, one curve per part (the cheapest

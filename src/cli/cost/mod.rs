@@ -278,7 +278,7 @@ fn deployment(
     let format = WeightFormat::parse(&args.weights)?;
     let dtype = args.compute_dtype.to_ascii_lowercase();
     let mut efficiency = Efficiency {
-        compute: s.compute_efficiency.value,
+        compute: s.compute_efficiency(&dtype),
         bandwidth: s.bandwidth_efficiency.value,
     };
     let mut launches = s.launches();

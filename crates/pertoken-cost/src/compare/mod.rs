@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::account::WeightFormat;
+use crate::account::{Formats, WeightFormat};
 use crate::estimate::{Deployment, Efficiency, Pricing, Split};
 use crate::latency::interconnect;
 use crate::serving::{Batching, Load, Serving, serve};
@@ -231,14 +231,8 @@ fn deployment(
         (_, Some(l)) => Some(interconnect(&l.name)?),
         (_, None) => None,
     };
-    // A 4-bit float format on a mixture of experts is the experts' (gpt-oss: MXFP4 experts,
-    // bf16 attention); on a dense model, every matmul's.
-    let fp4 = matches!(format, WeightFormat::Mxfp4 | WeightFormat::Nvfp4);
-    let (dense, experts) = if fp4 && m.experts > 1 {
-        (WeightFormat::F16, Some(format))
-    } else {
-        (format, None)
-    };
+    let f = Formats::of_checkpoint(m, format);
+    let (dense, experts) = (f.dense, (f.experts != f.dense).then_some(f.experts));
     let native = format.native_peak() == Some(dtype);
     Ok(Deployment {
         hardware: hw.clone(),
@@ -250,7 +244,7 @@ fn deployment(
         expert_format: experts,
         kv_bytes,
         efficiency: Efficiency {
-            compute: s.compute_efficiency.value,
+            compute: s.compute_efficiency(dtype),
             bandwidth: s.bandwidth_efficiency.value,
         },
         launches: s.launches(),

@@ -176,6 +176,39 @@ impl Deployment {
             })
     }
 
+    /// The dense peak the matmuls outside the experts run at: the compute dtype's, except where
+    /// the experts alone are in a format of their own (gpt-oss's MXFP4 experts beside bf16
+    /// attention), whose other matmuls run at their own format's 16-bit peak.
+    pub fn shared_peak_flops(&self) -> Result<f64> {
+        let h = &self.hardware;
+        match self.expert_format {
+            Some(e) if e != self.format && !self.format.is_quantized() => {
+                let own = self.format.native_peak().and_then(|p| h.dense_peak(p));
+                match own.or(h.dense_peak("bf16")).or(h.dense_peak("fp16")) {
+                    Some(p) => Ok(p),
+                    None => self.peak_flops(),
+                }
+            }
+            _ => self.peak_flops(),
+        }
+    }
+
+    /// The dense peak attention's matmuls run at: they multiply activations by the KV cache,
+    /// not by the weights, so their type is the cache's: fp8 for one-byte KV where the part has
+    /// fp8 tensor cores, else the 16-bit peak (bf16, or fp16), else the compute dtype's.
+    pub fn attention_peak_flops(&self) -> Result<f64> {
+        let h = &self.hardware;
+        let fp8 = if self.kv_bytes <= 1.0 {
+            h.dense_peak("fp8")
+        } else {
+            None
+        };
+        match fp8.or(h.dense_peak("bf16")).or(h.dense_peak("fp16")) {
+            Some(p) => Ok(p),
+            None => self.peak_flops(),
+        }
+    }
+
     /// Why a prediction is only an upper bound, if it is: a quantized format with no sourced
     /// unpacking cost, or one on a device with no sourced FP32 rate to charge it at.
     pub fn upper_bound_reason(&self) -> Option<String> {
@@ -294,18 +327,17 @@ impl Deployment {
             }
         };
         let flops_per_s = self.peak_flops()? * self.efficiency.compute;
+        let shared_flops_per_s = self.shared_peak_flops()? * self.efficiency.compute;
+        let attention_flops_per_s = self.attention_peak_flops()? * self.efficiency.compute;
         let bytes_per_s = self.hardware.achieved_bandwidth(self.efficiency.bandwidth);
         // Each kind of kernel meets its own roofline; the kinds run one after another.
         let roofs = [
-            (work.matmuls, shared_bytes_share),
-            (work.experts, share),
-            (work.attention, share),
+            (work.matmuls, shared_bytes_share, shared_flops_per_s),
+            (work.experts, share, flops_per_s),
+            (work.attention, share, attention_flops_per_s),
         ]
-        .map(|(p, bytes_share)| {
-            (
-                p.flops / flops_per_s / share,
-                p.bytes / bytes_share / bytes_per_s,
-            )
+        .map(|(p, bytes_share, rate)| {
+            (p.flops / rate / share, p.bytes / bytes_share / bytes_per_s)
         });
         let compute: f64 = roofs.iter().map(|r| r.0).sum();
         let memory: f64 = roofs.iter().map(|r| r.1).sum();
