@@ -269,6 +269,13 @@ fn accuracy(parts: &[PartResult]) {
 fn plot(path: &std::path::Path, title: &str, parts: &[PartResult]) -> Result<(), CliError> {
     use plotters::prelude::*;
 
+    // Dollars and device-hours do not share an axis: with any part priced, unpriced ones stay
+    // off the chart (the table lists them).
+    let priced = parts.iter().any(|p| p.price.is_some());
+    let parts: Vec<&PartResult> = parts
+        .iter()
+        .filter(|p| !priced || p.price.is_some())
+        .collect();
     let pts: Vec<(f64, f64)> = parts.iter().flat_map(|p| p.curve.iter().copied()).collect();
     if pts.is_empty() {
         return Err("--plot: no part has a configuration that meets the limits".into());
@@ -292,7 +299,11 @@ fn plot(path: &std::path::Path, title: &str, parts: &[PartResult]) -> Result<(),
         chart
             .configure_mesh()
             .x_desc("tokens/s per user (1 / time per output token)")
-            .y_desc("$ per 1M output tokens (device-hours where unpriced)")
+            .y_desc(if priced {
+                "$ per 1M output tokens"
+            } else {
+                "device-hours per 1M output tokens (no part priced)"
+            })
             .draw()?;
         for (i, p) in parts.iter().enumerate() {
             if p.curve.is_empty() {

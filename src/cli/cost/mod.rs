@@ -92,13 +92,14 @@ pub(crate) struct Args {
     /// Prompt length, tokens.
     #[arg(long, default_value_t = 512)]
     prompt: u64,
-    /// Weight format: f32, f16, bf16, fp8, q8_0, q4_0.
+    /// Weight format: f32, f16, bf16, fp8, int8, int4, mxfp4, nvfp4, q8_0, q4_0, q4_1, q5_0,
+    /// q5_1, q4_k, q5_k, q6_k.
     #[arg(long, default_value = "bf16")]
     weights: String,
     /// Bytes per KV-cache element.
     #[arg(long, default_value_t = 2.0)]
     kv_bytes: f64,
-    /// Which peak applies: fp32, bf16, fp16, fp8, int8.
+    /// Which peak applies: fp32, bf16, fp16, fp8, fp4, int8.
     #[arg(long, default_value = "bf16")]
     compute_dtype: String,
     /// Devices the model is split over.
@@ -108,8 +109,10 @@ pub(crate) struct Args {
     /// expert (a mixture of experts' experts spread over the devices, attention data-parallel).
     #[arg(long, value_enum, default_value_t = SplitArg::Tensor)]
     split: SplitArg,
-    /// The link between devices (for --devices > 1): nvlink3, nvlink4, nvlink-bridge-h100,
-    /// pcie4, pcie5, xgmi-mi300x (sourced latency and bus bandwidth each).
+    /// The link between devices (for --devices > 1; default: the part's own): nvlink3,
+    /// nvlink4, nvlink5, nvlink-bridge-h100, pcie4, pcie5, xgmi-mi300x, xgmi-mi355x,
+    /// gaudi3-roce, neuronlink-v2/-v3/-v4, tpu-ici-v5e/-v5p/-v6e/-v7 (sourced latency and bus
+    /// bandwidth each).
     #[arg(long)]
     interconnect: Option<String>,
     /// Override the interconnect's all-reduce bus bandwidth, GB/s.

@@ -207,3 +207,38 @@ fn the_curve_is_a_front_fastest_first() {
     ]);
     assert_eq!(pts, vec![(20.0, 9.0), (10.0, 5.0), (5.0, 2.0)]);
 }
+
+#[test]
+fn the_tiny_model_on_a_small_part_by_hand() {
+    // A part of 1 GB at $1/h, one device or two, bf16 only. The tiny model's weights are
+    // 202048 · 2 = 404096 bytes; a sequence of 16 + 16 tokens holds 32 · 256 = 8192 bytes of KV.
+    // One device: (0.9e9 − 404096) / 8192 = 109813.97, so 109813 sequences fit, and with no latency limit
+    // the batch is that bound. Two devices cost twice the chip-hours for the same work plus
+    // their all-reduces, so one device wins.
+    let mut c = Catalog::builtin();
+    let mut hw = c.hardware("h100-sxm").unwrap().clone();
+    hw.name = "small".into();
+    hw.memory_gb.value = 1.0;
+    hw.max_devices.as_mut().unwrap().value = 2;
+    hw.price_per_hour.as_mut().unwrap().value = 1.0;
+    c.hardware.push(hw);
+    let m = model("tiny");
+    let mut s = search(&[WeightFormat::F16]);
+    (s.isl, s.osl, s.max_tpot_s) = (16, 16, None);
+    let r = compare(&m, &c, &["small".into()], &s).unwrap();
+    let p = &r[0];
+    // 1 tensor; 2 tensor (4 heads split evenly); 2 layers (2 layers over 2 devices).
+    assert_eq!(p.considered.len(), 3);
+    let best = p.best().unwrap();
+    assert_eq!((best.devices, best.split), (1, "tensor"));
+    let sv = best.serving.as_ref().unwrap();
+    assert_eq!((sv.batch, sv.limited_by), (109_813, "KV memory"));
+    // $ per 1M output tokens: $1/h over the output rate.
+    let usd = 1.0 / (sv.output_tokens_per_s * 3600.0) * 1e6;
+    assert!((best.usd_per_m_output.unwrap() - usd).abs() < 1e-12);
+    for c in &p.considered {
+        if c.devices == 2 {
+            assert!(matches!(c.outcome, Outcome::Cost(_)), "{:?}", c.outcome);
+        }
+    }
+}
