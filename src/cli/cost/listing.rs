@@ -31,25 +31,34 @@ pub(crate) fn models(args: &CatalogArgs) -> Result<(), CliError> {
 pub(crate) fn hardware(args: &CatalogArgs) -> Result<(), CliError> {
     let c = args.load()?;
     println!(
-        "{:<10} {:>7} {:>8} {:>11} {:>11} {:>6} {:>8}  description",
-        "name", "mem GB", "GB/s", "bf16 TFLOP", "fp32 TFLOP", "TDP W", "$/hour"
+        "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>5}  {:<14} {:<12} description",
+        "name", "mem GB", "GB/s", "bf16", "fp8", "fp4", "TDP W", "$/h", "chips", "link", "stack"
     );
     let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+    let tf = |h: &pertoken_cost::Hardware, d: &str| opt(h.dense_peak(d).map(|v| v / 1e12), 0);
     for h in &c.hardware {
         println!(
-            "{:<10} {:>7} {:>8} {:>11} {:>11} {:>6} {:>8}  {}",
+            "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>5}  {:<14} {:<12} {}",
             h.name,
-            h.memory_gb.value,
+            format!("{:.0}", h.memory_gb.value),
             h.bandwidth_gbs.value,
-            opt(h.dense_peak("bf16").map(|v| v / 1e12), 1),
-            opt(h.dense_peak("fp32").map(|v| v / 1e12), 1),
+            tf(h, "bf16"),
+            tf(h, "fp8"),
+            tf(h, "fp4"),
             opt(h.tdp_w.as_ref().map(|f| f.value), 0),
             opt(h.price_per_hour.as_ref().map(|f| f.value), 2),
+            h.max_devices
+                .as_ref()
+                .map_or("-".to_owned(), |m| m.value.to_string()),
+            h.interconnect.as_ref().map_or("-", |l| l.name.as_str()),
+            h.stack.as_ref().map_or("-", |s| s.name.as_str()),
             h.description
         );
     }
     println!(
-        "Every figure's source and date: crates/pertoken-cost/data/hardware.toml. '-': not sourced."
+        "Peaks in dense TFLOP/s; $/h on demand per device (other kinds: `prices` in the file); \
+         chips: the largest platform searched when comparing parts. Every figure's source and \
+         date: crates/pertoken-cost/data/hardware.toml. '-': not sourced."
     );
     Ok(())
 }
