@@ -6,6 +6,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     quiet_device_select();
+    quiet_broken_pipe();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -34,5 +35,18 @@ fn quiet_device_select() {
         unsafe {
             std::env::set_var("NODEVICE_SELECT", "1");
         }
+    }
+}
+
+/// Restores the default action of SIGPIPE, so that `pertoken … | head` ends quietly when the
+/// reader closes the pipe, as command-line tools do, instead of panicking in `println!` (Rust
+/// ignores SIGPIPE, turning a closed pipe into a write error that `println!` panics on).
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    // SAFETY: setting a signal's disposition to its default has no preconditions; it runs
+    // first thing in main, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -316,3 +316,28 @@ fn cost_uses_each_parts_own_link_and_a_bandwidth_alone() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("--interconnect-gbs 32"), "{stdout}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_reader_that_closes_the_pipe_ends_the_listing_quietly() {
+    // `pertoken models | head -1`: the reader closes the pipe before the listing is written.
+    // The process must end without a panic on stderr (a closed pipe is SIGPIPE's to handle).
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pertoken"))
+        .args(["models"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
