@@ -96,6 +96,15 @@ impl Interconnect {
     }
 }
 
+/// The link `devices` devices of `hw` use in its usual platform (`interconnect` in
+/// hardware.toml); `None` for one device or a part with no usual link.
+pub fn usual_link(hw: &crate::Hardware, devices: u64) -> Result<Option<Interconnect>> {
+    match &hw.interconnect {
+        Some(l) if devices > 1 => interconnect(&l.name).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// A link known only by its all-reduce bus bandwidth (`--interconnect-gbs` on a part with no
 /// usual link): that bandwidth, with the PCIe 4 ring's measured latency.
 pub fn given_link(busbw_gbs: f64) -> Result<Interconnect> {

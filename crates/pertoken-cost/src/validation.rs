@@ -4,9 +4,9 @@
 
 use serde::Deserialize;
 
-use crate::account::{Formats, WeightFormat, decode_step};
-use crate::estimate::{Deployment, Efficiency, Split};
-use crate::latency::interconnect;
+use crate::account::{WeightFormat, decode_step};
+use crate::estimate::{Deployment, Split};
+use crate::latency::{interconnect, usual_link};
 use crate::serving::{Batching, Load, serve};
 use crate::{Catalog, CostError, Result, stack};
 
@@ -142,42 +142,34 @@ fn need<T>(v: Option<T>, id: &str, what: &str) -> Result<T> {
 pub fn deployment(p: &Point, catalog: &Catalog) -> Result<Deployment> {
     let s = stack(&p.stack)?;
     let format = WeightFormat::parse(&p.format)?;
-    let hardware = catalog.hardware(&p.hardware)?.clone();
-    let formats = Formats::of_checkpoint(catalog.model(&p.model)?, format);
-    // Weights the part's tensor cores read natively need no unpacking.
-    let native = format.native_peak() == Some(p.compute_dtype.as_str());
-    Ok(Deployment {
-        hardware: hardware.clone(),
-        devices: p.devices,
-        split: match p.split.as_deref() {
-            None | Some("tensor") => Split::Tensor,
-            Some("layers") => Split::Layers,
-            Some("expert") => Split::Expert,
-            Some(other) => {
-                return Err(CostError::InvalidInput {
-                    what: "split",
-                    reason: format!("{}: {other:?}, expected tensor, layers or expert", p.id),
-                });
-            }
-        },
-        // A point that names no link runs over its part's usual one.
-        interconnect: match (&p.interconnect, &hardware.interconnect) {
-            (Some(name), _) => Some(interconnect(name)?),
-            (None, Some(usual)) if p.devices > 1 => Some(interconnect(&usual.name)?),
-            _ => None,
-        },
-        compute_dtype: p.compute_dtype.clone(),
-        format: formats.dense,
-        expert_format: (formats.experts != formats.dense).then_some(formats.experts),
-        kv_bytes: p.kv_bytes,
-        efficiency: Efficiency {
-            compute: s.compute_efficiency(&p.compute_dtype),
-            bandwidth: s.bandwidth_efficiency.value,
-        },
-        launches: s.launches(),
-        dequant_ops: s.dequant_ops(formats.dense).or(native.then_some(0.0)),
-        overhead_s: 0.0,
-    })
+    let hardware = catalog.hardware(&p.hardware)?;
+    let split = match p.split.as_deref() {
+        None | Some("tensor") => Split::Tensor,
+        Some("layers") => Split::Layers,
+        Some("expert") => Split::Expert,
+        Some(other) => {
+            return Err(CostError::InvalidInput {
+                what: "split",
+                reason: format!("{}: {other:?}, expected tensor, layers or expert", p.id),
+            });
+        }
+    };
+    // A point that names no link runs over its part's usual one.
+    let link = match &p.interconnect {
+        Some(name) => Some(interconnect(name)?),
+        None => usual_link(hardware, p.devices)?,
+    };
+    Ok(Deployment::with_stack(
+        catalog.model(&p.model)?,
+        hardware,
+        &s,
+        p.devices,
+        split,
+        link,
+        format,
+        &p.compute_dtype,
+        p.kv_bytes,
+    ))
 }
 
 /// Predicts one point.

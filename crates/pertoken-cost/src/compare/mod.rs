@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use crate::account::{Formats, WeightFormat};
-use crate::estimate::{Deployment, Efficiency, Pricing, Split};
-use crate::latency::interconnect;
+use crate::account::WeightFormat;
+use crate::estimate::{Deployment, Pricing, Split};
+use crate::latency::usual_link;
 use crate::serving::{Batching, Load, Serving, serve};
 use crate::{Catalog, CostError, Hardware, Model, Price, Result, Stack, stack};
 
@@ -118,6 +118,11 @@ impl PartResult {
     pub fn best(&self) -> Option<&Config> {
         self.winner.map(|i| &self.considered[i])
     }
+
+    /// The winning configuration with its serving figures.
+    pub fn best_serving(&self) -> Option<(&Config, &Serving)> {
+        self.best().and_then(|c| c.serving.as_ref().map(|s| (c, s)))
+    }
 }
 
 /// The formats tried unless the user names others: bf16 and fp8 (served at near-bf16 accuracy:
@@ -212,46 +217,6 @@ fn formats(
         out.push((f, verdict));
     }
     out
-}
-
-/// The deployment of one configuration.
-#[allow(clippy::too_many_arguments)]
-fn deployment(
-    m: &Model,
-    hw: &Hardware,
-    s: &Stack,
-    devices: u64,
-    split: Split,
-    format: WeightFormat,
-    dtype: &str,
-    kv_bytes: f64,
-) -> Result<Deployment> {
-    let link = match (devices, &hw.interconnect) {
-        (1, _) => None,
-        (_, Some(l)) => Some(interconnect(&l.name)?),
-        (_, None) => None,
-    };
-    let f = Formats::of_checkpoint(m, format);
-    let (dense, experts) = (f.dense, (f.experts != f.dense).then_some(f.experts));
-    let native = format.native_peak() == Some(dtype);
-    Ok(Deployment {
-        hardware: hw.clone(),
-        devices,
-        split,
-        interconnect: link,
-        compute_dtype: dtype.to_owned(),
-        format: dense,
-        expert_format: experts,
-        kv_bytes,
-        efficiency: Efficiency {
-            compute: s.compute_efficiency(dtype),
-            bandwidth: s.bandwidth_efficiency.value,
-        },
-        launches: s.launches(),
-        // Weights the tensor cores read natively need no unpacking.
-        dequant_ops: s.dequant_ops(dense).or(native.then_some(0.0)),
-        overhead_s: 0.0,
-    })
 }
 
 /// Why `split` over `devices` cannot hold `m`, if it cannot.
@@ -413,7 +378,17 @@ fn part(m: &Model, hw: &Hardware, s: &Stack, search: &Search) -> Result<PartResu
                         continue;
                     }
                 };
-                let d = deployment(m, hw, s, devices, split, format, &dtype, search.kv_bytes)?;
+                let d = Deployment::with_stack(
+                    m,
+                    hw,
+                    s,
+                    devices,
+                    split,
+                    usual_link(hw, devices)?,
+                    format,
+                    &dtype,
+                    search.kv_bytes,
+                );
                 c.compute_dtype = dtype;
                 c.interconnect = d.interconnect.as_ref().map(|i| i.name.clone());
                 c.upper_bound = d.upper_bound_reason();

@@ -49,18 +49,19 @@ fn a_model_too_big_for_one_device_wins_on_several() {
     let sv = best.serving.as_ref().unwrap();
     assert!(sv.tpot_s <= 0.05);
     if sv.limited_by == "latency limit" {
-        let s = stack("vllm").unwrap();
-        let d = deployment(
+        let hw = Catalog::builtin().hardware("h100-sxm").unwrap().clone();
+        let link = usual_link(&hw, best.devices).unwrap();
+        let d = Deployment::with_stack(
             &m,
-            &p.considered[0].clone_hw(),
-            &s,
+            &hw,
+            &stack("vllm").unwrap(),
             best.devices,
             Split::Tensor,
+            link,
             WeightFormat::F16,
             "bf16",
             2.0,
-        )
-        .unwrap();
+        );
         let load = Load {
             isl: 1000,
             osl: 1000,
@@ -73,12 +74,6 @@ fn a_model_too_big_for_one_device_wins_on_several() {
     }
     // 8 devices' replicas: an 8-GPU server holds 8 / devices instances.
     assert_eq!(best.replicas, 8 / best.devices);
-}
-
-impl Config {
-    fn clone_hw(&self) -> Hardware {
-        Catalog::builtin().hardware("h100-sxm").unwrap().clone()
-    }
 }
 
 #[test]

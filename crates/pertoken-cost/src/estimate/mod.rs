@@ -6,7 +6,7 @@ use crate::account::{
     weight_bytes_touched,
 };
 use crate::latency::{Interconnect, Launches, allreduce_bytes, allreduces_per_step, interconnects};
-use crate::{CostError, Hardware, Model, Result};
+use crate::{CostError, Hardware, Model, Result, Stack};
 
 /// Fractions of peak compute and bandwidth the kernels achieve.
 ///
@@ -153,6 +153,44 @@ impl StepTime {
 }
 
 impl Deployment {
+    /// `m` served by stack `s` on `devices` of `hw` over `interconnect`, its matmuls at the
+    /// `dtype` peak: the stack's efficiencies (its own for `dtype` where it has one) and
+    /// launches, a checkpoint "in `format`" ([`Formats::of_checkpoint`]: 4-bit float experts
+    /// beside 16-bit attention for a mixture of experts), and no unpacking cost for weights the
+    /// tensor cores read natively.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_stack(
+        m: &Model,
+        hw: &Hardware,
+        s: &Stack,
+        devices: u64,
+        split: Split,
+        interconnect: Option<Interconnect>,
+        format: WeightFormat,
+        dtype: &str,
+        kv_bytes: f64,
+    ) -> Deployment {
+        let f = Formats::of_checkpoint(m, format);
+        let native = format.native_peak() == Some(dtype);
+        Deployment {
+            hardware: hw.clone(),
+            devices,
+            split,
+            interconnect,
+            compute_dtype: dtype.to_owned(),
+            format: f.dense,
+            expert_format: (f.experts != f.dense).then_some(f.experts),
+            kv_bytes,
+            efficiency: Efficiency {
+                compute: s.compute_efficiency(dtype),
+                bandwidth: s.bandwidth_efficiency.value,
+            },
+            launches: s.launches(),
+            dequant_ops: s.dequant_ops(f.dense).or(native.then_some(0.0)),
+            overhead_s: 0.0,
+        }
+    }
+
     /// The weights' formats: `format`, and `expert_format` for the experts where given.
     pub fn formats(&self) -> Formats {
         Formats {
