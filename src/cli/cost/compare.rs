@@ -103,7 +103,7 @@ pub(super) fn run(args: &Args, model: &Model, catalog: &Catalog) -> Result<(), C
                  tokens_per_s_per_user,tokens_per_s_per_chip,ttft_s,joules_per_token,price_kind"
             );
             for (i, p) in parts.iter().enumerate() {
-                let (c, sv) = match p.best().and_then(|c| c.serving.as_ref().map(|s| (c, s))) {
+                let (c, sv) = match p.best_serving() {
                     Some(x) => x,
                     None => {
                         println!("{},{},{},,,,,,,,,,,", i + 1, p.hardware, p.stack);
@@ -174,7 +174,7 @@ fn table(model: &Model, args: &Args, isl: u64, osl: u64, parts: &[PartResult]) {
         let price = p.price.as_ref().map_or("none sourced".to_owned(), |pr| {
             format!("${:.3}/chip-h {} ({})", pr.value, pr.kind, pr.date)
         });
-        match p.best().and_then(|c| c.serving.as_ref().map(|s| (c, s))) {
+        match p.best_serving() {
             Some((c, sv)) => println!(
                 "{:>2} {:<9} {:<11} {:>5} {:<6} {:<6} {:>5} {:>9} {:>9} {:>8.1} {:>8.0} {:>7.2} {:>7}  {price}{}",
                 i + 1,
@@ -280,31 +280,12 @@ fn plot(path: &std::path::Path, title: &str, parts: &[PartResult]) -> Result<(),
     if pts.is_empty() {
         return Err("--plot: no part has a configuration that meets the limits".into());
     }
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (x, y) in &pts {
-        (x0, x1, y0, y1) = (x0.min(*x), x1.max(*x), y0.min(*y), y1.max(*y));
-    }
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(
-                (x0 * 0.8..x1 * 1.25).log_scale(),
-                (y0 * 0.8..y1 * 1.25).log_scale(),
-            )?;
-        chart
-            .configure_mesh()
-            .x_desc("tokens/s per user (1 / time per output token)")
-            .y_desc(if priced {
-                "$ per 1M output tokens"
-            } else {
-                "device-hours per 1M output tokens (no part priced)"
-            })
-            .draw()?;
+    let y_desc = if priced {
+        "$ per 1M output tokens"
+    } else {
+        "device-hours per 1M output tokens (no part priced)"
+    };
+    super::listing::cost_chart(path, (960, 600), title, y_desc, &pts, true, |chart| {
         for (i, p) in parts.iter().enumerate() {
             if p.curve.is_empty() {
                 continue;
@@ -323,13 +304,6 @@ fn plot(path: &std::path::Path, title: &str, parts: &[PartResult]) -> Result<(),
                     .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
-        root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| format!("--plot {}: {e}", path.display()).into())
+    })
 }

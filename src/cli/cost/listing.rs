@@ -63,6 +63,65 @@ pub(crate) fn hardware(args: &CatalogArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A chart's drawing area: cost per 1M output tokens against tokens/s per user, both on log axes.
+pub(super) type CostChart<'a, 'b> = plotters::chart::ChartContext<
+    'a,
+    plotters::backend::SVGBackend<'b>,
+    plotters::coord::cartesian::Cartesian2d<
+        plotters::coord::combinators::LogCoord<f64>,
+        plotters::coord::combinators::LogCoord<f64>,
+    >,
+>;
+
+/// Writes an SVG of `size` to `path`: cost per 1M output tokens (`y_desc` says in what) against
+/// tokens/s per user, on log axes around `points` (x, y), with what `series` draws on it and, with
+/// `legend`, the labels it gave its series. Errors name the --plot file.
+pub(super) fn cost_chart(
+    path: &std::path::Path,
+    size: (u32, u32),
+    title: &str,
+    y_desc: &str,
+    points: &[(f64, f64)],
+    legend: bool,
+    series: impl FnOnce(&mut CostChart<'_, '_>) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), CliError> {
+    use plotters::prelude::*;
+
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(
+                (x0 * 0.8..x1 * 1.25).log_scale(),
+                (y0 * 0.8..y1 * 1.25).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("tokens/s per user (1 / time per output token)")
+            .y_desc(y_desc)
+            .draw()?;
+        series(&mut chart)?;
+        if legend {
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| format!("--plot {}: {e}", path.display()).into())
+}
+
 /// Cost per million output tokens against tokens/s per user, one point per batch size that fits,
 /// with the Pareto front drawn as a line.
 pub(super) fn plot(
@@ -83,40 +142,26 @@ pub(super) fn plot(
             e.usd_per_m_output.unwrap_or(1e6 / e.decode_tokens_per_s),
         )
     };
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for e in &fit {
-        let (x, y) = xy(e);
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-    }
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(
-                (x0 * 0.8..x1 * 1.25).log_scale(),
-                (y0 * 0.8..y1 * 1.25).log_scale(),
-            )?;
-        chart
-            .configure_mesh()
-            .x_desc("tokens/s per user (1 / time per output token)")
-            .y_desc("$ per 1M output tokens (device-seconds per 1M without a price)")
-            .draw()?;
-        let front = pareto(estimates, None);
-        let mut line: Vec<(f64, f64)> = front.iter().map(xy).collect();
-        line.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart.draw_series(LineSeries::new(line, &BLUE))?;
-        chart.draw_series(fit.iter().map(|e| {
-            let (x, y) = xy(e);
-            EmptyElement::at((x, y))
-                + Circle::new((0, 0), 4, BLUE.filled())
-                + Text::new(format!("b={}", e.batch), (6, -14), ("sans-serif", 13))
-        }))?;
-        root.present()?;
-        Ok(())
-    };
-    draw().map_err(|e| format!("--plot {}: {e}", path.display()).into())
+    let points: Vec<(f64, f64)> = fit.iter().map(|e| xy(e)).collect();
+    cost_chart(
+        path,
+        (900, 560),
+        title,
+        "$ per 1M output tokens (device-seconds per 1M without a price)",
+        &points,
+        false,
+        |chart| {
+            let front = pareto(estimates, None);
+            let mut line: Vec<(f64, f64)> = front.iter().map(xy).collect();
+            line.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart.draw_series(LineSeries::new(line, &BLUE))?;
+            chart.draw_series(fit.iter().map(|e| {
+                let (x, y) = xy(e);
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 4, BLUE.filled())
+                    + Text::new(format!("b={}", e.batch), (6, -14), ("sans-serif", 13))
+            }))?;
+            Ok(())
+        },
+    )
 }
